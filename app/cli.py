@@ -1,0 +1,66 @@
+"""The ``metaserve`` command: serve, database, registry, meta-training and evaluation."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metaserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the HTTP service (uvicorn)")
+
+    db = sub.add_parser("db", help="database migrations")
+    db.add_argument("action", choices=["upgrade"])
+
+    ml = sub.add_parser("meta-learners", help="the registry of shipped meta-learners")
+    ml.add_argument("action", choices=["list"])
+
+    tr = sub.add_parser("train", help="meta-train from a TOML config (resumes from a checkpoint)")
+    tr.add_argument("config", type=Path)
+    tr.add_argument("--out", type=Path, default=None, help="default: models/<name>")
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--max-minutes", type=float, default=0.0, help="stop cleanly after this")
+    tr.add_argument("--no-progress", action="store_true")
+
+    ev = sub.add_parser("evaluate", help="evaluate a meta-learner folder on test tasks")
+    ev.add_argument("model", type=Path)
+    ev.add_argument("--ways", type=int, default=5)
+    ev.add_argument("--shots", type=int, default=1)
+    ev.add_argument("--tasks", type=int, default=600)
+    ev.add_argument("--queries", type=int, default=15, help="query examples per class / task")
+    ev.add_argument("--steps", type=int, default=None, help="adaptation steps (default: model's)")
+    ev.add_argument("--seed", type=int, default=2024)
+    ev.add_argument("--omniglot-runs", type=Path, default=None, help="path to all_runs.zip")
+    ev.add_argument("--record", action="store_true", help="write the result into the manifest")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "train":
+        from app.meta.reports import train_command
+
+        manifest = train_command(args.config, args.out, args.device, args.max_minutes)
+        print(json.dumps(manifest["training"]["best_validation"]))
+    elif args.command == "evaluate":
+        from app.meta.reports import evaluate_command
+
+        report = evaluate_command(
+            args.model, args.ways, args.shots, args.tasks, args.queries, args.steps,
+            args.seed, args.omniglot_runs, args.record,
+        )
+        print(json.dumps(report["row"]))
+    else:
+        from app.service_cli import run_service_command
+
+        return run_service_command(args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""ANIL: Almost No Inner Loop — MAML whose inner loop adapts the head only.
+
+Raghu, Raghu, Bengio, Vinyals (2020), "Rapid Learning or Feature Reuse? Towards Understanding
+the Effectiveness of MAML", ICLR. The encoder is meta-learned but frozen during adaptation;
+the support features are computed once and only the linear head takes gradient steps.
+
+Adapted state: the head (``head.weight``, ``head.bias``) only.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call
+
+from app.meta.algorithms.base import MetaLearner
+from app.meta.algorithms.inner_loop import gradient_descent
+from app.meta.backbones import expand_head, with_prefix
+from app.meta.types import AdaptedState
+
+
+class ANIL(MetaLearner):
+    """Head-only inner loop. hparams: inner_lr, inner_steps, first_order."""
+
+    name = "anil"
+    family = "optimization"
+    has_steps = True
+
+    def features(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self.model.encoder, with_prefix(params, "encoder"), (x,))
+
+    @staticmethod
+    def head_only(params: dict[str, Tensor]) -> dict[str, Tensor]:
+        return {k: v for k, v in params.items() if k.startswith("head.")}
+
+    def initial_state(self, ways: int) -> AdaptedState:
+        head = expand_head(self.head_only(self.frozen()), ways)
+        return {k: v.contiguous() for k, v in head.items()}
+
+    def adapt_params(
+        self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
+    ) -> AdaptedState:
+        feats = self.features(params, x)
+        head = expand_head(self.head_only(params), ways)
+
+        def support_loss(h: dict[str, Tensor]) -> Tensor:
+            return self.loss(F.linear(feats, h["head.weight"], h["head.bias"]), y)
+
+        lr = float(self.hparams.get("inner_lr", 0.1))
+        first_order = bool(self.hparams.get("first_order", False))
+        return gradient_descent(support_loss, head, lr, steps, first_order)
+
+    def predict_params(
+        self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
+    ) -> Tensor:
+        return F.linear(self.features(params, x), state["head.weight"], state["head.bias"])

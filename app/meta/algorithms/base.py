@@ -1,0 +1,153 @@
+"""The interface every meta-learner implements, and the pieces they share.
+
+A meta-learner holds *meta-parameters* (``self.params``: a dict of leaf tensors that the
+outer loop trains). Everything else is a pure function of them:
+
+* ``adapt(x, y, ways, options) -> AdaptedState``: clone, adapt on the support set;
+* ``predict(state, x) -> Tensor``: logits (classification) or values (regression);
+* ``adapt_batch`` / ``predict_batch``: the same for many tasks in one ``vmap``-ed call;
+* ``meta_gradient(batch) -> (loss, grads)``: one outer step's gradient for the trainer.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call, vmap
+
+from app.meta.types import AdaptedState, TaskBatch
+
+
+@dataclass(frozen=True)
+class AdaptOptions:
+    """Per-request adaptation options; ``None`` means the meta-learner's default."""
+
+    steps: int | None = None
+
+
+class MetaLearner(ABC):
+    """Base class: a backbone, its meta-parameters and the task type."""
+
+    name: ClassVar[str]
+    family: ClassVar[str]  # "optimization" | "metric" | "parameter-generating"
+    has_steps: ClassVar[bool] = False
+
+    def __init__(self, model: nn.Module, task_type: str, **hparams: Any) -> None:
+        if task_type not in ("classification", "regression"):
+            raise ValueError(f"unknown task type {task_type!r}")
+        self.model = model
+        self.task_type = task_type
+        self.hparams = dict(hparams)
+        self.params: dict[str, Tensor] = {
+            k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()
+        }
+
+    # ----- the serving interface -------------------------------------------------------
+    @abstractmethod
+    def adapt_params(
+        self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
+    ) -> AdaptedState:
+        """Adapt one task as a pure function of the meta-parameters (differentiable)."""
+
+    @abstractmethod
+    def predict_params(
+        self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
+    ) -> Tensor:
+        """Outputs for one task's inputs given meta-parameters and an adapted state."""
+
+    def train_steps(self) -> int:
+        """Inner steps during meta-training."""
+        return int(self.hparams.get("inner_steps", 0))
+
+    def default_steps(self) -> int:
+        """Inner steps at adaptation time unless a request asks otherwise."""
+        return int(self.hparams.get("eval_steps", self.train_steps()))
+
+    def resolve_steps(self, options: AdaptOptions | None) -> int:
+        if options is None or options.steps is None:
+            return self.default_steps()
+        return int(options.steps)
+
+    def frozen(self) -> dict[str, Tensor]:
+        return {k: v.detach() for k, v in self.params.items()}
+
+    def adapt(
+        self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None
+    ) -> AdaptedState:
+        """Adapt to one task's support set; the result holds no autograd history."""
+        state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options))
+        return {k: v.detach().contiguous() for k, v in state.items()}
+
+    def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
+        with torch.no_grad():
+            return self.predict_params(self.frozen(), state, x)
+
+    def adapt_batch(
+        self, xs: Tensor, ys: Tensor, ways: int = 0, options: AdaptOptions | None = None
+    ) -> AdaptedState:
+        """Adapt many tasks of one shape at once (``vmap`` over dim 0)."""
+        steps = self.resolve_steps(options)
+        params = self.frozen()
+        fn = vmap(lambda x, y: self.adapt_params(params, x, y, ways, steps), randomness="same")
+        return {k: v.detach().contiguous() for k, v in fn(xs, ys).items()}
+
+    def predict_batch(self, states: AdaptedState, xs: Tensor) -> Tensor:
+        """Predict for many (state, inputs) pairs at once; states stacked on dim 0."""
+        params = self.frozen()
+        with torch.no_grad():
+            return vmap(lambda s, x: self.predict_params(params, s, x))(states, xs)
+
+    def initial_state(self, ways: int) -> AdaptedState | None:
+        """The state before any adaptation, where that is meaningful (for loss reports)."""
+        return None
+
+    # ----- losses ----------------------------------------------------------------------
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        if self.task_type == "classification":
+            return F.cross_entropy(outputs, targets)
+        return F.mse_loss(outputs, targets)
+
+    def support_loss(self, state: AdaptedState, x: Tensor, y: Tensor) -> float:
+        return float(self.loss(self.predict(state, x), y))
+
+    # ----- meta-training ---------------------------------------------------------------
+    def task_query_loss(self, params: dict[str, Tensor], sx, sy, qx, qy, ways: int) -> Tensor:
+        state = self.adapt_params(params, sx, sy, ways, self.train_steps())
+        return self.loss(self.predict_params(params, state, qx), qy)
+
+    def meta_gradient(self, batch: TaskBatch) -> tuple[float, dict[str, Tensor]]:
+        """Mean query loss over the batch and its gradient w.r.t. the meta-parameters."""
+
+        def outer(params: dict[str, Tensor]) -> Tensor:
+            per_task = vmap(
+                lambda sx, sy, qx, qy: self.task_query_loss(params, sx, sy, qx, qy, batch.ways),
+                randomness="same",
+            )(batch.support_x, batch.support_y, batch.query_x, batch.query_y)
+            return per_task.mean()
+
+        grads, loss = torch.func.grad_and_value(outer)(self.frozen())
+        return float(loss), grads
+
+    def forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self.model, params, (x,))
+
+    def meta_parameters(self) -> list[Tensor]:
+        return list(self.params.values())
+
+    def state_dict(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self.params.items()}
+
+    def load_state_dict(self, tensors: dict[str, Tensor]) -> None:
+        missing = set(self.params) ^ set(tensors)
+        if missing:
+            raise ValueError(f"checkpoint keys do not match the meta-learner: {sorted(missing)}")
+        with torch.no_grad():
+            for k, v in tensors.items():
+                if v.shape != self.params[k].shape:
+                    raise ValueError(f"shape mismatch for {k}: {tuple(v.shape)}")
+                self.params[k].copy_(v)

@@ -1,0 +1,56 @@
+"""MAML: Model-Agnostic Meta-Learning, second- and first-order.
+
+Finn, Abbeel, Levine (2017), "Model-Agnostic Meta-Learning for Fast Adaptation of Deep
+Networks", ICML. The outer loop learns an initialisation θ; a task is adapted by ``steps``
+gradient steps on its support set, θ' = θ - α ∇L_support(θ), and the meta-objective is the
+query loss at θ'. ``first_order=True`` drops the second derivatives (FOMAML).
+
+Adapted state: every weight of the network (all of them change).
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from app.meta.algorithms.base import MetaLearner
+from app.meta.algorithms.inner_loop import gradient_descent
+from app.meta.backbones import expand_head
+from app.meta.types import AdaptedState
+
+
+class MAML(MetaLearner):
+    """Learned initialisation adapted by SGD. hparams: inner_lr, inner_steps, first_order."""
+
+    name = "maml"
+    family = "optimization"
+    has_steps = True
+
+    def weights(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The network's weights among the meta-parameters."""
+        return params
+
+    def inner_lrs(
+        self, params: dict[str, Tensor], fast: dict[str, Tensor]
+    ) -> dict[str, Tensor] | float:
+        return float(self.hparams.get("inner_lr", 0.01))
+
+    def initial_state(self, ways: int) -> AdaptedState:
+        start = expand_head(self.weights(self.frozen()), ways)
+        return {k: v.contiguous() for k, v in start.items()}
+
+    def adapt_params(
+        self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
+    ) -> AdaptedState:
+        fast = expand_head(self.weights(params), ways)
+
+        def support_loss(p: dict[str, Tensor]) -> Tensor:
+            return self.loss(self.forward(p, x), y)
+
+        first_order = bool(self.hparams.get("first_order", False))
+        lrs = self.inner_lrs(params, fast)
+        return gradient_descent(support_loss, fast, lrs, steps, first_order)
+
+    def predict_params(
+        self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
+    ) -> Tensor:
+        return self.forward(state, x)

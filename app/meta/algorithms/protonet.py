@@ -1,0 +1,49 @@
+"""Prototypical Networks: classify by distance to class means in a learned embedding.
+
+Snell, Swersky, Zemel (2017), "Prototypical Networks for Few-shot Learning", NeurIPS. A task
+is adapted by embedding its support set and averaging each class's embeddings into a
+prototype c_k; a query's logits are −‖f(x) − c_k‖². No gradient steps at adaptation time.
+
+Adapted state: ``prototypes`` ``[ways, feature_dim]``.
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor
+from torch.func import functional_call
+
+from app.meta.algorithms.base import MetaLearner
+from app.meta.backbones import with_prefix
+from app.meta.types import AdaptedState
+
+
+class ProtoNet(MetaLearner):
+    """Metric-based learner; the head of the backbone is unused."""
+
+    name = "protonet"
+    family = "metric"
+
+    def __init__(self, model, task_type: str = "classification", **hparams) -> None:
+        if task_type != "classification":
+            raise ValueError("Prototypical Networks classify; use another algorithm for regression")
+        super().__init__(model, task_type, **hparams)
+        self.params = {k: v for k, v in self.params.items() if k.startswith("encoder.")}
+
+    def embed(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        return functional_call(self.model.encoder, with_prefix(params, "encoder"), (x,))
+
+    def adapt_params(
+        self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
+    ) -> AdaptedState:
+        onehot = F.one_hot(y, ways).to(x.dtype)  # [n, ways]
+        sums = onehot.T @ self.embed(params, x)  # [ways, d]
+        return {"prototypes": sums / onehot.sum(0).clamp_min(1.0)[:, None]}
+
+    def predict_params(
+        self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
+    ) -> Tensor:
+        z = self.embed(params, x)
+        protos = state["prototypes"]
+        sq = (z * z).sum(-1, keepdim=True) - 2 * z @ protos.T + (protos * protos).sum(-1)
+        return -sq

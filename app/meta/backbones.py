@@ -1,0 +1,91 @@
+"""Base networks, used functionally (``torch.func.functional_call``).
+
+* :class:`Conv4`: the four-block convolutional network of Vinyals et al. (2016), used by MAML
+  (Finn et al., 2017) and Prototypical Networks (Snell et al., 2017) on 28x28 grey images.
+  Normalisation is per example (GroupNorm with one group, i.e. LayerNorm over C,H,W) so that
+  a prediction never depends on the other inputs of a batch and nothing keeps running state.
+* :class:`SineMLP`: the 1-40-40-1 ReLU network of the MAML sinusoid experiment.
+
+Both expose ``encoder`` (features) and ``head`` (a linear layer). Classification heads hold a
+single row that is repeated for each class at adaptation time (Ye & Chao, 2022, "How to train
+your MAML to excel in few-shot classification"): the learner then serves any number of ways
+and is invariant to the order of the labels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+
+def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1),
+        nn.GroupNorm(1, out_channels),
+        nn.ReLU(),
+        nn.MaxPool2d(2),
+    )
+
+
+class Conv4(nn.Module):
+    """Four conv blocks (64 channels) on ``[B, 1, 28, 28]`` inputs, 64 features."""
+
+    def __init__(self, in_channels: int = 1, channels: int = 64, head_rows: int = 1) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            conv_block(in_channels, channels),
+            conv_block(channels, channels),
+            conv_block(channels, channels),
+            conv_block(channels, channels),
+            nn.Flatten(),
+        )
+        self.feature_dim = channels
+        self.head = nn.Linear(channels, head_rows)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder(x))
+
+
+class SineMLP(nn.Module):
+    """1-40-40-1 ReLU regression network."""
+
+    def __init__(self, hidden: int = 40) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(
+            nn.Linear(1, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
+        )
+        self.feature_dim = hidden
+        self.head = nn.Linear(hidden, 1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder(x))
+
+
+BACKBONES: dict[str, type[nn.Module]] = {"conv4": Conv4, "sine_mlp": SineMLP}
+
+
+def build_backbone(name: str, **kwargs: int) -> nn.Module:
+    if name not in BACKBONES:
+        raise KeyError(f"unknown backbone {name!r}; known: {sorted(BACKBONES)}")
+    return BACKBONES[name](**kwargs)
+
+
+def with_prefix(params: dict[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The entries of ``params`` under ``prefix.``, with the prefix removed."""
+    cut = len(prefix) + 1
+    return {k[cut:]: v for k, v in params.items() if k.startswith(prefix + ".")}
+
+
+def expand_head(params: dict[str, Tensor], ways: int) -> dict[str, Tensor]:
+    """Repeat a one-row classification head to ``ways`` rows (a no-op for regression)."""
+    if ways <= 0:
+        return dict(params)
+    out = dict(params)
+    out["head.weight"] = params["head.weight"].expand(ways, -1)
+    out["head.bias"] = params["head.bias"].expand(ways)
+    return out
+
+
+def parameter_dict(model: nn.Module) -> dict[str, Tensor]:
+    return {k: v for k, v in model.named_parameters()}
+

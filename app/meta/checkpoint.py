@@ -1,0 +1,102 @@
+"""Build a meta-learner from its spec, and save / load a shipped meta-learner folder.
+
+A folder ``models/<name>/`` holds ``manifest.json`` and ``weights.safetensors``; the
+manifest's ``weights_sha256`` must match the weights file byte for byte.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from app.meta.algorithms import ALGORITHMS, MetaLearner
+from app.meta.backbones import build_backbone
+
+WEIGHTS = "weights.safetensors"
+MANIFEST = "manifest.json"
+
+
+class CheckpointError(Exception):
+    """A meta-learner folder that cannot be served (missing file, bad checksum, bad keys)."""
+
+
+def build_learner(spec: dict[str, Any], seed: int = 0) -> MetaLearner:
+    """A freshly initialised learner from ``algorithm``, ``backbone``, ``task_type``, ``hparams``."""
+    algorithm = spec["algorithm"]
+    if algorithm not in ALGORITHMS:
+        raise CheckpointError(f"unknown algorithm {algorithm!r}; known: {sorted(ALGORITHMS)}")
+    torch.manual_seed(seed)
+    model = build_backbone(spec["backbone"], **spec.get("backbone_args", {}))
+    return ALGORITHMS[algorithm](model, spec["task_type"], **spec.get("hparams", {}))
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write via a temporary file, fsync, then rename: readers never see half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    tmp.replace(path)
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_weights(folder: Path, learner: MetaLearner) -> str:
+    """Write the learner's meta-parameters as safetensors; returns their sha256."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tmp = folder / f".{WEIGHTS}.tmp"
+    save_file({k: v.contiguous() for k, v in learner.state_dict().items()}, str(tmp))
+    with tmp.open("rb") as fh:
+        os.fsync(fh.fileno())
+    tmp.replace(folder / WEIGHTS)
+    return file_sha256(folder / WEIGHTS)
+
+
+def read_manifest(folder: Path) -> dict[str, Any]:
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
+
+
+def load_meta_learner(folder: Path) -> tuple[MetaLearner, dict[str, Any]]:
+    """Load a shipped meta-learner after checking its weights' sha256 against the manifest."""
+    folder = Path(folder)
+    manifest = read_manifest(folder)
+    weights = folder / WEIGHTS
+    if not weights.is_file():
+        raise CheckpointError(f"{weights} is missing")
+    actual = file_sha256(weights)
+    if actual != manifest.get("weights_sha256"):
+        raise CheckpointError(
+            f"{weights} sha256 {actual} does not match the manifest's {manifest.get('weights_sha256')}"
+        )
+    learner = build_learner(manifest["model"], seed=0)
+    try:
+        learner.load_state_dict(load_file(str(weights)))
+    except ValueError as exc:
+        raise CheckpointError(f"{weights}: {exc}") from exc
+    return learner, manifest

@@ -1,0 +1,69 @@
+"""Training configuration files (TOML) for meta-learners, and the task samplers they name."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OMNIGLOT_DIR = Path("..") / "shared" / "data" / "omniglot"
+
+
+def omniglot_dir() -> Path:
+    """``METASERVE_OMNIGLOT_DIR``, default ``../shared/data/omniglot`` (relative to the cwd)."""
+    return Path(os.environ.get("METASERVE_OMNIGLOT_DIR", str(DEFAULT_OMNIGLOT_DIR)))
+
+
+def cache_dir() -> Path:
+    """``METASERVE_CACHE_DIR``, default ``./.cache``: decoded datasets."""
+    return Path(os.environ.get("METASERVE_CACHE_DIR", ".cache"))
+
+
+@dataclass
+class TrainConfig:
+    name: str
+    algorithm: str
+    backbone: str
+    task: str  # "sinusoid" | "omniglot"
+    task_type: str
+    version: str = "1.0.0"
+    seed: int = 0
+    backbone_args: dict[str, Any] = field(default_factory=dict)
+    hparams: dict[str, Any] = field(default_factory=dict)
+    ways: int = 0
+    shots: int = 5
+    queries: int = 10
+    rotations: bool = True
+    meta_batch: int = 16
+    iterations: int = 1000
+    meta_lr: float = 1e-3
+    outer_optimizer: str = "adam"
+    lr_decay_every: int = 0
+    val_every: int = 250
+    val_tasks: int = 200
+    checkpoint_every: int = 500
+    limits: dict[str, int] = field(default_factory=dict)
+    evaluations: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def model_spec(self) -> dict[str, Any]:
+        return {
+            "algorithm": self.algorithm,
+            "backbone": self.backbone,
+            "backbone_args": self.backbone_args,
+            "task_type": self.task_type,
+            "hparams": self.hparams,
+        }
+
+    @classmethod
+    def from_file(cls, path: Path) -> TrainConfig:
+        with Path(path).open("rb") as fh:
+            raw = tomllib.load(fh)
+        train = raw.pop("train", {})
+        unknown = set(raw) | set(train)
+        known = set(cls.__dataclass_fields__)
+        if unknown - known:
+            raise ValueError(f"{path}: unknown keys {sorted(unknown - known)}")
+        return cls(**raw, **train)

@@ -1,0 +1,59 @@
+"""Measure a meta-learner: mean accuracy / MSE with a 95% confidence interval over tasks,
+and the error rate on the 20 one-shot runs of Lake et al. (2015)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+
+import torch
+from tqdm import tqdm
+
+from app.meta.algorithms import AdaptOptions, MetaLearner
+from app.meta.tasks.omniglot import LakeRun
+from app.meta.types import TaskBatch
+
+
+def task_metrics(learner: MetaLearner, batch: TaskBatch, steps: int | None = None) -> torch.Tensor:
+    """Per-task query accuracy (classification) or MSE (regression), adapted in one vmap."""
+    options = AdaptOptions(steps=steps)
+    states = learner.adapt_batch(batch.support_x, batch.support_y, batch.ways, options)
+    outputs = learner.predict_batch(states, batch.query_x)
+    if learner.task_type == "classification":
+        return (outputs.argmax(-1) == batch.query_y).float().mean(-1)
+    return ((outputs - batch.query_y) ** 2).mean(dim=(-1, -2))
+
+
+def summarise(values: Iterable[float]) -> dict[str, float]:
+    """Mean and the half-width of its 95% normal confidence interval."""
+    t = torch.tensor(list(values), dtype=torch.float64)
+    n = t.numel()
+    std = float(t.std(unbiased=True)) if n > 1 else 0.0
+    return {"mean": float(t.mean()), "ci95": 1.96 * std / math.sqrt(n), "tasks": n}
+
+
+def evaluate_tasks(
+    learner: MetaLearner, sampler, n_tasks: int, seed: int, batch_size: int = 20,
+    steps: int | None = None, progress: bool = True,
+) -> dict[str, float]:
+    gen = torch.Generator().manual_seed(seed)
+    values: list[float] = []
+    with tqdm(total=n_tasks, desc="evaluate", disable=not progress, leave=False) as bar:
+        while len(values) < n_tasks:
+            batch = sampler.sample(min(batch_size, n_tasks - len(values)), gen)
+            values.extend(task_metrics(learner, batch, steps).cpu().tolist())
+            bar.update(len(batch))
+    return summarise(values)
+
+
+def evaluate_lake_runs(learner: MetaLearner, runs: list[LakeRun]) -> dict[str, float]:
+    """Error rate over the 400 test items of the 20 within-alphabet 20-way 1-shot runs."""
+    errors = 0
+    per_run = {}
+    for run in runs:
+        state = learner.adapt(run.train, torch.arange(len(run.train)), len(run.train))
+        wrong = int((learner.predict(state, run.test).argmax(-1) != run.answers).sum())
+        per_run[run.name] = wrong / len(run.test)
+        errors += wrong
+    items = sum(len(r.test) for r in runs)
+    return {"error_rate": errors / items, "errors": errors, "items": items, "per_run": per_run}

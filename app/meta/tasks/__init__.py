@@ -1,0 +1,1 @@
+"""Task samplers: sinusoid regression and Omniglot N-way K-shot classification."""
