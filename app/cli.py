@@ -45,7 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         from app.meta.reports import train_command
 
-        manifest = train_command(args.config, args.out, args.device, args.max_minutes)
+        manifest = train_command(
+            args.config, args.out, args.device, args.max_minutes, not args.no_progress
+        )
         print(json.dumps(manifest["training"]["best_validation"]))
     elif args.command == "evaluate":
         from app.meta.reports import evaluate_command

@@ -24,10 +24,15 @@ def command_line() -> str:
     return "metaserve " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
-def train_command(config: Path, out: Path | None, device: str, max_minutes: float) -> dict:
+def train_command(
+    config: Path, out: Path | None, device: str, max_minutes: float, progress: bool = True
+) -> dict:
     cfg = TrainConfig.from_file(config)
     out_dir = out or Path("models") / cfg.name
-    return train(cfg, out_dir, device=device, max_minutes=max_minutes, command=command_line())
+    return train(
+        cfg, out_dir, device=device, max_minutes=max_minutes, command=command_line(),
+        progress=progress,
+    )
 
 
 def protocol_name(task_type: str, ways: int, shots: int, steps: int | None) -> str:

@@ -12,7 +12,7 @@ def training_samplers(cfg: TrainConfig, device: str):
     if cfg.task == "sinusoid":
         return (
             SinusoidTasks(cfg.shots, cfg.queries, device),
-            SinusoidTasks(cfg.shots, 100, "cpu"),
+            SinusoidTasks(cfg.shots, 100, device),
             {"sinusoid": "generated (no data files)"},
         )
     if cfg.task == "omniglot":
@@ -20,7 +20,7 @@ def training_samplers(cfg: TrainConfig, device: str):
         train, val = train_val_split(background)
         return (
             OmniglotTasks(train, cfg.ways, cfg.shots, cfg.queries, cfg.rotations, device),
-            OmniglotTasks(val, cfg.ways, cfg.shots, cfg.queries, False, "cpu"),
+            OmniglotTasks(val, cfg.ways, cfg.shots, cfg.queries, False, device),
             {"images_background": background.sha256},
         )
     raise ValueError(f"unknown task {cfg.task!r}")

@@ -110,9 +110,7 @@ def train(
             done = it + 1 == cfg.iterations
             out_of_time = max_minutes > 0 and time.monotonic() - t0 > max_minutes * 60
             if (it + 1) % cfg.val_every == 0 or done or out_of_time:
-                cpu = build_learner(cfg.model_spec)
-                cpu.load_state_dict({k: v.cpu() for k, v in learner.state_dict().items()})
-                val = evaluate_tasks(cpu, val_tasks, cfg.val_tasks, seed=12345, progress=False)
+                val = evaluate_tasks(learner, val_tasks, cfg.val_tasks, seed=12345, progress=False)
                 record["val"] = val
                 if better(cfg.task_type, val["mean"], best):
                     best, best_params = val["mean"], learner.state_dict()
