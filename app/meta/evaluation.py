@@ -14,11 +14,26 @@ from app.meta.tasks.omniglot import LakeRun
 from app.meta.types import TaskBatch
 
 
-def task_metrics(learner: MetaLearner, batch: TaskBatch, steps: int | None = None) -> torch.Tensor:
-    """Per-task query accuracy (classification) or MSE (regression), adapted in one vmap."""
+def task_metrics(
+    learner: MetaLearner, batch: TaskBatch, steps: int | None = None, batched: bool = True
+) -> torch.Tensor:
+    """Per-task query accuracy (classification) or MSE (regression).
+
+    ``batched`` adapts all tasks in one ``vmap``; otherwise one task at a time (on CPU a loop
+    of ordinary convolutions beats vmapped, i.e. grouped, convolutions for gradient steps).
+    """
     options = AdaptOptions(steps=steps)
-    states = learner.adapt_batch(batch.support_x, batch.support_y, batch.ways, options)
-    outputs = learner.predict_batch(states, batch.query_x)
+    if batched:
+        states = learner.adapt_batch(batch.support_x, batch.support_y, batch.ways, options)
+        outputs = learner.predict_batch(states, batch.query_x)
+    else:
+        outputs = torch.stack([
+            learner.predict(
+                learner.adapt(batch.support_x[i], batch.support_y[i], batch.ways, options),
+                batch.query_x[i],
+            )
+            for i in range(len(batch))
+        ])
     if learner.task_type == "classification":
         return (outputs.argmax(-1) == batch.query_y).float().mean(-1)
     return ((outputs - batch.query_y) ** 2).mean(dim=(-1, -2))
@@ -34,14 +49,21 @@ def summarise(values: Iterable[float]) -> dict[str, float]:
 
 def evaluate_tasks(
     learner: MetaLearner, sampler, n_tasks: int, seed: int, batch_size: int = 20,
-    steps: int | None = None, progress: bool = True,
+    steps: int | None = None, progress: bool = True, batched: bool | None = None,
 ) -> dict[str, float]:
+    """Mean metric and 95% CI over ``n_tasks`` test tasks drawn with ``seed``.
+
+    ``batched`` defaults to vmap except for gradient-based learners on CPU.
+    """
+    if batched is None:
+        on_gpu = next(iter(learner.params.values())).is_cuda
+        batched = on_gpu or not learner.has_steps
     gen = torch.Generator().manual_seed(seed)
     values: list[float] = []
     with tqdm(total=n_tasks, desc="evaluate", disable=not progress, leave=False) as bar:
         while len(values) < n_tasks:
             batch = sampler.sample(min(batch_size, n_tasks - len(values)), gen)
-            values.extend(task_metrics(learner, batch, steps).cpu().tolist())
+            values.extend(task_metrics(learner, batch, steps, batched).cpu().tolist())
             bar.update(len(batch))
     return summarise(values)
 

@@ -72,7 +72,7 @@ def train(
         opt.load_state_dict(ckpt["optimizer"])
         if sched is not None:
             sched.load_state_dict(ckpt["scheduler"])
-        gen.set_state(ckpt["rng"])
+        gen.set_state(ckpt["rng"].cpu())
         start, elapsed = int(ckpt["iteration"]), float(ckpt["elapsed"])
         best = ckpt["best"] if ckpt["best"] == ckpt["best"] else None
         best_params = {k: v.to(device) for k, v in ckpt["best_params"].items()}
