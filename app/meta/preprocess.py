@@ -26,6 +26,10 @@ def preprocess_image(image: Image.Image, size: int = IMAGE_SIZE) -> np.ndarray:
     return (1.0 - pixels)[None]
 
 
+class ImageTooLarge(ValueError):
+    """An image with more pixels than allowed (checked before decoding the pixels)."""
+
+
 def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image:
     """Decode PNG/JPEG bytes, refusing images larger than ``max_pixels`` before decoding."""
     image = Image.open(io.BytesIO(data))
@@ -33,6 +37,6 @@ def decode_image(data: bytes, max_pixels: int = MAX_IMAGE_PIXELS) -> Image.Image
         raise ValueError(f"unsupported image format {image.format!r}; send PNG or JPEG")
     width, height = image.size
     if width * height > max_pixels:
-        raise ValueError(f"image of {width}x{height} pixels exceeds the limit of {max_pixels}")
+        raise ImageTooLarge(f"image of {width}x{height} pixels exceeds the limit of {max_pixels}")
     image.load()
     return image

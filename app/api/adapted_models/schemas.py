@@ -1,0 +1,81 @@
+"""Adapted-model resources: create, read, list, predictions."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.api.schemas import Input, Label
+
+SINE_EXAMPLE = {
+    "meta_learner": "sinusoid-maml",
+    "support": {"inputs": [[-4.0], [-2.0], [0.0], [1.5], [3.0]],
+                "targets": [1.51, -1.82, 0.0, 0.95, 0.28]},
+    "options": {"steps": 10},
+}
+
+
+class SupportSet(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    inputs: list[Input] = Field(min_length=1, max_length=10_000,
+                                description="one item per example; see the meta-learner's input spec")
+    targets: list[Label | float] = Field(min_length=1, max_length=10_000,
+                                         description="class labels (strings or integers) or numbers")
+
+
+class AdaptOptionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    steps: int | None = Field(None, ge=0, description="gradient steps (optimization-based only)")
+    ttl_seconds: int | None = Field(None, ge=1, description="lifetime; default and maximum in settings")
+
+
+class AdaptedModelCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SINE_EXAMPLE]})
+    meta_learner: str = Field(min_length=1, max_length=100)
+    support: SupportSet
+    options: AdaptOptionsIn = Field(default_factory=AdaptOptionsIn)
+
+
+class AdaptationReport(BaseModel):
+    steps: int
+    duration_ms: float
+    support_loss_before: float | None
+    support_loss_after: float
+
+
+class AdaptedModelRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: str = Field(examples=["3f2a9c1e0b7d4e6f8a5b2c1d0e9f8a7b"])
+    meta_learner: str
+    meta_learner_version: str
+    status: str = "ready"
+    task_type: str
+    labels: list[Label] | None = None
+    adaptation: AdaptationReport
+    created_at: datetime
+    expires_at: datetime
+
+
+class AdaptedModelList(BaseModel):
+    items: list[AdaptedModelRead]
+    next_cursor: str | None = Field(None, description="pass as ?cursor= for the next page")
+
+
+class PredictionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": [[0.5]]}]})
+    inputs: list[Input] = Field(min_length=1, max_length=10_000)
+
+
+class ClassPrediction(BaseModel):
+    label: Label
+    probabilities: dict[str, float]
+
+
+class PredictionResponse(BaseModel):
+    predictions: list[float] | list[ClassPrediction]
+
+
+def row_to_read(row: Any) -> AdaptedModelRead:
+    return AdaptedModelRead.model_validate(row)

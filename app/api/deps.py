@@ -1,0 +1,32 @@
+"""FastAPI dependencies: settings, database session, registry and engine."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from app.core.config import Settings, get_settings
+from app.engine.engine import ServingEngine
+from app.engine.registry import Registry
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with request.app.state.session_factory() as session:
+        yield session
+
+
+def get_engine(request: Request) -> ServingEngine:
+    return request.app.state.engine
+
+
+def get_registry(request: Request) -> Registry:
+    return request.app.state.engine.registry
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+EngineDep = Annotated[ServingEngine, Depends(get_engine)]
+RegistryDep = Annotated[Registry, Depends(get_registry)]

@@ -1,0 +1,1 @@
+"""Cross-cutting service pieces: settings, problems (errors), logging."""

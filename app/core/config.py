@@ -1,0 +1,61 @@
+"""All service configuration, from ``METASERVE_*`` environment variables (documented defaults)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service settings; every field is ``METASERVE_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="METASERVE_", extra="ignore")
+
+    data_dir: Path = Field(Path("./var"), description="adapted-model artifacts and the SQLite file")
+    database_url: str | None = Field(None, description="default: sqlite:///<data_dir>/metaserve.db")
+    models_dir: Path = Field(Path("./models"), description="shipped meta-learners")
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
+
+    workers: int = Field(2, ge=1, le=64, description="adaptation/prediction worker threads")
+    torch_threads: int = Field(0, ge=0, description="PyTorch intra-op threads per worker; 0 = cores / workers")
+    max_queue: int = Field(64, ge=1, description="queued + running jobs before 503")
+    cache_bytes: int = Field(256 * 1024 * 1024, ge=0, description="in-memory adapted-state cache")
+
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_image_bytes: int = Field(1024 * 1024, ge=64)
+    max_image_pixels: int = Field(1024 * 1024, ge=64)
+    default_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
+    max_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
+    max_list_limit: int = Field(200, ge=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.default_ttl_seconds > self.max_ttl_seconds:
+            raise ValueError("METASERVE_DEFAULT_TTL_SECONDS exceeds METASERVE_MAX_TTL_SECONDS")
+        return self
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'metaserve.db'}"
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.data_dir / "artifacts"
+
+    @property
+    def resolved_torch_threads(self) -> int:
+        if self.torch_threads:
+            return self.torch_threads
+        return max(1, (os.cpu_count() or 1) // self.workers)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process's settings (a FastAPI dependency; tests override it)."""
+    return Settings()

@@ -1,0 +1,87 @@
+"""Request IDs, access logs, request metrics and the request-body size limit (pure ASGI)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.metrics import Metrics
+from app.core.problems import PROBLEM_JSON, problem_body
+
+log = logging.getLogger("metaserve.access")
+SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
+
+
+class RequestContextMiddleware:
+    """Echo/assign ``X-Request-ID``, enforce ``max_body_bytes``, log and count each request."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+        self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if SAFE_ID.match(given) else uuid.uuid4().hex
+        start = time.perf_counter()
+        status_holder = {"status": 500}
+        path = scope.get("path", "")
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status_holder["status"] = message["status"]
+                message.setdefault("headers", [])
+                message["headers"] = list(message["headers"]) + [
+                    (b"x-request-id", request_id.encode())]
+            await send(message)
+
+        declared = headers.get(b"content-length")
+        too_large = declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        try:
+            if too_large:
+                raise _BodyTooLarge()
+            await self.app(scope, limited_receive, send_with_id)
+        except _BodyTooLarge:
+            await self._reject(send_with_id, path)
+        finally:
+            elapsed = time.perf_counter() - start
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            method = scope.get("method", "")
+            self.metrics.requests.labels(method, template, str(status_holder["status"])).inc()
+            self.metrics.request_latency.labels(method, template).observe(elapsed)
+            log.info("request", extra={"request_id": request_id, "method": method, "path": path,
+                                       "status": status_holder["status"],
+                                       "duration_ms": round(elapsed * 1000, 2)})
+
+    async def _reject(self, send: Send, path: str) -> None:
+        import json
+
+        body = json.dumps(problem_body(
+            413, "Request body too large",
+            f"the request body exceeds {self.max_body_bytes} bytes", "body-too-large", path,
+        )).encode()
+        await send({"type": "http.response.start", "status": 413, "headers": [
+            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
+        await send({"type": "http.response.body", "body": body})
+
+
+class _BodyTooLarge(Exception):
+    pass

@@ -1,0 +1,121 @@
+"""Typed domain errors and their RFC 9457 ``application/problem+json`` rendering."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+
+
+class Problem(Exception):
+    """Base of all errors a client can cause or see; rendered as a problem body."""
+
+    status = 400
+    slug = "bad-request"
+    title = "Bad request"
+
+    def __init__(self, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extra = extra
+        self.headers: dict[str, str] = {}
+
+
+class UnknownMetaLearner(Problem):
+    status, slug, title = 404, "unknown-meta-learner", "Unknown meta-learner"
+
+
+class AdaptedModelNotFound(Problem):
+    status, slug, title = 404, "adapted-model-not-found", "Adapted model not found"
+
+
+class InvalidSupportSet(Problem):
+    status, slug, title = 422, "invalid-support-set", "Invalid support set"
+
+
+class InvalidInputs(Problem):
+    status, slug, title = 422, "invalid-inputs", "Invalid inputs"
+
+
+class InvalidOptions(Problem):
+    status, slug, title = 422, "invalid-options", "Invalid adaptation options"
+
+
+class LimitExceeded(Problem):
+    status, slug, title = 422, "limit-exceeded", "A limit was exceeded"
+
+
+class BodyTooLarge(Problem):
+    status, slug, title = 413, "body-too-large", "Request body too large"
+
+
+class Overloaded(Problem):
+    status, slug, title = 503, "overloaded", "Too many requests in progress"
+
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class ArtifactCorrupt(Problem):
+    status, slug, title = 500, "artifact-corrupt", "Stored adapted state failed its checksum"
+
+
+def problem_body(status: int, title: str, detail: str, slug: str | None, instance: str,
+                 **extra: Any) -> dict[str, Any]:
+    body = {
+        "type": f"urn:metaserve:problem:{slug}" if slug else "about:blank",
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "instance": instance,
+    }
+    body.update(extra)
+    return body
+
+
+def problem_response(request: Request, status: int, title: str, detail: str,
+                     slug: str | None = None, headers: dict[str, str] | None = None,
+                     **extra: Any) -> JSONResponse:
+    body = problem_body(status, title, detail, slug, request.url.path, **extra)
+    return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    """Map domain errors, HTTP errors and validation errors to problem bodies."""
+
+    @app.exception_handler(Problem)
+    async def _problem(request: Request, exc: Problem) -> JSONResponse:
+        return problem_response(request, exc.status, exc.title, exc.detail, exc.slug,
+                                exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"loc": list(e.get("loc", ())), "msg": e.get("msg", ""), "type": e.get("type", "")}
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(p) for p in first["loc"])
+        return problem_response(
+            request, 422, "Request validation failed", f"{where}: {first['msg']}",
+            "validation-error", errors=errors,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(request, exc.status_code, str(exc.detail), str(exc.detail),
+                                None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        import logging
+
+        logging.getLogger("metaserve").exception("unhandled error", exc_info=exc)
+        return problem_response(request, 500, "Internal server error",
+                                "an unexpected error occurred; it has been logged", "internal")

@@ -1,0 +1,1 @@
+"""Persistence: SQLAlchemy models and sessions (schema managed by Alembic)."""

@@ -1,0 +1,51 @@
+"""Tables: the mirrored registry of meta-learners, and adapted models."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class MetaLearnerRow(Base):
+    """A meta-learner served by this deployment (mirrored from ``models/`` at start-up)."""
+
+    __tablename__ = "meta_learners"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(40))
+    algorithm: Mapped[str] = mapped_column(String(40))
+    family: Mapped[str] = mapped_column(String(40))
+    task_type: Mapped[str] = mapped_column(String(20))
+    input_spec: Mapped[dict[str, Any]] = mapped_column(JSON)
+    limits: Mapped[dict[str, Any]] = mapped_column(JSON)
+    adaptation_defaults: Mapped[dict[str, Any]] = mapped_column(JSON)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSON)
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    loaded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class AdaptedModelRow(Base):
+    """One adapted model; its state lives in the artifact store under ``artifact_sha256``."""
+
+    __tablename__ = "adapted_models"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant: Mapped[str] = mapped_column(String(100), default="default")
+    meta_learner: Mapped[str] = mapped_column(ForeignKey("meta_learners.name"))
+    meta_learner_version: Mapped[str] = mapped_column(String(40))
+    task_type: Mapped[str] = mapped_column(String(20))
+    labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    artifact_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    artifact_bytes: Mapped[int] = mapped_column(Integer)
+    adaptation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+    __table_args__ = (Index("ix_adapted_models_tenant_created", "tenant", "created_at", "id"),)

@@ -1,0 +1,1 @@
+"""The serving engine: registry of meta-learners, worker pool, state cache, input decoding."""

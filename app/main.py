@@ -1,0 +1,70 @@
+"""Application factory: ``uvicorn app.main:create_app --factory``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from app import __version__
+from app.api import health
+from app.api.adapted_models.router import router as adapted_models_router
+from app.api.meta_learners.router import router as meta_learners_router
+from app.api.meta_learners.service import mirror_registry
+from app.core.config import Settings, get_settings
+from app.core.logging import configure_logging
+from app.core.metrics import Metrics
+from app.core.middleware import RequestContextMiddleware
+from app.core.problems import install_problem_handlers
+from app.db.session import make_engine, make_session_factory
+from app.engine.cache import StateCache
+from app.engine.engine import ServingEngine
+from app.engine.executor import Executor
+from app.engine.registry import load_registry
+from app.storage.artifacts import LocalArtifactStore
+
+log = logging.getLogger("metaserve")
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the service; start-up loads the registry and mirrors it into the database."""
+    settings = settings or get_settings()
+    configure_logging(settings.log_level)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        db = make_engine(settings.resolved_database_url)
+        app.state.session_factory = make_session_factory(db)
+        registry = load_registry(settings.models_dir)
+        executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
+        app.state.engine = ServingEngine(
+            registry, LocalArtifactStore(settings.artifacts_dir), StateCache(settings.cache_bytes),
+            executor, metrics,
+        )
+        with app.state.session_factory() as session:
+            mirror_registry(session=session, registry=registry)
+        log.info("ready", extra={"meta_learners": sorted(registry.learners),
+                                 "refused": registry.refused})
+        yield
+        executor.shutdown()
+        db.dispose()
+
+    app = FastAPI(
+        title="Metaserve",
+        version=__version__,
+        description="Adapt pretrained meta-learners to few-shot tasks over HTTP, then predict.",
+        lifespan=lifespan,
+    )
+    app.state.metrics = metrics
+    app.dependency_overrides[get_settings] = lambda: settings
+    install_problem_handlers(app)
+    app.include_router(meta_learners_router)
+    app.include_router(adapted_models_router)
+    app.include_router(health.router)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics,
+                       max_body_bytes=settings.max_body_bytes)
+    return app

@@ -1,0 +1,48 @@
+"""Service sub-commands of ``metaserve``: serve, db upgrade, meta-learners list."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+
+def run_service_command(args: argparse.Namespace) -> int:
+    from app.core.config import get_settings
+
+    settings = get_settings()
+    if args.command == "serve":
+        import uvicorn
+
+        from app.main import create_app
+
+        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+                    log_level=settings.log_level, access_log=False)
+    elif args.command == "db":
+        from app.db.migrate import upgrade
+
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        upgrade(settings.resolved_database_url)
+        print(f"database at revision head: {redact(settings.resolved_database_url)}")
+    elif args.command == "meta-learners":
+        from app.engine.registry import load_registry
+
+        registry = load_registry(settings.models_dir)
+        for name, reg in sorted(registry.learners.items()):
+            print(json.dumps({"name": name, "version": reg.version,
+                              "algorithm": reg.manifest["algorithm"], "task_type": reg.task_type,
+                              "evaluation": {k: round(v["mean"], 4) for k, v in
+                                             reg.manifest.get("evaluation", {}).items()}}))
+        for name, why in registry.refused.items():
+            print(json.dumps({"name": name, "refused": why}))
+        return 1 if registry.refused else 0
+    return 0
+
+
+def redact(url: str) -> str:
+    """Hide a password in a database URL."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001
+        return "<unparseable URL>"

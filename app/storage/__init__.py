@@ -1,0 +1,1 @@
+"""Artifact storage for adapted states (content-addressed, immutable)."""

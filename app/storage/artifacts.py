@@ -1,0 +1,94 @@
+"""Content-addressed storage of adapted states.
+
+An artifact's key is the sha256 of its bytes, so artifacts are immutable and identical states
+are stored once. :class:`ArtifactStore` is the small interface the service uses; the local
+filesystem implementation writes atomically (temp file, fsync, rename, fsync of the folder).
+An S3-compatible store implements the same three methods.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Protocol
+
+from safetensors.torch import load, save
+from torch import Tensor
+
+
+class ArtifactMissing(Exception):
+    pass
+
+
+class ArtifactCorrupted(Exception):
+    pass
+
+
+class ArtifactStore(Protocol):
+    def put(self, data: bytes) -> str: ...
+    def get(self, sha256: str) -> bytes: ...
+    def delete(self, sha256: str) -> None: ...
+    def keys(self) -> Iterator[str]: ...
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def encode_state(state: dict[str, Tensor]) -> bytes:
+    """safetensors bytes of a state (deterministic for equal tensors)."""
+    return save({k: v.detach().contiguous().cpu() for k, v in state.items()})
+
+
+def decode_state(data: bytes) -> dict[str, Tensor]:
+    return load(data)
+
+
+class LocalArtifactStore:
+    """``<root>/<sha[:2]>/<sha>.safetensors`` on a local (or shared) filesystem."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def path(self, sha256: str) -> Path:
+        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+            raise ValueError("artifact keys are lowercase sha256 hex digests")
+        return self.root / sha256[:2] / f"{sha256}.safetensors"
+
+    def put(self, data: bytes) -> str:
+        sha = sha256_hex(data)
+        target = self.path(sha)
+        if target.exists():
+            return sha
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{sha}.{os.getpid()}.{id(data)}.tmp")
+        with tmp.open("wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(target)
+        dir_fd = os.open(target.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        return sha
+
+    def get(self, sha256: str) -> bytes:
+        try:
+            data = self.path(sha256).read_bytes()
+        except FileNotFoundError as exc:
+            raise ArtifactMissing(sha256) from exc
+        if sha256_hex(data) != sha256:
+            raise ArtifactCorrupted(sha256)
+        return data
+
+    def delete(self, sha256: str) -> None:
+        self.path(sha256).unlink(missing_ok=True)
+
+    def keys(self) -> Iterator[str]:
+        for p in self.root.glob("*/*.safetensors"):
+            yield p.stem

@@ -1,0 +1,211 @@
+"""Numeric tests of the meta-learning algorithms on tiny problems."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from app.meta.algorithms import ALGORITHMS, AdaptOptions
+from app.meta.backbones import Conv4, SineMLP
+from app.meta.checkpoint import build_learner
+from app.meta.tasks.sinusoid import SinusoidTasks
+from app.meta.types import TaskBatch
+
+
+def sine_batch(n_tasks: int = 3, shots: int = 5, queries: int = 7, seed: int = 0) -> TaskBatch:
+    return SinusoidTasks(shots, queries).sample(n_tasks, torch.Generator().manual_seed(seed))
+
+
+def image_batch(n_tasks: int = 2, ways: int = 3, shots: int = 2, queries: int = 2) -> TaskBatch:
+    """Class c is a bright bar in band c of the image, plus noise."""
+    g = torch.Generator().manual_seed(0)
+
+    def draw(per_class: int) -> tuple[torch.Tensor, torch.Tensor]:
+        y = torch.arange(ways).repeat_interleave(per_class)
+        x = 0.2 * torch.rand(n_tasks, len(y), 1, 28, 28, generator=g)
+        for i, c in enumerate(y.tolist()):
+            x[:, i, 0, 8 * c : 8 * c + 6, 4:24] += 0.8
+        return x, y.expand(n_tasks, -1)
+
+    (sx, sy), (qx, qy) = draw(shots), draw(queries)
+    return TaskBatch(sx, sy, qx, qy, ways)
+
+
+def learner(algorithm: str, task: str = "sine", **hparams):
+    spec = {"algorithm": algorithm, "backbone": "sine_mlp" if task == "sine" else "conv4",
+            "task_type": "regression" if task == "sine" else "classification",
+            "hparams": hparams}
+    return build_learner(spec, seed=0)
+
+
+@pytest.mark.parametrize("algorithm,hparams", [
+    ("maml", {"inner_lr": 0.01, "inner_steps": 5}),
+    ("metasgd", {"inner_lr": 0.01, "inner_steps": 5}),
+    ("reptile", {"inner_lr": 0.01, "inner_steps": 5}),
+    ("anil", {"inner_lr": 0.01, "inner_steps": 5}),
+])
+def test_gradient_adaptation_lowers_support_loss_regression(algorithm, hparams):
+    lrn = learner(algorithm, **hparams)
+    b = sine_batch(1)
+    x, y = b.support_x[0], b.support_y[0]
+    before = lrn.support_loss(lrn.initial_state(0), x, y)
+    after = lrn.support_loss(lrn.adapt(x, y), x, y)
+    assert after < before * 0.99
+
+
+@pytest.mark.parametrize("algorithm,lr", [
+    ("maml", 0.05), ("anil", 0.05), ("reptile", 0.05), ("metasgd", 0.05)])
+def test_gradient_adaptation_lowers_support_loss_classification(algorithm, lr):
+    lrn = learner(algorithm, task="image", inner_lr=lr, inner_steps=5)
+    b = image_batch(1)
+    x, y = b.support_x[0], b.support_y[0]
+    before = lrn.support_loss(lrn.initial_state(3), x, y)
+    after = lrn.support_loss(lrn.adapt(x, y, 3), x, y)
+    assert after < before * 0.9
+
+
+def explicit_maml_meta_gradient(model: nn.Module, params, b: TaskBatch, lr: float, steps: int,
+                                first_order: bool):
+    """MAML's meta-gradient the slow way: torch.autograd with create_graph, task by task."""
+    leaves = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+    total = 0.0
+    for t in range(len(b)):
+        fast = dict(leaves)
+        for _ in range(steps):
+            loss = F.mse_loss(torch.func.functional_call(model, fast, (b.support_x[t],)),
+                              b.support_y[t])
+            grads = torch.autograd.grad(loss, list(fast.values()), create_graph=not first_order)
+            fast = {k: v - lr * g for (k, v), g in zip(fast.items(), grads)}
+        total = total + F.mse_loss(torch.func.functional_call(model, fast, (b.query_x[t],)),
+                                   b.query_y[t])
+    mean = total / len(b)
+    return dict(zip(leaves, torch.autograd.grad(mean, list(leaves.values())))), mean.item()
+
+
+@pytest.mark.parametrize("first_order", [False, True])
+def test_maml_meta_gradient_matches_explicit_reference(first_order):
+    lrn = learner("maml", inner_lr=0.05, inner_steps=2, first_order=first_order)
+    b = sine_batch(4)
+    loss, grads = lrn.meta_gradient(b)
+    ref, ref_loss = explicit_maml_meta_gradient(lrn.model, lrn.frozen(), b, 0.05, 2, first_order)
+    assert loss == pytest.approx(ref_loss, rel=1e-5)
+    for k in ref:
+        torch.testing.assert_close(grads[k], ref[k], rtol=1e-4, atol=1e-6)
+
+
+def test_second_order_differs_from_first_order():
+    b = sine_batch(4)
+    _, g2 = learner("maml", inner_lr=0.05, inner_steps=2).meta_gradient(b)
+    _, g1 = learner("maml", inner_lr=0.05, inner_steps=2, first_order=True).meta_gradient(b)
+    assert any(not torch.allclose(g1[k], g2[k]) for k in g1)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd", "reptile", "anil", "hypernet"])
+def test_vmapped_batch_equals_loop_regression(algorithm):
+    lrn = learner(algorithm, inner_lr=0.02, inner_steps=3)
+    b = sine_batch(4)
+    states = lrn.adapt_batch(b.support_x, b.support_y)
+    out = lrn.predict_batch(states, b.query_x)
+    for t in range(len(b)):
+        single = lrn.adapt(b.support_x[t], b.support_y[t])
+        for k in single:
+            torch.testing.assert_close(states[k][t], single[k], rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(out[t], lrn.predict(single, b.query_x[t]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "protonet", "anil"])
+def test_vmapped_batch_equals_loop_images(algorithm):
+    lrn = learner(algorithm, task="image", inner_lr=0.1, inner_steps=2)
+    b = image_batch(2)
+    out = lrn.predict_batch(lrn.adapt_batch(b.support_x, b.support_y, 3), b.query_x)
+    for t in range(len(b)):
+        single = lrn.predict(lrn.adapt(b.support_x[t], b.support_y[t], 3), b.query_x[t])
+        torch.testing.assert_close(out[t], single, rtol=1e-4, atol=1e-4)
+
+
+def test_protonet_exact_on_hand_made_case():
+    lrn = learner("protonet", task="image")
+    feats = {
+        "a": torch.tensor([0.0, 0.0]), "b": torch.tensor([2.0, 0.0]), "c": torch.tensor([4.0, 2.0]),
+        "q": torch.tensor([1.0, 1.0]),
+    }
+    lrn.embed = lambda params, x: x.reshape(x.shape[0], -1)  # identity embedding, by hand
+    x = torch.stack([feats["a"], feats["b"], feats["c"]])
+    y = torch.tensor([0, 0, 1])
+    state = lrn.adapt(x, y, 2)
+    torch.testing.assert_close(state["prototypes"], torch.tensor([[1.0, 0.0], [4.0, 2.0]]))
+    logits = lrn.predict(state, feats["q"][None])
+    torch.testing.assert_close(logits, torch.tensor([[-1.0, -10.0]]))
+
+
+def test_hypernet_is_invariant_to_support_order():
+    lrn = learner("hypernet")
+    with torch.no_grad():  # make the generator non-trivial so the test can fail
+        last = lrn.params["hyper.generate.4.weight"]
+        last.copy_(torch.randn(last.shape, generator=torch.Generator().manual_seed(1)) * 0.01)
+    b = sine_batch(1)
+    x, y = b.support_x[0], b.support_y[0]
+    base = lrn.predict(lrn.adapt(x, y), b.query_x[0])
+    for perm in itertools.islice(itertools.permutations(range(len(x))), 1, 6):
+        p = torch.tensor(perm)
+        torch.testing.assert_close(lrn.predict(lrn.adapt(x[p], y[p]), b.query_x[0]), base,
+                                   rtol=1e-5, atol=1e-5)
+    shuffled_targets = lrn.predict(lrn.adapt(x, y.flip(0)), b.query_x[0])
+    assert not torch.allclose(shuffled_targets, base)
+
+
+def test_hypernet_adapts_with_zero_gradient_steps():
+    lrn = learner("hypernet")
+    assert not lrn.has_steps and lrn.default_steps() == 0
+
+
+def test_metasgd_uses_its_learned_rates():
+    lrn = learner("metasgd", inner_lr=0.01, inner_steps=1)
+    b = sine_batch(1)
+    x, y = b.support_x[0], b.support_y[0]
+    before = lrn.adapt(x, y)
+    with torch.no_grad():
+        for k, v in lrn.params.items():
+            if k.startswith("lr."):
+                v.mul_(3.0)
+    after = lrn.adapt(x, y)
+    assert not torch.allclose(before["head.weight"], after["head.weight"])
+
+
+def test_meta_training_steps_improve_query_loss():
+    """A few hundred outer steps of MAML on sinusoids lower the post-adaptation query loss."""
+    torch.manual_seed(0)
+    lrn = learner("maml", inner_lr=0.01, inner_steps=1)
+    opt = torch.optim.Adam(lrn.meta_parameters(), lr=1e-3)
+    sampler, g = SinusoidTasks(5, 10), torch.Generator().manual_seed(0)
+    fixed = sampler.sample(50, torch.Generator().manual_seed(99))
+    start, _ = lrn.meta_gradient(fixed)
+    for _ in range(300):
+        _, grads = lrn.meta_gradient(sampler.sample(10, g))
+        for k, p in lrn.params.items():
+            p.grad = grads[k]
+        opt.step()
+    end, _ = lrn.meta_gradient(fixed)
+    assert end < start * 0.8
+
+
+def test_every_algorithm_is_registered():
+    assert set(ALGORITHMS) == {"maml", "metasgd", "reptile", "anil", "protonet", "hypernet"}
+
+
+def test_adapt_options_steps_changes_adaptation():
+    lrn = learner("maml", inner_lr=0.01, inner_steps=1)
+    b = sine_batch(1)
+    x, y = b.support_x[0], b.support_y[0]
+    one = lrn.support_loss(lrn.adapt(x, y, options=AdaptOptions(steps=1)), x, y)
+    ten = lrn.support_loss(lrn.adapt(x, y, options=AdaptOptions(steps=10)), x, y)
+    assert ten < one
+
+
+def test_backbone_shapes():
+    assert Conv4().encoder(torch.zeros(2, 1, 28, 28)).shape == (2, 64)
+    assert SineMLP()(torch.zeros(3, 1)).shape == (3, 1)
