@@ -14,7 +14,6 @@ and is invariant to the order of the labels.
 
 from __future__ import annotations
 
-import torch
 from torch import Tensor, nn
 
 

