@@ -31,8 +31,9 @@ install-dev: $(VENV)/.installed-dev
 migrate: install
 	$(BIN)/metaserve db upgrade
 
+# Local quick start: authentication off (the service logs a warning). The container keeps it on.
 run: migrate
-	$(BIN)/metaserve serve
+	METASERVE_AUTH_ENABLED=false $(BIN)/metaserve serve
 
 lint: install-dev
 	$(BIN)/ruff check app tests benchmarks alembic

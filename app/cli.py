@@ -20,6 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     ml = sub.add_parser("meta-learners", help="the registry of shipped meta-learners")
     ml.add_argument("action", choices=["list"])
 
+    keys = sub.add_parser("keys", help="API keys (tenants)")
+    keys_sub = keys.add_subparsers(dest="action", required=True)
+    create = keys_sub.add_parser("create", help="create a key; it is printed once")
+    create.add_argument("--tenant", required=True)
+    revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
+    revoke.add_argument("key_id")
+    keys_sub.add_parser("list", help="list key ids, tenants and states")
+
     tr = sub.add_parser("train", help="meta-train from a TOML config (resumes from a checkpoint)")
     tr.add_argument("config", type=Path)
     tr.add_argument("--out", type=Path, default=None, help="default: models/<name>")

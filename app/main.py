@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import health
+from app.api.auth.rate_limit import RateLimiter
 from app.api.adapted_models.router import router as adapted_models_router
 from app.api.meta_learners.router import router as meta_learners_router
 from app.api.meta_learners.service import mirror_registry
@@ -22,6 +23,7 @@ from app.db.session import make_engine, make_session_factory
 from app.engine.cache import StateCache
 from app.engine.engine import ServingEngine
 from app.engine.executor import Executor
+from app.engine.maintenance import ExpirySweeper, reconcile
 from app.engine.registry import load_registry
 from app.storage.artifacts import LocalArtifactStore
 
@@ -41,15 +43,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.session_factory = make_session_factory(db)
         registry = load_registry(settings.models_dir)
         executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
-        app.state.engine = ServingEngine(
-            registry, LocalArtifactStore(settings.artifacts_dir), StateCache(settings.cache_bytes),
-            executor, metrics,
-        )
+        store = LocalArtifactStore(settings.artifacts_dir)
+        app.state.engine = engine = ServingEngine(
+            registry, store, StateCache(settings.cache_bytes), executor, metrics)
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
+            reconcile(session=session, store=store, grace_seconds=settings.orphan_grace_seconds)
+        sweeper = ExpirySweeper(app.state.session_factory, engine, settings.sweep_interval_seconds)
+        sweeper.start()
+        if not settings.auth_enabled:
+            log.warning("authentication is OFF (METASERVE_AUTH_ENABLED=false): every client "
+                        "acts as tenant 'default'; use this for local development only")
         log.info("ready", extra={"meta_learners": sorted(registry.learners),
                                  "refused": registry.refused})
         yield
+        sweeper.stop()
         executor.shutdown()
         db.dispose()
 
@@ -60,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.metrics = metrics
+    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.dependency_overrides[get_settings] = lambda: settings
     install_problem_handlers(app)
     app.include_router(meta_learners_router)

@@ -35,6 +35,32 @@ def run_service_command(args: argparse.Namespace) -> int:
         for name, why in registry.refused.items():
             print(json.dumps({"name": name, "refused": why}))
         return 1 if registry.refused else 0
+    elif args.command == "keys":
+        return keys_command(args, settings)
+    return 0
+
+
+def keys_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
+    from app.api.auth.service import create_key, list_keys, revoke_key
+    from app.db.session import make_engine, make_session_factory
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        with make_session_factory(engine)() as session:
+            if args.action == "create":
+                key_id, key = create_key(session=session, tenant=args.tenant)
+                print(f"key id: {key_id}\ntenant: {args.tenant}\nkey (shown once): {key}")
+            elif args.action == "revoke":
+                if not revoke_key(session=session, key_id=args.key_id):
+                    print(f"no active key with id {args.key_id}")
+                    return 1
+                print(f"revoked {args.key_id}")
+            else:
+                for row in list_keys(session=session):
+                    state = "revoked" if row.revoked_at else "active"
+                    print(f"{row.id}  {row.tenant}  {state}  created {row.created_at:%Y-%m-%d}")
+    finally:
+        engine.dispose()
     return 0
 
 

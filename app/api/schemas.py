@@ -26,5 +26,5 @@ class ProblemDetails(BaseModel):
 
 PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
     code: {"model": ProblemDetails, "content": {"application/problem+json": {}}}
-    for code in (400, 404, 409, 413, 422, 429, 503)
+    for code in (400, 401, 404, 409, 413, 422, 429, 503)
 }

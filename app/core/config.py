@@ -34,6 +34,13 @@ class Settings(BaseSettings):
     max_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
     max_list_limit: int = Field(200, ge=1)
 
+    auth_enabled: bool = Field(True, description="require API keys on /v1 (off only for local use)")
+    rate_limit_per_minute: int = Field(600, ge=0, description="per API key and process; 0 = off")
+    max_models_per_tenant: int = Field(100_000, ge=1)
+    sweep_interval_seconds: float = Field(60.0, ge=0, description="expiry sweep period; 0 = off")
+    orphan_grace_seconds: float = Field(300.0, ge=0,
+                                        description="age before an artifact without a row is removed")
+
     @model_validator(mode="after")
     def _check(self) -> Settings:
         if self.default_ttl_seconds > self.max_ttl_seconds:

@@ -54,6 +54,30 @@ class BodyTooLarge(Problem):
     status, slug, title = 413, "body-too-large", "Request body too large"
 
 
+class Unauthorized(Problem):
+    status, slug, title = 401, "unauthorized", "Missing or invalid API key"
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail)
+        self.headers = {"WWW-Authenticate": "Bearer"}
+
+
+class RateLimited(Problem):
+    status, slug, title = 429, "rate-limited", "Too many requests"
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
+class IdempotencyConflict(Problem):
+    status, slug, title = 409, "idempotency-key-reused", "Idempotency key reused with another body"
+
+
+class QuotaExceeded(Problem):
+    status, slug, title = 409, "quota-exceeded", "Adapted-model quota exceeded"
+
+
 class Overloaded(Problem):
     status, slug, title = 503, "overloaded", "Too many requests in progress"
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -30,7 +31,10 @@ class ArtifactStore(Protocol):
     def put(self, data: bytes) -> str: ...
     def get(self, sha256: str) -> bytes: ...
     def delete(self, sha256: str) -> None: ...
+    def exists(self, sha256: str) -> bool: ...
+    def age_seconds(self, sha256: str) -> float: ...
     def keys(self) -> Iterator[str]: ...
+    def remove_stale_temporaries(self, older_than_seconds: float) -> int: ...
 
 
 def sha256_hex(data: bytes) -> str:
@@ -92,3 +96,18 @@ class LocalArtifactStore:
     def keys(self) -> Iterator[str]:
         for p in self.root.glob("*/*.safetensors"):
             yield p.stem
+
+    def exists(self, sha256: str) -> bool:
+        return self.path(sha256).exists()
+
+    def age_seconds(self, sha256: str) -> float:
+        return time.time() - self.path(sha256).stat().st_mtime
+
+    def remove_stale_temporaries(self, older_than_seconds: float) -> int:
+        """Delete half-written temp files left by a crash."""
+        removed = 0
+        for tmp in self.root.glob("*/.*.tmp"):
+            if time.time() - tmp.stat().st_mtime >= older_than_seconds:
+                tmp.unlink(missing_ok=True)
+                removed += 1
+        return removed

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import base64
+import hashlib
+import json
+import logging
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.api.adapted_models.schemas import (
@@ -17,8 +22,14 @@ from app.api.adapted_models.schemas import (
 )
 from app.api.meta_learners.service import get_registered
 from app.core.config import Settings
-from app.core.problems import AdaptedModelNotFound, InvalidOptions, LimitExceeded
-from app.db.models import AdaptedModelRow
+from app.core.problems import (
+    AdaptedModelNotFound,
+    IdempotencyConflict,
+    InvalidOptions,
+    LimitExceeded,
+    QuotaExceeded,
+)
+from app.db.models import AdaptedModelRow, IdempotencyRow
 from app.engine.engine import ServingEngine
 from app.engine.inputs import to_tensor
 from app.engine.support import encode_targets, resolve_steps
@@ -33,9 +44,42 @@ def aware(ts: datetime) -> datetime:
     return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
+log = logging.getLogger("metaserve.adapted_models")
+
+
+def request_digest(adapted_model_in: AdaptedModelCreate) -> str:
+    canonical = json.dumps(adapted_model_in.model_dump(mode="json"), sort_keys=True,
+                           separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def replay(*, session: Session, tenant: str, key: str, digest: str) -> AdaptedModelRow | None:
+    """The adapted model an earlier request with this Idempotency-Key created, if any."""
+    previous = session.get(IdempotencyRow, (tenant, key))
+    if previous is None:
+        return None
+    if previous.request_sha256 != digest:
+        raise IdempotencyConflict(f"Idempotency-Key {key!r} was used with a different request body")
+    return get(session=session, adapted_model_id=previous.adapted_model_id, tenant=tenant)
+
+
 def create(*, session: Session, engine: ServingEngine, settings: Settings,
-           adapted_model_in: AdaptedModelCreate, tenant: str = "default") -> AdaptedModelRow:
-    """Adapt a meta-learner to a support set, store the state durably, then commit the row."""
+           adapted_model_in: AdaptedModelCreate, tenant: str = "default",
+           idempotency_key: str | None = None) -> tuple[AdaptedModelRow, bool]:
+    """Adapt a meta-learner to a support set, store the state durably, then commit the row.
+
+    Returns (row, replayed): with an ``Idempotency-Key`` seen before and the same body, the
+    earlier adapted model is returned and nothing new is created.
+    """
+    digest = request_digest(adapted_model_in)
+    if idempotency_key:
+        earlier = replay(session=session, tenant=tenant, key=idempotency_key, digest=digest)
+        if earlier is not None:
+            return earlier, True
+    count = session.scalar(select(func.count()).where(AdaptedModelRow.tenant == tenant))
+    if count >= settings.max_models_per_tenant:
+        raise QuotaExceeded(f"tenant holds {count} adapted models, the maximum is "
+                            f"{settings.max_models_per_tenant}; delete some first")
     reg = get_registered(engine.registry, adapted_model_in.meta_learner)
     support = adapted_model_in.support
     options = adapted_model_in.options
@@ -57,14 +101,25 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
         created_at=created, expires_at=created + timedelta(seconds=ttl),
     )
     session.add(row)
+    if idempotency_key:
+        session.add(IdempotencyRow(tenant=tenant, key=idempotency_key, request_sha256=digest,
+                                   adapted_model_id=row.id, created_at=created))
     try:
         session.commit()
+    except IntegrityError:
+        session.rollback()
+        release_artifact(session=session, engine=engine, sha256=sha)
+        if idempotency_key:  # a concurrent request with the same key won the race
+            earlier = replay(session=session, tenant=tenant, key=idempotency_key, digest=digest)
+            if earlier is not None:
+                return earlier, True
+        raise
     except Exception:
         session.rollback()
         release_artifact(session=session, engine=engine, sha256=sha)
         raise
     engine.remember(sha, result.state)
-    return row
+    return row, False
 
 
 def get(*, session: Session, adapted_model_id: str, tenant: str = "default") -> AdaptedModelRow:
@@ -120,8 +175,28 @@ def delete(*, session: Session, engine: ServingEngine, adapted_model_id: str,
     row = get(session=session, adapted_model_id=adapted_model_id, tenant=tenant)
     sha = row.artifact_sha256
     session.delete(row)
+    session.execute(sql_delete(IdempotencyRow).where(IdempotencyRow.adapted_model_id == row.id))
     session.commit()
     release_artifact(session=session, engine=engine, sha256=sha)
+
+
+def sweep_expired(*, session: Session, engine: ServingEngine, batch: int = 500) -> int:
+    """Delete expired adapted models, their idempotency keys and unshared artifacts."""
+    removed = 0
+    while True:
+        rows = list(session.scalars(select(AdaptedModelRow).where(
+            AdaptedModelRow.expires_at <= now_utc()).limit(batch)))
+        if not rows:
+            return removed
+        ids = [r.id for r in rows]
+        shas = {r.artifact_sha256 for r in rows}
+        session.execute(sql_delete(IdempotencyRow).where(IdempotencyRow.adapted_model_id.in_(ids)))
+        session.execute(sql_delete(AdaptedModelRow).where(AdaptedModelRow.id.in_(ids)))
+        session.commit()
+        for sha in shas:
+            release_artifact(session=session, engine=engine, sha256=sha)
+        removed += len(ids)
+        log.info("expired adapted models removed", extra={"count": len(ids)})
 
 
 def predict(*, session: Session, engine: ServingEngine, settings: Settings,

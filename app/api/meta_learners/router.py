@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends
 
+from app.api.auth.dependencies import get_tenant
 from app.api.deps import RegistryDep
 from app.api.meta_learners.schemas import MetaLearnerList, MetaLearnerRead
 from app.api.meta_learners.service import describe, get_registered
 from app.api.schemas import PROBLEM_RESPONSES
 
-router = APIRouter(prefix="/v1/meta-learners", tags=["meta-learners"])
+router = APIRouter(prefix="/v1/meta-learners", tags=["meta-learners"],
+                   dependencies=[Depends(get_tenant)],
+                   responses={c: PROBLEM_RESPONSES[c] for c in (401, 429)})
 
 
 @router.get("", operation_id="listMetaLearners", response_model=MetaLearnerList)

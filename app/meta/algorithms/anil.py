@@ -42,9 +42,10 @@ class ANIL(MetaLearner):
     ) -> AdaptedState:
         feats = self.features(params, x)
         head = expand_head(self.head_only(params), ways)
+        weight = self.inner_loss_weight(x.shape[0])
 
         def support_loss(h: dict[str, Tensor]) -> Tensor:
-            return self.loss(F.linear(feats, h["head.weight"], h["head.bias"]), y)
+            return self.loss(F.linear(feats, h["head.weight"], h["head.bias"]), y) * weight
 
         lr = float(self.hparams.get("inner_lr", 0.1))
         first_order = bool(self.hparams.get("first_order", False))

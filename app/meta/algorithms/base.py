@@ -112,6 +112,17 @@ class MetaLearner(ABC):
             return F.cross_entropy(outputs, targets)
         return F.mse_loss(outputs, targets)
 
+    def inner_loss_weight(self, n_support: int) -> float:
+        """Weight of the mean support loss in inner steps.
+
+        With ``hparams["reference_support"] = R`` the inner loss is ``mean * n / R``, i.e. a
+        sum over examples scaled by the support size seen in meta-training: a step then moves
+        each example's loss as much as it did in training, whatever the number of ways. During
+        meta-training n = R, so the weight is exactly 1.
+        """
+        reference = self.hparams.get("reference_support")
+        return n_support / float(reference) if reference else 1.0
+
     def support_loss(self, state: AdaptedState, x: Tensor, y: Tensor) -> float:
         return float(self.loss(self.predict(state, x), y))
 

@@ -42,9 +42,10 @@ class MAML(MetaLearner):
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
     ) -> AdaptedState:
         fast = expand_head(self.weights(params), ways)
+        weight = self.inner_loss_weight(x.shape[0])
 
         def support_loss(p: dict[str, Tensor]) -> Tensor:
-            return self.loss(self.forward(p, x), y)
+            return self.loss(self.forward(p, x), y) * weight
 
         first_order = bool(self.hparams.get("first_order", False))
         lrs = self.inner_lrs(params, fast)

@@ -1,0 +1,56 @@
+"""API keys: ``ms_<id>_<secret>``; the secret is shown once and stored as its sha256."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from datetime import UTC, datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.db.models import ApiKeyRow
+
+PREFIX = "ms"
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def create_key(*, session: Session, tenant: str) -> tuple[str, str]:
+    """A new key for ``tenant``; returns (key id, full key). The full key is not stored."""
+    if not tenant or len(tenant) > 100:
+        raise ValueError("tenant must be 1-100 characters")
+    key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
+    session.add(ApiKeyRow(id=key_id, tenant=tenant, secret_sha256=_digest(secret),
+                          created_at=datetime.now(UTC)))
+    session.commit()
+    return key_id, f"{PREFIX}_{key_id}_{secret}"
+
+
+def revoke_key(*, session: Session, key_id: str) -> bool:
+    row = session.get(ApiKeyRow, key_id)
+    if row is None or row.revoked_at is not None:
+        return False
+    row.revoked_at = datetime.now(UTC)
+    session.commit()
+    return True
+
+
+def list_keys(*, session: Session) -> list[ApiKeyRow]:
+    return list(session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at)))
+
+
+def authenticate(*, session: Session, key: str) -> tuple[str, str] | None:
+    """(key id, tenant) for a valid, unrevoked key; None otherwise."""
+    parts = key.split("_", 2)
+    if len(parts) != 3 or parts[0] != PREFIX:
+        return None
+    row = session.get(ApiKeyRow, parts[1])
+    if row is None or row.revoked_at is not None:
+        return None
+    if not hmac.compare_digest(row.secret_sha256, _digest(parts[2])):
+        return None
+    return row.id, row.tenant

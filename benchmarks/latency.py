@@ -1,0 +1,105 @@
+"""Adaptation and prediction latency per shipped meta-learner over HTTP (p50/p99).
+
+    python -m benchmarks.latency [--requests 200] [--database-url URL] [--only NAME ...]
+
+Starts a real uvicorn server of this checkout, sends N sequential adaptation requests and N
+prediction requests per meta-learner (tasks drawn from each learner's own family), and writes
+``benchmarks/results/latency.json`` and ``latency.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from benchmarks.server import BenchServer
+from benchmarks.workloads import WORKLOADS, OmniglotPngs, make_task
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def percentiles(ms: list[float]) -> dict[str, float]:
+    a = np.array(ms)
+    return {"p50_ms": round(float(np.percentile(a, 50)), 2), "p99_ms": round(float(np.percentile(a, 99)), 2),
+            "mean_ms": round(float(a.mean()), 2), "n": len(ms)}
+
+
+def run(url: str, name: str, n: int, pngs: OmniglotPngs | None) -> dict:
+    rng = random.Random(0)
+    client = httpx.Client(base_url=url, timeout=120)
+    tasks = [make_task(name, rng, pngs) for _ in range(n + 5)]
+    adapt_ms, predict_ms, compute_ms, ids = [], [], [], []
+    for i, (support, _) in enumerate(tasks):
+        t0 = time.perf_counter()
+        r = client.post("/v1/adapted-models", json={"meta_learner": name, "support": support})
+        elapsed = (time.perf_counter() - t0) * 1000
+        r.raise_for_status()
+        if i >= 5:  # warm-up
+            adapt_ms.append(elapsed)
+            compute_ms.append(r.json()["adaptation"]["duration_ms"])
+        ids.append(r.json()["id"])
+    for i, (ident, (_, query)) in enumerate(zip(ids, tasks)):
+        t0 = time.perf_counter()
+        r = client.post(f"/v1/adapted-models/{ident}/predictions", json=query)
+        elapsed = (time.perf_counter() - t0) * 1000
+        r.raise_for_status()
+        if i >= 5:
+            predict_ms.append(elapsed)
+    return {"adapt_http": percentiles(adapt_ms), "adapt_compute": percentiles(compute_ms),
+            "predict_http": percentiles(predict_ms), "support": WORKLOADS[name],
+            "queries_per_request": len(tasks[0][1]["inputs"])}
+
+
+def plot(results: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(results)
+    x = np.arange(len(names))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    for off, key, label in ((-0.2, "adapt_http", "adapt"), (0.2, "predict_http", "predict")):
+        ax.bar(x + off, [results[n][key]["p50_ms"] for n in names], 0.4, label=f"{label} p50")
+        ax.scatter(x + off, [results[n][key]["p99_ms"] for n in names], marker="_", s=300,
+                   color="k", label=f"{label} p99" if off < 0 else None)
+    ax.set_xticks(x, names, rotation=20)
+    ax.set_yscale("log")
+    ax.set_ylabel("ms over HTTP")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--requests", type=int, default=200)
+    ap.add_argument("--database-url", default=None)
+    ap.add_argument("--only", nargs="*", default=list(WORKLOADS))
+    args = ap.parse_args()
+    pngs = OmniglotPngs() if any(n.startswith("omniglot") for n in args.only) else None
+    results = {}
+    with BenchServer(args.database_url) as url:
+        for name in args.only:
+            results[name] = run(url, name, args.requests, pngs)
+            r = results[name]
+            a, p = r["adapt_http"], r["predict_http"]
+            print(f"{name:20s} adapt p50 {a['p50_ms']:8.2f} ms  p99 {a['p99_ms']:8.2f} ms | "
+                  f"predict p50 {p['p50_ms']:7.2f} ms  p99 {p['p99_ms']:7.2f} ms", flush=True)
+    RESULTS.mkdir(exist_ok=True)
+    meta = {"machine": f"{platform.machine()} {platform.processor()}".strip(),
+            "cpus": __import__("os").cpu_count(), "database": args.database_url or "sqlite",
+            "requests": args.requests}
+    (RESULTS / "latency.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    plot(results, RESULTS / "latency.png")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""Start a real uvicorn server of this checkout for a benchmark, and stop it."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class BenchServer:
+    """``with BenchServer(database_url) as url: ...`` (SQLite in a temp dir by default)."""
+
+    def __init__(self, database_url: str | None = None, **env: str) -> None:
+        self.tmp = tempfile.TemporaryDirectory()
+        self.port = free_port()
+        self.env = {**os.environ, "METASERVE_DATA_DIR": self.tmp.name,
+                    "METASERVE_PORT": str(self.port), "METASERVE_LOG_LEVEL": "warning",
+                    "METASERVE_MODELS_DIR": str(REPO / "models"), **env}
+        if database_url:
+            self.env["METASERVE_DATABASE_URL"] = database_url
+        self.proc: subprocess.Popen | None = None
+
+    def __enter__(self) -> str:
+        subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=self.env, cwd=REPO,
+                       check=True, capture_output=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=self.env,
+                                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        url = f"http://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    return url
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        raise TimeoutError("server did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(timeout=30)
+        self.tmp.cleanup()
