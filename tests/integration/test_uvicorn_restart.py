@@ -25,12 +25,12 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, database_url: str, data_dir: Path) -> None:
+    def __init__(self, database_url: str, data_dir: Path, **env: str) -> None:
         self.port = free_port()
         self.env = {**os.environ, "METASERVE_DATABASE_URL": database_url,
                     "METASERVE_DATA_DIR": str(data_dir), "METASERVE_MODELS_DIR": str(REPO / "models"),
                     "METASERVE_PORT": str(self.port), "METASERVE_WORKERS": "2",
-                    "METASERVE_TORCH_THREADS": "1"}
+                    "METASERVE_TORCH_THREADS": "1", **env}
         self.proc: subprocess.Popen | None = None
         self.url = f"http://127.0.0.1:{self.port}"
 
@@ -55,6 +55,16 @@ class Server:
             self.proc.wait(timeout=30)
 
 
+    def cli(self, *args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "app.cli", *args], env=self.env, cwd=REPO,
+                              check=True, capture_output=True, text=True).stdout
+
+
+def new_key(server: Server, tenant: str) -> str:
+    out = server.cli("keys", "create", "--tenant", tenant)
+    return out.split("key (shown once): ")[1].strip()
+
+
 @pytest.fixture
 def server(postgres_url, tmp_path):
     upgrade(postgres_url)
@@ -65,7 +75,8 @@ def server(postgres_url, tmp_path):
 
 
 def test_predictions_survive_a_restart(server):
-    c = httpx.Client(base_url=server.url, timeout=60)
+    key = new_key(server, "acme")
+    c = httpx.Client(base_url=server.url, timeout=60, headers={"Authorization": f"Bearer {key}"})
     sine = c.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
                                               "support": sine_support()})
     image = c.post("/v1/adapted-models", json={"meta_learner": "omniglot-protonet",

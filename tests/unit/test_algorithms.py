@@ -209,3 +209,24 @@ def test_adapt_options_steps_changes_adaptation():
 def test_backbone_shapes():
     assert Conv4().encoder(torch.zeros(2, 1, 28, 28)).shape == (2, 64)
     assert SineMLP()(torch.zeros(3, 1)).shape == (3, 1)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "hypernet"])
+def test_concurrent_adaptations_equal_sequential(algorithm):
+    """functional_call swaps tensors into a module: each thread needs its own copy."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    lrn = learner(algorithm, inner_lr=0.05, inner_steps=5)
+    b = sine_batch(12)
+    sequential = [lrn.adapt(b.support_x[i], b.support_y[i]) for i in range(12)]
+    with ThreadPoolExecutor(4) as pool:
+        parallel = list(pool.map(lambda i: lrn.adapt(b.support_x[i], b.support_y[i]), range(12)))
+    for s, p in zip(sequential, parallel):
+        for k in s:
+            torch.testing.assert_close(p[k], s[k], rtol=1e-5, atol=1e-6)
+
+
+def test_inner_loss_weight_is_one_at_the_trained_support_size():
+    lrn = learner("maml", inner_lr=0.1, inner_steps=1, reference_support=20)
+    assert lrn.inner_loss_weight(20) == 1.0 and lrn.inner_loss_weight(5) == 0.25
+    assert learner("maml").inner_loss_weight(5) == 1.0

@@ -39,11 +39,6 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def aware(ts: datetime) -> datetime:
-    """SQLite returns naive datetimes; they were written in UTC."""
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
-
-
 log = logging.getLogger("metaserve.adapted_models")
 
 
@@ -125,13 +120,13 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
 def get(*, session: Session, adapted_model_id: str, tenant: str = "default") -> AdaptedModelRow:
     """The adapted model, unless it does not exist, belongs to another tenant or has expired."""
     row = session.get(AdaptedModelRow, adapted_model_id)
-    if row is None or row.tenant != tenant or aware(row.expires_at) <= now_utc():
+    if row is None or row.tenant != tenant or row.expires_at <= now_utc():
         raise AdaptedModelNotFound(f"no adapted model with id {adapted_model_id!r}")
     return row
 
 
 def encode_cursor(row: AdaptedModelRow) -> str:
-    raw = f"{aware(row.created_at).isoformat()}|{row.id}"
+    raw = f"{row.created_at.isoformat()}|{row.id}"
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 

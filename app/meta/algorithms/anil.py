@@ -27,7 +27,7 @@ class ANIL(MetaLearner):
     has_steps = True
 
     def features(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(self.model.encoder, with_prefix(params, "encoder"), (x,))
+        return functional_call(self.local().encoder, with_prefix(params, "encoder"), (x,))
 
     @staticmethod
     def head_only(params: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -11,6 +11,8 @@ outer loop trains). Everything else is a pure function of them:
 
 from __future__ import annotations
 
+import copy
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -46,6 +48,18 @@ class MetaLearner(ABC):
         self.params: dict[str, Tensor] = {
             k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()
         }
+        self._local = threading.local()
+
+    def local(self, attribute: str = "model") -> nn.Module:
+        """This thread's copy of a module for ``functional_call``.
+
+        ``functional_call`` swaps tensors into the module's attributes for the duration of the
+        call, so one module object must never be used by two threads at once.
+        """
+        modules = self._local.__dict__.setdefault("modules", {})
+        if attribute not in modules:
+            modules[attribute] = copy.deepcopy(getattr(self, attribute))
+        return modules[attribute]
 
     # ----- the serving interface -------------------------------------------------------
     @abstractmethod
@@ -145,7 +159,7 @@ class MetaLearner(ABC):
         return float(loss), grads
 
     def forward(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(self.model, params, (x,))
+        return functional_call(self.local(), params, (x,))
 
     def meta_parameters(self) -> list[Tensor]:
         return list(self.params.values())

@@ -65,7 +65,7 @@ class HyperNet(MetaLearner):
     def adapt_params(
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
     ) -> AdaptedState:
-        flat = functional_call(self.hyper, with_prefix(params, "hyper"), (torch.cat([x, y], -1),))
+        flat = functional_call(self.local("hyper"), with_prefix(params, "hyper"), (torch.cat([x, y], -1),))
         out, offset = {}, 0
         for k, shape in self.shapes.items():
             n = math.prod(shape)

@@ -31,7 +31,7 @@ class ProtoNet(MetaLearner):
         self.params = {k: v for k, v in self.params.items() if k.startswith("encoder.")}
 
     def embed(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(self.model.encoder, with_prefix(params, "encoder"), (x,))
+        return functional_call(self.local().encoder, with_prefix(params, "encoder"), (x,))
 
     def adapt_params(
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
