@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 
 from torch import Tensor
 
@@ -22,8 +23,36 @@ class StateCache:
         self._items: OrderedDict[str, tuple[State, int]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
         self.hits = 0
         self.misses = 0
+        self.loads = 0
+
+    def get_or_load(self, key: str, load: Callable[[], State]) -> tuple[State, bool]:
+        """The cached state, or ``load()`` run once even when many threads miss together.
+
+        Returns (state, hit). A state handed out stays valid after eviction (eviction only
+        drops the cache's reference), so a state in use is never freed under its user.
+        """
+        state = self.get(key)
+        if state is not None:
+            return state, True
+        with self._lock:
+            key_lock = self._loading.setdefault(key, threading.Lock())
+        with key_lock:
+            state = self.peek(key)
+            if state is None:
+                state = load()
+                self.loads += 1
+                self.put(key, state)
+        with self._lock:
+            self._loading.pop(key, None)
+        return state, False
+
+    def peek(self, key: str) -> State | None:
+        with self._lock:
+            item = self._items.get(key)
+            return item[0] if item else None
 
     def get(self, key: str) -> State | None:
         with self._lock:

@@ -62,19 +62,21 @@ class ServingEngine:
 
     def load_state(self, sha256: str) -> State:
         """The state for an artifact: from the cache, else from the store (checksum verified)."""
-        state = self.cache.get(sha256)
-        self.metrics.cache_lookups.labels("hit" if state is not None else "miss").inc()
-        if state is not None:
-            return state
-        try:
-            state = decode_state(self.store.get(sha256))
-        except ArtifactCorrupted as exc:
-            self.metrics.corrupt_artifacts.inc()
-            raise ArtifactCorrupt(f"the stored state {sha256} does not match its checksum; "
-                                  "it will not be served") from exc
-        except ArtifactMissing as exc:
-            raise ArtifactCorrupt(f"the stored state {sha256} is missing") from exc
-        self.remember(sha256, state)
+
+        def load() -> State:
+            try:
+                return decode_state(self.store.get(sha256))
+            except ArtifactCorrupted as exc:
+                self.metrics.corrupt_artifacts.inc()
+                raise ArtifactCorrupt(f"the stored state {sha256} does not match its checksum; "
+                                      "it will not be served") from exc
+            except ArtifactMissing as exc:
+                raise ArtifactCorrupt(f"the stored state {sha256} is missing") from exc
+
+        state, hit = self.cache.get_or_load(sha256, load)
+        self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
+        self.metrics.cache_bytes.set(self.cache.size_bytes)
+        self.metrics.cache_entries.set(len(self.cache))
         return state
 
     def remember(self, sha256: str, state: State) -> None:

@@ -41,3 +41,27 @@ def test_cache_is_bounded_in_bytes_and_lru():
     assert cache.size_bytes == 800 and len(cache) == 2
     cache.put("huge", {"w": torch.zeros(1000)})
     assert cache.get("huge") is None
+
+
+def test_concurrent_misses_load_once():
+    import threading
+    import time
+
+    cache = StateCache(max_bytes=10_000)
+    calls = []
+
+    def load():
+        calls.append(1)
+        time.sleep(0.05)
+        return {"w": torch.ones(3)}
+
+    results = []
+    threads = [threading.Thread(target=lambda: results.append(cache.get_or_load("k", load)))
+               for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and cache.loads == 1
+    assert all(torch.equal(r[0]["w"], torch.ones(3)) for r in results)
+    assert sum(1 for _, hit in results if not hit) >= 1
