@@ -10,8 +10,8 @@ from fastapi import FastAPI
 
 from app import __version__
 from app.api import health
-from app.api.auth.rate_limit import RateLimiter
 from app.api.adapted_models.router import router as adapted_models_router
+from app.api.auth.rate_limit import RateLimiter
 from app.api.meta_learners.router import router as meta_learners_router
 from app.api.meta_learners.service import mirror_registry
 from app.core.config import Settings, get_settings
@@ -21,7 +21,7 @@ from app.core.middleware import RequestContextMiddleware
 from app.core.problems import install_problem_handlers
 from app.db.session import make_engine, make_session_factory
 from app.engine.cache import StateCache
-from app.engine.engine import ServingEngine
+from app.engine.engine import BatchingPolicy, ServingEngine
 from app.engine.executor import Executor
 from app.engine.maintenance import ExpirySweeper, reconcile
 from app.engine.registry import load_registry
@@ -45,7 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
         store = LocalArtifactStore(settings.artifacts_dir)
         app.state.engine = engine = ServingEngine(
-            registry, store, StateCache(settings.cache_bytes), executor, metrics)
+            registry, store, StateCache(settings.cache_bytes), executor, metrics,
+            BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms))
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
             reconcile(session=session, store=store, grace_seconds=settings.orphan_grace_seconds)
@@ -55,7 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             log.warning("authentication is OFF (METASERVE_AUTH_ENABLED=false): every client "
                         "acts as tenant 'default'; use this for local development only")
         log.info("ready", extra={"meta_learners": sorted(registry.learners),
-                                 "refused": registry.refused})
+                                 "refused": registry.refused, "batched": engine.batched})
         yield
         sweeper.stop()
         executor.shutdown()

@@ -26,6 +26,10 @@ class Settings(BaseSettings):
     torch_threads: int = Field(0, ge=0, description="PyTorch intra-op threads per worker; 0 = cores / workers")
     max_queue: int = Field(64, ge=1, description="queued + running jobs before 503")
     cache_bytes: int = Field(256 * 1024 * 1024, ge=0, description="in-memory adapted-state cache")
+    batching: str = Field("auto", pattern="^(auto|on|off)$",
+                          description="micro-batch concurrent requests per meta-learner")
+    max_batch: int = Field(32, ge=1, description="requests per micro-batch")
+    max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill")
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_image_bytes: int = Field(1024 * 1024, ge=64)

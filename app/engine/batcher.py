@@ -1,0 +1,67 @@
+"""Micro-batching: concurrent calls with the same key run as one batched call.
+
+The first caller for a key becomes the leader: it waits up to ``max_wait_ms`` (or until
+``max_batch`` items are queued), takes the batch, runs it once, and hands every caller its own
+result. Used for adaptations of one meta-learner with one task shape (one vmapped adaptation)
+and for predictions of different adapted models of one meta-learner (stacked states, one
+vmapped forward), in the spirit of LoRAX/Punica's many-adapter batching.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Hashable
+from concurrent.futures import Future
+from typing import Any, Generic, TypeVar
+
+Item = TypeVar("Item")
+Result = TypeVar("Result")
+
+
+class _Pending(Generic[Item, Result]):
+    def __init__(self) -> None:
+        self.items: list[tuple[Item, Future[Result]]] = []
+        self.full = threading.Event()
+
+
+class MicroBatcher(Generic[Item, Result]):
+    def __init__(self, run_batch: Callable[[Hashable, list[Item]], list[Result]],
+                 max_batch: int, max_wait_ms: float) -> None:
+        self.run_batch = run_batch
+        self.max_batch = max(1, max_batch)
+        self.max_wait = max_wait_ms / 1000.0
+        self._pending: dict[Hashable, _Pending[Item, Result]] = {}
+        self._lock = threading.Lock()
+        self.batches = 0
+        self.items = 0
+
+    def submit(self, key: Hashable, item: Item) -> Result:
+        future: Future[Result] = Future()
+        with self._lock:
+            pending = self._pending.get(key)
+            leader = pending is None
+            if leader:
+                pending = self._pending[key] = _Pending()
+            pending.items.append((item, future))
+            if len(pending.items) >= self.max_batch:
+                self._pending.pop(key, None)
+                pending.full.set()
+        if leader:
+            pending.full.wait(self.max_wait)
+            with self._lock:
+                if self._pending.get(key) is pending:
+                    self._pending.pop(key)
+            self._run(key, pending.items)
+        return future.result()
+
+    def _run(self, key: Hashable, batch: list[tuple[Any, Future[Any]]]) -> None:
+        self.batches += 1
+        self.items += len(batch)
+        try:
+            results = self.run_batch(key, [item for item, _ in batch])
+        except BaseException as exc:  # every waiter sees the failure
+            for _, future in batch:
+                future.set_exception(exc)
+            return
+        for (_, future), result in zip(batch, results, strict=True):
+            future.set_result(result)
