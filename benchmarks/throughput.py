@@ -1,0 +1,137 @@
+"""Throughput of adaptation under concurrency, batching on vs off, against the in-process floor;
+and batched prediction across many adapted models vs one model at a time.
+
+    python -m benchmarks.throughput [--seconds 15] [--clients 1 8 32] [--only NAME ...]
+
+Writes ``benchmarks/results/throughput.json`` and ``throughput.png``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import torch
+
+from app.engine.registry import load_registry
+from benchmarks.server import REPO, BenchServer
+from benchmarks.workloads import OmniglotPngs, make_task
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def in_process_floor(name: str, batch: int = 32, seconds: float = 5.0) -> dict[str, float]:
+    """Adaptations per second calling the algorithm directly: a loop, and one vmapped batch."""
+    reg = load_registry(REPO / "models").learners[name]
+    learner = reg.learner
+    rng = random.Random(0)
+    if name.startswith("sinusoid"):
+        xs = torch.rand(batch, 5, 1) * 10 - 5
+        ys = torch.sin(xs) * rng.uniform(0.1, 5)
+        ways = 0
+    else:
+        xs = torch.rand(batch, 5, 1, 28, 28)
+        ys = torch.arange(5).expand(batch, 5).contiguous()
+        ways = 5
+    out = {}
+    for mode in ("loop", "vmap"):
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            if mode == "loop":
+                for i in range(batch):
+                    learner.adapt(xs[i], ys[i], ways)
+            else:
+                learner.adapt_batch(xs, ys, ways)
+            n += batch
+        out[f"{mode}_tasks_per_s"] = round(n / (time.perf_counter() - t0), 1)
+    return out
+
+
+def prediction_scaling(name: str, counts=(1, 64, 1000), queries: int = 10) -> dict:
+    """Predictions for K distinct adapted models: one vmapped call vs K calls."""
+    learner = load_registry(REPO / "models").learners[name].learner
+    out = {}
+    for k in counts:
+        xs = torch.rand(k, 5, 1) * 10 - 5
+        states = learner.adapt_batch(xs, torch.sin(xs))
+        qx = torch.rand(k, queries, 1) * 10 - 5
+        t0 = time.perf_counter()
+        learner.predict_batch(states, qx)
+        batched = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        for i in range(k):
+            learner.predict({n: v[i] for n, v in states.items()}, qx[i])
+        looped = time.perf_counter() - t0
+        out[k] = {"batched_ms": round(batched * 1000, 2), "loop_ms": round(looped * 1000, 2),
+                  "speedup": round(looped / batched, 2)}
+    return out
+
+
+def service_throughput(name: str, clients: int, seconds: float, batching: str,
+                       pngs: OmniglotPngs | None) -> float:
+    with BenchServer(None, METASERVE_AUTH_ENABLED="false", METASERVE_RATE_LIMIT_PER_MINUTE="0",
+                     METASERVE_BATCHING=batching, METASERVE_MAX_QUEUE="256") as url:
+        done = [0]
+        lock = threading.Lock()
+        deadline = time.monotonic() + seconds
+
+        def client(seed: int) -> None:
+            rng = random.Random(seed)
+            c = httpx.Client(base_url=url, timeout=60)
+            tasks = [make_task(name, rng, pngs)[0] for _ in range(20)]
+            i = 0
+            while time.monotonic() < deadline:
+                r = c.post("/v1/adapted-models", json={"meta_learner": name, "support": tasks[i % 20]})
+                i += 1
+                if r.status_code == 201:
+                    with lock:
+                        done[0] += 1
+
+        threads = [threading.Thread(target=client, args=(s,)) for s in range(clients)]
+        t0 = time.monotonic()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        return round(done[0] / (time.monotonic() - t0), 1)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--clients", type=int, nargs="*", default=[1, 8, 32])
+    ap.add_argument("--only", nargs="*", default=["sinusoid-maml", "sinusoid-hypernet", "omniglot-protonet"])
+    args = ap.parse_args()
+    pngs = OmniglotPngs()
+    report = {"machine": f"{platform.machine()} {platform.processor()}".strip(),
+              "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
+              "learners": {}}
+    for name in args.only:
+        floor = in_process_floor(name)
+        rows = {}
+        for clients in args.clients:
+            on = service_throughput(name, clients, args.seconds, "on", pngs)
+            off = service_throughput(name, clients, args.seconds, "off", pngs)
+            best_floor = max(floor.values())
+            rows[clients] = {"batching_on_rps": on, "batching_off_rps": off,
+                             "on_over_off": round(on / off, 2) if off else None,
+                             "efficiency_vs_floor": round(on / best_floor, 3)}
+            print(f"{name:18s} clients={clients:3d}  on {on:8.1f}/s  off {off:8.1f}/s  "
+                  f"floor {best_floor:8.1f}/s", flush=True)
+        entry = {"in_process_floor": floor, "service": rows}
+        if name.startswith("sinusoid"):
+            entry["prediction_scaling"] = prediction_scaling(name)
+            print(name, "predictions across K models:", entry["prediction_scaling"], flush=True)
+        report["learners"][name] = entry
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
