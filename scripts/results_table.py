@@ -1,0 +1,49 @@
+"""Print the README's results table from the shipped manifests (the numbers `evaluate` recorded)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+TARGETS = {
+    ("sinusoid-maml", "5-shot-10-steps"): "MSE <= 0.35",
+    ("sinusoid-metasgd", "5-shot-1-steps"): "MSE <= 0.35",
+    ("sinusoid-hypernet", "5-shot"): "MSE <= 0.35",
+    ("omniglot-protonet", "5-way-1-shot"): ">= 98.0%",
+    ("omniglot-protonet", "20-way-1-shot"): ">= 95.0%",
+    ("omniglot-protonet", "lake-20-runs"): "error <= 13.7%",
+    ("omniglot-maml", "5-way-1-shot"): ">= 97.0%",
+    ("omniglot-maml", "20-way-1-shot"): ">= 90%",
+    ("omniglot-anil", "5-way-1-shot"): ">= 97.0%",
+    ("omniglot-reptile", "5-way-5-shot"): ">= 98.0%",
+}
+
+
+def fmt(row: dict) -> str:
+    if row["metric"] == "accuracy":
+        return f"{100 * row['mean']:.2f}% ± {100 * row['ci95']:.2f}"
+    if row["metric"] == "error_rate":
+        return f"{100 * row['mean']:.1f}% error"
+    return f"{row['mean']:.3f} ± {row['ci95']:.3f}"
+
+
+def met(row: dict, target: str) -> str:
+    bound = float(target.split()[-1].rstrip("%")) / (100 if "%" in target else 1)
+    ok = row["mean"] >= bound if ">=" in target else row["mean"] <= bound
+    return "met" if ok else "missed"
+
+
+def main() -> None:
+    print("| meta-learner | algorithm | family | protocol (600 test tasks) | result (95% CI) | target |")
+    print("|---|---|---|---|---|---|")
+    for folder in sorted(Path("models").iterdir()):
+        manifest = json.loads((folder / "manifest.json").read_text())
+        for protocol, row in manifest["evaluation"].items():
+            target = TARGETS.get((manifest["name"], protocol))
+            verdict = f"{target} ({met(row, target)})" if target else "-"
+            print(f"| {manifest['name']} | {manifest['algorithm']} | {manifest['family']} | {protocol} "
+                  f"| {fmt(row)} | {verdict} |")
+
+
+if __name__ == "__main__":
+    main()
