@@ -9,7 +9,6 @@ An S3-compatible store implements the same three methods.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,6 +16,8 @@ from typing import Protocol
 
 from safetensors.torch import load, save
 from torch import Tensor
+
+from app.atomic_io import atomic_write_bytes
 
 
 class ArtifactMissing(Exception):
@@ -67,18 +68,7 @@ class LocalArtifactStore:
         target = self.path(sha)
         if target.exists():
             return sha
-        target.parent.mkdir(parents=True, exist_ok=True)
-        tmp = target.with_name(f".{sha}.{os.getpid()}.{id(data)}.tmp")
-        with tmp.open("wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(target)
-        dir_fd = os.open(target.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        atomic_write_bytes(target, data)
         return sha
 
     def get(self, sha256: str) -> bytes:
