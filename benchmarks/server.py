@@ -33,10 +33,15 @@ class BenchServer:
         if database_url:
             self.env["METASERVE_DATABASE_URL"] = database_url
         self.proc: subprocess.Popen | None = None
+        self.headers: dict[str, str] = {}
 
     def __enter__(self) -> str:
         subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=self.env, cwd=REPO,
                        check=True, capture_output=True)
+        if self.env.get("METASERVE_AUTH_ENABLED", "true").lower() not in ("false", "0", "no"):
+            out = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create", "--tenant", "bench"],
+                                 env=self.env, cwd=REPO, check=True, capture_output=True, text=True)
+            self.headers = {"Authorization": "Bearer " + out.stdout.split("key (shown once): ")[1].strip()}
         self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=self.env,
                                      cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{self.port}"

@@ -2,7 +2,7 @@
 
 The first caller for a key becomes the leader: it waits up to ``max_wait_ms`` (or until
 ``max_batch`` items are queued), takes the batch, runs it once, and hands every caller its own
-result. Used for adaptations of one meta-learner with one task shape (one vmapped adaptation)
+result. A leader with no other call in progress runs at once: a lone request never waits. Used for adaptations of one meta-learner with one task shape (one vmapped adaptation)
 and for predictions of different adapted models of one meta-learner (stacked states, one
 vmapped forward), in the spirit of LoRAX/Punica's many-adapter batching.
 """
@@ -34,10 +34,13 @@ class MicroBatcher(Generic[Item, Result]):
         self._lock = threading.Lock()
         self.batches = 0
         self.items = 0
+        self._active = 0
 
     def submit(self, key: Hashable, item: Item) -> Result:
         future: Future[Result] = Future()
         with self._lock:
+            self._active += 1
+            alone = self._active == 1
             pending = self._pending.get(key)
             leader = pending is None
             if leader:
@@ -46,13 +49,18 @@ class MicroBatcher(Generic[Item, Result]):
             if len(pending.items) >= self.max_batch:
                 self._pending.pop(key, None)
                 pending.full.set()
-        if leader:
-            pending.full.wait(self.max_wait)
+        try:
+            if leader:
+                if not alone:
+                    pending.full.wait(self.max_wait)
+                with self._lock:
+                    if self._pending.get(key) is pending:
+                        self._pending.pop(key)
+                self._run(key, pending.items)
+            return future.result()
+        finally:
             with self._lock:
-                if self._pending.get(key) is pending:
-                    self._pending.pop(key)
-            self._run(key, pending.items)
-        return future.result()
+                self._active -= 1
 
     def _run(self, key: Hashable, batch: list[tuple[Any, Future[Any]]]) -> None:
         self.batches += 1
