@@ -102,12 +102,37 @@ def service_throughput(name: str, clients: int, seconds: float, batching: str,
         return round(done[0] / (time.monotonic() - t0), 1)
 
 
+def plot(report: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(report["learners"])
+    fig, axes = plt.subplots(1, len(names), figsize=(4.2 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        entry = report["learners"][name]
+        clients = [int(c) for c in entry["service"]]
+        for key, label in (("batching_on_rps", "batching on"), ("batching_off_rps", "batching off")):
+            ax.plot(clients, [entry["service"][str(c)][key] for c in clients], marker="o", label=label)
+        ax.axhline(max(entry["in_process_floor"].values()), ls="--", color="k", label="in-process floor")
+        ax.set(title=name, xlabel="concurrent clients", ylabel="adaptations / s", xscale="log",
+               yscale="log")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--clients", type=int, nargs="*", default=[1, 8, 32])
     ap.add_argument("--only", nargs="*", default=["sinusoid-maml", "sinusoid-hypernet", "omniglot-protonet"])
+    ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the last JSON")
     args = ap.parse_args()
+    if args.plot_only:
+        plot(json.loads((RESULTS / "throughput.json").read_text()), RESULTS / "throughput.png")
+        return
     pngs = OmniglotPngs()
     report = {"machine": f"{platform.machine()} {platform.processor()}".strip(),
               "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -131,6 +156,7 @@ def main() -> None:
         report["learners"][name] = entry
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")
+    plot(json.loads((RESULTS / "throughput.json").read_text()), RESULTS / "throughput.png")
 
 
 if __name__ == "__main__":
