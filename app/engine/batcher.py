@@ -2,8 +2,10 @@
 
 The first caller for a key becomes the leader: it waits up to ``max_wait_ms`` (or until
 ``max_batch`` items are queued), takes the batch, runs it once, and hands every caller its own
-result. A leader with no other call in progress runs at once: a lone request never waits. Used for adaptations of one meta-learner with one task shape (one vmapped adaptation)
-and for predictions of different adapted models of one meta-learner (stacked states, one
+result. A leader with no other call in progress runs at once: a lone request never waits.
+
+Used for adaptations of one meta-learner with one task shape (one vmapped adaptation) and for
+predictions of different adapted models of one meta-learner (stacked states, one
 vmapped forward), in the spirit of LoRAX/Punica's many-adapter batching.
 """
 
