@@ -50,6 +50,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
             reconcile(session=session, store=store, grace_seconds=settings.orphan_grace_seconds)
+        if settings.warm_up:
+            engine.warm_up()
         sweeper = ExpirySweeper(app.state.session_factory, engine, settings.sweep_interval_seconds)
         sweeper.start()
         if not settings.auth_enabled:

@@ -30,6 +30,7 @@ class Settings(BaseSettings):
                           description="micro-batch concurrent requests per meta-learner")
     max_batch: int = Field(32, ge=1, description="requests per micro-batch")
     max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill")
+    warm_up: bool = Field(True, description="adapt once per meta-learner at start-up")
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_image_bytes: int = Field(1024 * 1024, ge=64)

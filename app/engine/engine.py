@@ -107,6 +107,17 @@ class ServingEngine:
 
         return self.executor.run(work)
 
+    def warm_up(self) -> None:
+        """Adapt and predict once per meta-learner on a dummy task, so that the first client
+        does not pay the one-off cost of PyTorch's function transforms (about 1.5 s here)."""
+        for reg in self.registry.learners.values():
+            x = torch.zeros(2, *reg.input_spec["shape"])
+            classify = reg.task_type == "classification"
+            y = torch.tensor([0, 1]) if classify else torch.zeros(2, 1)
+            steps = 1 if reg.learner.has_steps else None
+            state = self._adapt_many(None, [(reg, x, y, 2 if classify else 0, steps)])[0].state
+            self._predict_many(None, [(reg, state, x)])
+
     # ----- states ----------------------------------------------------------------------------
     def load_state(self, sha256: str) -> State:
         """The state for an artifact: from the cache, else from the store (checksum verified)."""

@@ -16,7 +16,7 @@ def settings(tmp_path, database_url) -> Settings:
     upgrade(database_url)
     return Settings(data_dir=tmp_path / "var", database_url=database_url,
                     models_dir=REPO / "models", workers=2, torch_threads=1,
-                    max_body_bytes=2_000_000, auth_enabled=False)
+                    max_body_bytes=2_000_000, auth_enabled=False, warm_up=False)
 
 
 @pytest.fixture

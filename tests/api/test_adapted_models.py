@@ -150,3 +150,14 @@ def test_registry_is_mirrored_into_the_database(client, settings):
         rows = dict(conn.execute(text("SELECT name, algorithm FROM meta_learners")).all())
     engine.dispose()
     assert rows["omniglot-protonet"] == "protonet" and rows["sinusoid-hypernet"] == "hypernet"
+
+
+def test_warm_up_adapts_every_meta_learner_once(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(settings.model_copy(update={"warm_up": True}))) as c:
+        text = c.get("/metrics").text
+        for name in c.app.state.engine.registry.learners:
+            assert f'metaserve_adaptation_seconds_count{{meta_learner="{name}"}} 1.0' in text

@@ -23,7 +23,7 @@ def fuzz_settings(root: Path) -> Settings:
     url = f"sqlite:///{root / 'fuzz.db'}"
     upgrade(url)
     return Settings(data_dir=root, database_url=url, models_dir=REPO / "models", workers=2,
-                    torch_threads=1, auth_enabled=False, rate_limit_per_minute=0)
+                    torch_threads=1, auth_enabled=False, rate_limit_per_minute=0, warm_up=False)
 
 
 _ROOT = Path(tempfile.mkdtemp(prefix="metaserve-fuzz-"))
