@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import shutil
 import tempfile
 import time
 import uuid
@@ -125,6 +126,7 @@ def main() -> None:
                 cold.append((time.perf_counter() - t0) * 1000)
         report["cold_load"] = percentiles(cold)
         print("cold load:", report["cold_load"], flush=True)
+    shutil.rmtree(root, ignore_errors=True)
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "scale.json").write_text(json.dumps(report, indent=2) + "\n")
 
