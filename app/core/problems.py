@@ -50,10 +50,6 @@ class LimitExceeded(Problem):
     status, slug, title = 422, "limit-exceeded", "A limit was exceeded"
 
 
-class BodyTooLarge(Problem):
-    status, slug, title = 413, "body-too-large", "Request body too large"
-
-
 class Unauthorized(Problem):
     status, slug, title = 401, "unauthorized", "Missing or invalid API key"
 
@@ -62,12 +58,16 @@ class Unauthorized(Problem):
         self.headers = {"WWW-Authenticate": "Bearer"}
 
 
-class RateLimited(Problem):
-    status, slug, title = 429, "rate-limited", "Too many requests"
+class RetryLater(Problem):
+    """A refusal that tells the client when to try again (``Retry-After``, seconds)."""
 
-    def __init__(self, detail: str, retry_after: int) -> None:
+    def __init__(self, detail: str, retry_after: int = 1) -> None:
         super().__init__(detail)
         self.headers = {"Retry-After": str(retry_after)}
+
+
+class RateLimited(RetryLater):
+    status, slug, title = 429, "rate-limited", "Too many requests"
 
 
 class IdempotencyConflict(Problem):
@@ -78,12 +78,8 @@ class QuotaExceeded(Problem):
     status, slug, title = 409, "quota-exceeded", "Adapted-model quota exceeded"
 
 
-class Overloaded(Problem):
+class Overloaded(RetryLater):
     status, slug, title = 503, "overloaded", "Too many requests in progress"
-
-    def __init__(self, detail: str, retry_after: int = 1) -> None:
-        super().__init__(detail)
-        self.headers = {"Retry-After": str(retry_after)}
 
 
 class ArtifactCorrupt(Problem):

@@ -1,0 +1,60 @@
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from app.core.problems import Overloaded
+from app.engine.batcher import MicroBatcher
+from app.engine.executor import Executor
+
+
+def test_full_queue_is_refused_with_retry_after():
+    ex = Executor(workers=1, max_queue=1, torch_threads=1)
+    started, release = threading.Event(), threading.Event()
+
+    def slow():
+        started.set()
+        release.wait(5)
+        return "done"
+
+    t = threading.Thread(target=lambda: ex.run(slow))
+    t.start()
+    started.wait(5)
+    with pytest.raises(Overloaded) as err:
+        ex.run(lambda: "second")
+    assert err.value.status == 503 and err.value.headers["Retry-After"] == "1"
+    release.set()
+    t.join()
+    assert ex.run(lambda: "after") == "after"
+    ex.shutdown()
+
+
+def test_batcher_coalesces_and_returns_each_callers_result():
+    calls = []
+
+    def run(key, items):
+        calls.append(list(items))
+        time.sleep(0.01)
+        return [i * 10 for i in items]
+
+    b = MicroBatcher(run, max_batch=8, max_wait_ms=100)
+    results = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, b.submit("k", i)))
+               for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: i * 10 for i in range(8)}
+    assert len(calls) < 8 and sum(len(c) for c in calls) == 8
+
+
+def test_batcher_propagates_failures_to_every_caller():
+    def run(key, items):
+        raise ValueError("boom")
+
+    b = MicroBatcher(run, max_batch=4, max_wait_ms=1)
+    with pytest.raises(ValueError, match="boom"):
+        b.submit("k", 1)
