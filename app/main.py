@@ -46,7 +46,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         store = LocalArtifactStore(settings.artifacts_dir)
         app.state.engine = engine = ServingEngine(
             registry, store, StateCache(settings.cache_bytes), executor, metrics,
-            BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms))
+            BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms),
+            artifact_grace_seconds=settings.orphan_grace_seconds)
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
             reconcile(session=session, store=store, grace_seconds=settings.orphan_grace_seconds)

@@ -60,8 +60,10 @@ def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
 
 class ServingEngine:
     def __init__(self, registry: Registry, store: ArtifactStore, cache: StateCache,
-                 executor: Executor, metrics: Metrics, batching: BatchingPolicy | None = None) -> None:
+                 executor: Executor, metrics: Metrics, batching: BatchingPolicy | None = None,
+                 artifact_grace_seconds: float = 0.0) -> None:
         self.registry, self.store, self.cache = registry, store, cache
+        self.artifact_grace_seconds = artifact_grace_seconds
         self.executor, self.metrics = executor, metrics
         self.policy = batching or BatchingPolicy()
         self.batched = {name: batching_pays(reg, self.policy) for name, reg in registry.learners.items()}

@@ -37,12 +37,14 @@ def reconcile(*, session: Session, store: ArtifactStore, grace_seconds: float) -
     temporaries = store.remove_stale_temporaries(grace_seconds)
     report = {"orphan_artifacts": orphans, "rows_without_artifact": dangling,
               "temporaries": temporaries}
-    log.info("reconciled storage", extra=report)
+    if any(report.values()):
+        log.info("reconciled storage", extra=report)
     return report
 
 
 class ExpirySweeper:
-    """A daemon thread that deletes expired adapted models every ``interval`` seconds."""
+    """A daemon thread that, every ``interval`` seconds, deletes expired adapted models and
+    collects artifacts no row references once they are older than the grace period."""
 
     def __init__(self, factory: sessionmaker[Session], engine: ServingEngine, interval: float) -> None:
         self.factory, self.engine, self.interval = factory, engine, interval
@@ -60,6 +62,8 @@ class ExpirySweeper:
             try:
                 with self.factory() as session:
                     sweep_expired(session=session, engine=self.engine)
+                    reconcile(session=session, store=self.engine.store,
+                              grace_seconds=self.engine.artifact_grace_seconds)
             except Exception:  # noqa: BLE001 - keep sweeping after a transient failure
                 log.exception("expiry sweep failed")
 

@@ -9,6 +9,7 @@ An S3-compatible store implements the same three methods.
 from __future__ import annotations
 
 import hashlib
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -67,6 +68,7 @@ class LocalArtifactStore:
         sha = sha256_hex(data)
         target = self.path(sha)
         if target.exists():
+            os.utime(target)  # young again: garbage collection spares it for the grace period
             return sha
         atomic_write_bytes(target, data)
         return sha

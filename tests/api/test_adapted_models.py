@@ -106,7 +106,37 @@ def test_get_list_delete(client):
         assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
 
 
-def test_identical_states_share_one_artifact_until_the_last_delete(client, settings):
+def test_identical_states_share_one_artifact_until_the_last_delete(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    settings = settings.model_copy(update={"orphan_grace_seconds": 0})
+    with TestClient(create_app(settings)) as client:
+        shared_artifact_lifecycle(client, settings)
+
+
+def test_a_young_unreferenced_artifact_waits_for_the_sweep(settings):
+    """A concurrent request may be about to commit a row for the same content."""
+    import time
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    settings = settings.model_copy(update={"orphan_grace_seconds": 3.0, "sweep_interval_seconds": 0.2})
+    with TestClient(create_app(settings)) as client:
+        ident = adapt(client, "sinusoid-hypernet").json()["id"]
+        assert client.delete(f"/v1/adapted-models/{ident}").status_code == 204
+        files = list(settings.artifacts_dir.glob("*/*.safetensors"))
+        assert len(files) == 1  # kept: younger than the grace period
+        deadline = time.monotonic() + 20
+        while files[0].exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert not files[0].exists()  # collected by the sweep once older
+
+
+def shared_artifact_lifecycle(client, settings):
     a = adapt(client, "sinusoid-hypernet").json()["id"]
     b = adapt(client, "sinusoid-hypernet").json()["id"]
     files = list(settings.artifacts_dir.glob("*/*.safetensors"))

@@ -106,7 +106,7 @@ def test_quota_per_tenant(settings):
 
 
 def test_expiry_sweep_removes_rows_and_artifacts(settings):
-    s = settings.model_copy(update={"sweep_interval_seconds": 0.2})
+    s = settings.model_copy(update={"sweep_interval_seconds": 0.2, "orphan_grace_seconds": 0})
     with TestClient(create_app(s)) as c:
         ident = adapt(c).json()["id"]
         assert list(s.artifacts_dir.glob("*/*.safetensors"))

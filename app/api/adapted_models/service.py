@@ -158,11 +158,18 @@ def list_page(*, session: Session, limit: int, cursor: str | None, meta_learner:
 
 
 def release_artifact(*, session: Session, engine: ServingEngine, sha256: str) -> None:
-    """Delete an artifact once no row references it (artifacts are shared by content)."""
+    """Delete an artifact once no row references it (artifacts are shared by content).
+
+    An artifact written or re-put within the grace period is kept, because another request
+    (in this or another process) may be about to commit a row for the same content; the
+    periodic sweep collects it once it is older.
+    """
     in_use = session.scalar(select(func.count()).where(AdaptedModelRow.artifact_sha256 == sha256))
-    if not in_use:
+    if in_use:
+        return
+    engine.cache.discard(sha256)
+    if engine.store.exists(sha256) and engine.store.age_seconds(sha256) >= engine.artifact_grace_seconds:
         engine.store.delete(sha256)
-        engine.cache.discard(sha256)
 
 
 def delete(*, session: Session, engine: ServingEngine, adapted_model_id: str,
