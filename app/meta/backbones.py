@@ -83,8 +83,3 @@ def expand_head(params: dict[str, Tensor], ways: int) -> dict[str, Tensor]:
     out["head.weight"] = params["head.weight"].expand(ways, -1)
     out["head.bias"] = params["head.bias"].expand(ways)
     return out
-
-
-def parameter_dict(model: nn.Module) -> dict[str, Tensor]:
-    return {k: v for k, v in model.named_parameters()}
-

@@ -36,13 +36,3 @@ class TaskBatch:
 
     def __len__(self) -> int:
         return int(self.support_x.shape[0])
-
-    def task(self, i: int) -> TaskBatch:
-        """The i-th task, keeping a leading task dimension of one."""
-        return TaskBatch(
-            self.support_x[i : i + 1],
-            self.support_y[i : i + 1],
-            self.query_x[i : i + 1],
-            self.query_y[i : i + 1],
-            self.ways,
-        )
