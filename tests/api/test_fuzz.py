@@ -6,10 +6,11 @@ import os
 import tempfile
 from pathlib import Path
 
+import httpx
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, reject, settings
 
 from app.core.config import Settings
 from app.db.migrate import upgrade
@@ -39,14 +40,17 @@ def client():
 
 
 @schema.parametrize()
-@settings(max_examples=EXAMPLES, deadline=None,
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=list(HealthCheck))
 def test_no_5xx_and_problem_bodies(case, client):
     kwargs = case.as_transport_kwargs(base_url="http://testserver")
     kwargs.pop("cookies", None)
     if "data" in kwargs:
         kwargs["content"] = kwargs.pop("data")
-    response = client.request(**kwargs)
+    try:
+        response = client.request(**kwargs)
+    except httpx.InvalidURL:
+        reject()  # the HTTP client itself refuses to send it (e.g. a query over its length limit)
     SEEN.append((case.operation.label, response.status_code))
     assert response.status_code < 500, (case.method, case.path, response.text[:500])
     if response.status_code >= 400:
