@@ -12,7 +12,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metaserve", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve = sub.add_parser("serve", help="run the HTTP service (uvicorn)")
+    serve.add_argument("--host", default=None, help="default: METASERVE_HOST (127.0.0.1)")
+    serve.add_argument("--port", type=int, default=None, help="default: METASERVE_PORT (8000)")
 
     db = sub.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade"])
@@ -36,7 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--no-progress", action="store_true")
 
     ev = sub.add_parser("evaluate", help="evaluate a meta-learner folder on test tasks")
-    ev.add_argument("model", type=Path)
+    ev.add_argument("model", type=Path, help="models/<name>/<version>, or models/<name> for the newest")
     ev.add_argument("--ways", type=int, default=5)
     ev.add_argument("--shots", type=int, default=1)
     ev.add_argument("--tasks", type=int, default=600)
@@ -44,7 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=None, help="adaptation steps (default: model's)")
     ev.add_argument("--seed", type=int, default=2024)
     ev.add_argument("--omniglot-runs", type=Path, default=None, help="path to all_runs.zip")
-    ev.add_argument("--record", action="store_true", help="write the result into the manifest")
+    ev.add_argument("--record", action="store_true",
+                    help="write the reports into the model's folder and the result into its manifest")
+    ev.add_argument("--out", type=Path, default=None,
+                    help="where reports go without --record (default: runs/evaluations/<name>/<version>)")
     return parser
 
 
@@ -62,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
 
         report = evaluate_command(
             args.model, args.ways, args.shots, args.tasks, args.queries, args.steps,
-            args.seed, args.omniglot_runs, args.record,
+            args.seed, args.omniglot_runs, args.record, args.out,
         )
         print(json.dumps(report["row"]))
     else:

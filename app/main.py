@@ -6,14 +6,16 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app import __version__
 from app.api import health
 from app.api.adapted_models.router import router as adapted_models_router
+from app.api.auth.dependencies import get_tenant
 from app.api.auth.rate_limit import RateLimiter
 from app.api.meta_learners.router import router as meta_learners_router
 from app.api.meta_learners.service import mirror_registry
+from app.api.openapi import problem_openapi, serve_local_docs
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
@@ -23,8 +25,9 @@ from app.db.session import make_engine, make_session_factory
 from app.engine.cache import StateCache
 from app.engine.engine import BatchingPolicy, ServingEngine
 from app.engine.executor import Executor
-from app.engine.maintenance import ExpirySweeper, reconcile
 from app.engine.registry import load_registry
+from app.lifecycle import ExpirySweeper, collect_orphans
+from app.meta.codecs import InputLimits
 from app.storage.artifacts import LocalArtifactStore
 
 log = logging.getLogger("metaserve")
@@ -39,7 +42,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        db = make_engine(settings.resolved_database_url)
+        db = make_engine(settings.resolved_database_url, settings.db_pool_size,
+                         settings.db_max_overflow, settings.db_pool_timeout)
         app.state.session_factory = make_session_factory(db)
         registry = load_registry(settings.models_dir)
         executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
@@ -47,10 +51,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.engine = engine = ServingEngine(
             registry, store, StateCache(settings.cache_bytes), executor, metrics,
             BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms),
-            artifact_grace_seconds=settings.orphan_grace_seconds)
+            artifact_grace_seconds=settings.orphan_grace_seconds,
+            input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels))
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
-            reconcile(session=session, store=store, grace_seconds=settings.orphan_grace_seconds)
+            collect_orphans(session=session, states=engine)
         if settings.warm_up:
             engine.warm_up()
         sweeper = ExpirySweeper(app.state.session_factory, engine, settings.sweep_interval_seconds)
@@ -58,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if not settings.auth_enabled:
             log.warning("authentication is OFF (METASERVE_AUTH_ENABLED=false): every client "
                         "acts as tenant 'default'; use this for local development only")
-        log.info("ready", extra={"meta_learners": sorted(registry.learners),
+        log.info("ready", extra={"meta_learners": [r.ref for r in registry.all()],
                                  "refused": registry.refused, "batched": engine.batched})
         yield
         sweeper.stop()
@@ -70,14 +75,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version=__version__,
         description="Adapt pretrained meta-learners to few-shot tasks over HTTP, then predict.",
         lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
     )
+    app.openapi = lambda: problem_openapi(app)
     app.state.metrics = metrics
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
     app.dependency_overrides[get_settings] = lambda: settings
     install_problem_handlers(app)
-    app.include_router(meta_learners_router)
-    app.include_router(adapted_models_router)
+    # authenticated by default; the public list: health, readiness, metrics and the API docs
+    authenticated = [Depends(get_tenant)]
+    app.include_router(meta_learners_router, dependencies=authenticated)
+    app.include_router(adapted_models_router, dependencies=authenticated)
     app.include_router(health.router)
+    serve_local_docs(app)
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes)
     return app

@@ -15,7 +15,9 @@ def run_service_command(args: argparse.Namespace) -> int:
 
         from app.main import create_app
 
-        uvicorn.run(create_app(settings), host=settings.host, port=settings.port,
+        host = args.host or settings.host
+        port = args.port or settings.port
+        uvicorn.run(create_app(settings), host=host, port=port,
                     log_level=settings.log_level, access_log=False)
     elif args.command == "db":
         from app.db.migrate import upgrade
@@ -27,11 +29,12 @@ def run_service_command(args: argparse.Namespace) -> int:
         from app.engine.registry import load_registry
 
         registry = load_registry(settings.models_dir)
-        for name, reg in sorted(registry.learners.items()):
-            print(json.dumps({"name": name, "version": reg.version,
-                              "algorithm": reg.manifest["algorithm"], "task_type": reg.task_type,
-                              "evaluation": {k: round(v["mean"], 4) for k, v in
-                                             reg.manifest.get("evaluation", {}).items()}}))
+        newest = {reg.ref for reg in registry.learners.values()}
+        for reg in registry.all():
+            print(json.dumps({"name": reg.name, "version": reg.version, "newest": reg.ref in newest,
+                              "algorithm": reg.spec.algorithm, "task_type": reg.task_type,
+                              "evaluation": {k: {"metric": v.get("metric"), "mean": round(v["mean"], 4)}
+                                             for k, v in reg.spec.evaluation.items()}}))
         for name, why in registry.refused.items():
             print(json.dumps({"name": name, "refused": why}))
         return 1 if registry.refused else 0
@@ -41,11 +44,17 @@ def run_service_command(args: argparse.Namespace) -> int:
 
 
 def keys_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
+    from sqlalchemy import inspect
+
     from app.api.auth.service import create_key, list_keys, revoke_key
     from app.db.session import make_engine, make_session_factory
 
     engine = make_engine(settings.resolved_database_url)
     try:
+        if not inspect(engine).has_table("api_keys"):
+            print(f"the database {redact(settings.resolved_database_url)} has no tables yet: "
+                  "run `metaserve db upgrade` first")
+            return 2
         with make_session_factory(engine)() as session:
             if args.action == "create":
                 key_id, key = create_key(session=session, tenant=args.tenant)

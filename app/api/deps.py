@@ -1,4 +1,5 @@
-"""FastAPI dependencies: settings, database session, registry and engine."""
+"""FastAPI dependencies: settings, database session, registry, engine, and the adapted model
+a request may touch (ID + tenant, resolved once per request)."""
 
 from __future__ import annotations
 

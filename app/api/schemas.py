@@ -1,11 +1,13 @@
-"""Types shared by the API's schema families."""
+"""Types shared by the API's schema families, and the problem responses every route declares."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
 from fastapi import Path as PathParam
-from pydantic import BaseModel, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+
+from app.core.problems import PROBLEM_JSON
 
 AdaptedModelId = Annotated[
     str, PathParam(max_length=64, examples=["3f2a9c1e0b7d4e6f8a5b2c1d0e9f8a7b"])
@@ -15,16 +17,30 @@ Label = StrictInt | StrictStr
 
 
 class ProblemDetails(BaseModel):
-    """RFC 9457 problem details."""
+    """RFC 9457 problem details (``application/problem+json``)."""
 
+    model_config = ConfigDict(extra="allow", json_schema_extra={"examples": [{
+        "type": "urn:metaserve:problem:unknown-meta-learner", "title": "Unknown meta-learner",
+        "status": 404, "detail": "no meta-learner named 'x'; this deployment serves: ...",
+        "instance": "/v1/adapted-models"}]})
     type: str = Field(examples=["urn:metaserve:problem:unknown-meta-learner"])
     title: str
     status: int
     detail: str
     instance: str
+    errors: list[dict[str, Any]] | None = Field(None, description="validation errors, when any")
 
 
-PROBLEM_RESPONSES: dict[int | str, dict[str, Any]] = {
-    code: {"model": ProblemDetails, "content": {"application/problem+json": {}}}
-    for code in (400, 401, 404, 409, 413, 422, 429, 503)
+DESCRIPTIONS = {
+    400: "Bad request", 401: "Missing or invalid API key", 404: "Not found",
+    409: "Conflict (quota, idempotency key reused)",
+    410: "The meta-learner version that adapted this model is no longer installed",
+    413: "Body too large", 422: "Invalid input", 429: "Rate limited (see Retry-After)",
+    503: "Overloaded (see Retry-After)",
 }
+
+
+def problem_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI responses for these status codes, each an RFC 9457 problem body."""
+    return {code: {"description": DESCRIPTIONS[code], "model": ProblemDetails,
+                   "content": {PROBLEM_JSON: {}}} for code in codes}

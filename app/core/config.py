@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./var"), description="adapted-model artifacts and the SQLite file")
     database_url: str | None = Field(None, description="default: sqlite:///<data_dir>/metaserve.db")
     models_dir: Path = Field(Path("./models"), description="shipped meta-learners")
+    db_pool_size: int = Field(10, ge=1, description="database connections kept open (PostgreSQL, SQLite file)")
+    db_max_overflow: int = Field(20, ge=0, description="extra connections under load")
+    db_pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
@@ -37,7 +40,6 @@ class Settings(BaseSettings):
     max_image_pixels: int = Field(1024 * 1024, ge=64)
     default_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
     max_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
-    max_list_limit: int = Field(200, ge=1)
 
     auth_enabled: bool = Field(True, description="require API keys on /v1 (off only for local use)")
     rate_limit_per_minute: int = Field(600, ge=0, description="per API key and process; 0 = off")

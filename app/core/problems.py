@@ -30,6 +30,10 @@ class UnknownMetaLearner(Problem):
     status, slug, title = 404, "unknown-meta-learner", "Unknown meta-learner"
 
 
+class MetaLearnerVersionRetired(Problem):
+    status, slug, title = 410, "meta-learner-version-retired", "Meta-learner version retired"
+
+
 class AdaptedModelNotFound(Problem):
     status, slug, title = 404, "adapted-model-not-found", "Adapted model not found"
 
@@ -44,6 +48,10 @@ class InvalidInputs(Problem):
 
 class InvalidOptions(Problem):
     status, slug, title = 422, "invalid-options", "Invalid adaptation options"
+
+
+class InvalidCursor(Problem):
+    status, slug, title = 422, "invalid-cursor", "Invalid pagination cursor"
 
 
 class LimitExceeded(Problem):

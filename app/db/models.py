@@ -31,7 +31,8 @@ class Base(DeclarativeBase):
 
 
 class MetaLearnerRow(Base):
-    """A meta-learner served by this deployment (mirrored from ``models/`` at start-up)."""
+    """A meta-learner served by this deployment (mirrored from ``models/`` at start-up; the
+    columns describe its newest version)."""
 
     __tablename__ = "meta_learners"
 
@@ -48,6 +49,18 @@ class MetaLearnerRow(Base):
     loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class MetaLearnerVersionRow(Base):
+    """Every version of a meta-learner this database has seen served, with its weights."""
+
+    __tablename__ = "meta_learner_versions"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(40), primary_key=True)
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    algorithm: Mapped[str] = mapped_column(String(40))
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class AdaptedModelRow(Base):
     """One adapted model; its state lives in the artifact store under ``artifact_sha256``."""
 
@@ -57,6 +70,8 @@ class AdaptedModelRow(Base):
     tenant: Mapped[str] = mapped_column(String(100), default="default")
     meta_learner: Mapped[str] = mapped_column(ForeignKey("meta_learners.name"))
     meta_learner_version: Mapped[str] = mapped_column(String(40))
+    # the exact weights that adapted this model; predictions refuse (410) without them
+    meta_learner_weights_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     task_type: Mapped[str] = mapped_column(String(20))
     labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     artifact_sha256: Mapped[str] = mapped_column(String(64), index=True)

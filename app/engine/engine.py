@@ -1,30 +1,42 @@
-"""The serving engine: adaptation and prediction in the worker pool, states via the cache.
+"""The serving engine: the one entry point for adapting, storing, predicting and releasing.
 
-With batching on, concurrent adaptations of one meta-learner with one task shape run as one
-vmapped ``adapt_batch``, and concurrent predictions of different adapted models of one
-meta-learner run as one vmapped ``predict_batch`` over their stacked states. ``auto`` batches
-except where a per-task state holds convolution kernels and the device is a CPU: vmapping
-them turns each convolution into a grouped one, which is slower on CPU than a loop (see
-``benchmarks/throughput.py``).
+``prepare`` validates a support set (no database, no compute); ``adapt`` runs it in the worker
+pool, stores the state durably and caches it; ``predict`` decodes inputs and runs an adapted
+state on the exact meta-learner version that made it; ``release`` drops a state nobody
+references. Nothing outside the engine touches its store or cache.
+
+With batching on, concurrent adaptations of one meta-learner version with one task shape run
+as one vmapped ``adapt_batch``, and concurrent predictions of different adapted models run as
+one vmapped ``predict_batch`` over their stacked states. ``auto`` batches except where a
+per-task state holds convolution kernels and the device is a CPU: vmapping them turns each
+convolution into a grouped one, which is slower on CPU than a loop (``benchmarks/throughput.py``).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable
-from dataclasses import dataclass
+from collections.abc import Hashable, Iterator
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
 from app.core.metrics import Metrics
-from app.core.problems import ArtifactCorrupt
+from app.core.problems import (
+    ArtifactCorrupt,
+    InvalidInputs,
+    InvalidOptions,
+    InvalidSupportSet,
+    LimitExceeded,
+)
 from app.engine.batcher import MicroBatcher
 from app.engine.cache import StateCache
 from app.engine.executor import Executor
 from app.engine.registry import RegisteredLearner, Registry
 from app.meta.algorithms import AdaptOptions
+from app.meta.codecs import InputError, InputLimitExceeded, InputLimits, codec_for
+from app.meta.task_types import InvalidTargets, TargetLimitExceeded
 from app.storage.artifacts import (
     ArtifactCorrupted,
     ArtifactMissing,
@@ -36,18 +48,45 @@ from app.storage.artifacts import (
 State = dict[str, Tensor]
 
 
-@dataclass
-class AdaptResult:
-    state: State
-    artifact: bytes
-    report: dict[str, Any]
-
-
 @dataclass(frozen=True)
 class BatchingPolicy:
     mode: str = "auto"  # "auto" | "on" | "off"
     max_batch: int = 32
     max_wait_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    """A validated support set, ready to adapt: tensors, the label order and the steps."""
+
+    learner: RegisteredLearner
+    x: Tensor
+    y: Tensor
+    ways: int
+    labels: list[Any] | None
+    steps: int  # resolved (0 for learners without gradient steps)
+
+
+@dataclass(frozen=True)
+class AdaptationReport:
+    steps: int
+    duration_ms: float
+    support_loss_before: float | None
+    support_loss_after: float
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """What an adaptation produced and where its state is stored."""
+
+    learner: RegisteredLearner
+    artifact_sha256: str
+    artifact_bytes: int
+    labels: list[Any] | None
+    report: AdaptationReport
 
 
 def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
@@ -61,72 +100,125 @@ def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
 class ServingEngine:
     def __init__(self, registry: Registry, store: ArtifactStore, cache: StateCache,
                  executor: Executor, metrics: Metrics, batching: BatchingPolicy | None = None,
-                 artifact_grace_seconds: float = 0.0) -> None:
-        self.registry, self.store, self.cache = registry, store, cache
-        self.artifact_grace_seconds = artifact_grace_seconds
+                 artifact_grace_seconds: float = 0.0, input_limits: InputLimits | None = None) -> None:
+        self.registry = registry
+        self._store, self._cache = store, cache
+        self._grace = artifact_grace_seconds
         self.executor, self.metrics = executor, metrics
+        self.input_limits = input_limits or InputLimits()
+        self.warmed_up: list[str] = []
         self.policy = batching or BatchingPolicy()
-        self.batched = {name: batching_pays(reg, self.policy) for name, reg in registry.learners.items()}
+        self.batched = {reg.ref: batching_pays(reg, self.policy) for reg in registry.all()}
         self.adapt_batcher = MicroBatcher(self._adapt_many, self.policy.max_batch, self.policy.max_wait_ms)
         self.predict_batcher = MicroBatcher(self._predict_many, self.policy.max_batch,
-                                            self.policy.max_wait_ms)
+                                             self.policy.max_wait_ms)
+
+    # ----- meta-learners -------------------------------------------------------------------
+    def resolve(self, ref: str) -> RegisteredLearner:
+        """``name`` (newest) or ``name@version``."""
+        return self.registry.resolve(ref)
+
+    def bound(self, name: str, version: str, weights_sha256: str | None) -> RegisteredLearner:
+        """The exact version (and weights) that adapted a model; 410 once retired."""
+        return self.registry.exact(name, version, weights_sha256)
 
     # ----- adaptation ----------------------------------------------------------------------
-    def adapt(self, reg: RegisteredLearner, x: Tensor, y: Tensor, ways: int,
-              steps: int | None) -> AdaptResult:
-        """Adapt in a worker; report steps, duration and support loss before and after."""
-        if self.batched.get(reg.name):
-            key = ("adapt", reg.name, tuple(x.shape), tuple(y.shape), ways, steps)
-            return self.adapt_batcher.submit(key, (reg, x, y, ways, steps))
-        return self._adapt_many(None, [(reg, x, y, ways, steps)])[0]
+    def resolve_steps(self, reg: RegisteredLearner, steps: int | None) -> int:
+        """The one place a request's ``steps`` is checked and defaulted."""
+        if not reg.learner.has_steps:
+            if steps is not None:
+                raise InvalidOptions(f"{reg.name} ({reg.spec.algorithm}) adapts without gradient "
+                                     "steps; options.steps does not apply")
+            return 0
+        if steps is not None and steps > reg.limits["max_steps"]:
+            raise LimitExceeded(f"options.steps={steps} exceeds the limit of "
+                                f"{reg.limits['max_steps']} for {reg.name}")
+        return reg.learner.resolve_steps(AdaptOptions(steps=steps))
 
-    def _adapt_many(self, key: Hashable, items: list[tuple]) -> list[AdaptResult]:
-        reg, _, _, ways, steps = items[0]
-        learner = reg.learner
+    def prepare(self, reg: RegisteredLearner, inputs: list[Any], targets: list[Any],
+                steps: int | None) -> PreparedTask:
+        """Validate and encode a support set (no database, no gradient work)."""
+        limits = reg.limits
+        if len(targets) != len(inputs):
+            raise InvalidSupportSet(
+                f"support.inputs has {len(inputs)} items but support.targets has {len(targets)}")
+        if len(inputs) > limits["max_support"]:
+            raise LimitExceeded(f"support set of {len(inputs)} examples exceeds the limit of "
+                                f"{limits['max_support']} for {reg.name}")
+        resolved = self.resolve_steps(reg, steps)
+        try:
+            encoded = reg.task.encode(targets, limits["max_ways"], limits["max_shots"])
+        except InvalidTargets as exc:
+            raise InvalidSupportSet(f"support.targets: {exc}") from exc
+        except TargetLimitExceeded as exc:
+            raise LimitExceeded(f"support.targets: {exc} for {reg.name}") from exc
+        x = self._decode(reg, inputs, "support.inputs")
+        return PreparedTask(reg, x, encoded.y, encoded.ways, encoded.labels, resolved)
 
-        def work() -> list[AdaptResult]:
+    def adapt(self, task: PreparedTask) -> Adaptation:
+        """Adapt in a worker, store the state durably (before any row may reference it) and
+        cache it. Returns where the state lives and a report of the adaptation."""
+        reg = task.learner
+        if self.batched.get(reg.ref):
+            key = ("adapt", reg.ref, tuple(task.x.shape), tuple(task.y.shape), task.ways, task.steps)
+            state, report = self.adapt_batcher.submit(key, task)
+        else:
+            state, report = self._adapt_many(None, [task])[0]
+        artifact = encode_state(state)
+        sha = self._store.put(artifact)
+        self._remember(sha, state)
+        return Adaptation(reg, sha, len(artifact), task.labels, report)
+
+    def _adapt_many(self, key: Hashable, tasks: list[PreparedTask], record: bool = True
+                    ) -> list[tuple[State, AdaptationReport]]:
+        first = tasks[0]
+        learner = first.learner.learner
+
+        def work() -> list[tuple[State, AdaptationReport]]:
             t0 = time.perf_counter()
-            options = AdaptOptions(steps=steps)
-            if len(items) == 1:
-                states = [learner.adapt(items[0][1], items[0][2], ways, options)]
+            options = AdaptOptions(steps=first.steps)
+            if len(tasks) == 1:
+                states = [learner.adapt(first.x, first.y, first.ways, options)]
             else:
-                stacked = learner.adapt_batch(torch.stack([i[1] for i in items]),
-                                              torch.stack([i[2] for i in items]), ways, options)
-                states = [{k: v[j] for k, v in stacked.items()} for j in range(len(items))]
+                stacked = learner.adapt_batch(torch.stack([t.x for t in tasks]),
+                                              torch.stack([t.y for t in tasks]), first.ways, options)
+                states = [{k: v[j] for k, v in stacked.items()} for j in range(len(tasks))]
             duration = time.perf_counter() - t0
-            start = learner.initial_state(ways)
+            start = learner.initial_state(first.ways)
             results = []
-            for (_, x, y, _, _), state in zip(items, states, strict=True):
-                report = {
-                    "steps": learner.resolve_steps(options) if learner.has_steps else 0,
-                    "duration_ms": round(duration * 1000, 3),
-                    "support_loss_before": None if start is None else learner.support_loss(start, x, y),
-                    "support_loss_after": learner.support_loss(state, x, y),
-                }
-                results.append(AdaptResult(state, encode_state(state), report))
-                self.metrics.adaptation.labels(reg.name).observe(duration)
+            for task, state in zip(tasks, states, strict=True):
+                report = AdaptationReport(
+                    steps=first.steps, duration_ms=round(duration * 1000, 3),
+                    support_loss_before=None if start is None else learner.support_loss(start, task.x, task.y),
+                    support_loss_after=learner.support_loss(state, task.x, task.y))
+                results.append((state, report))
+                if record:
+                    self.metrics.adaptation.labels(first.learner.name).observe(duration)
             return results
 
         return self.executor.run(work)
 
     def warm_up(self) -> None:
-        """Adapt and predict once per meta-learner on a dummy task, so that the first client
-        does not pay the one-off cost of PyTorch's function transforms (about 1.5 s here)."""
-        for reg in self.registry.learners.values():
-            x = torch.zeros(2, *reg.input_spec["shape"])
-            classify = reg.task_type == "classification"
-            y = torch.tensor([0, 1]) if classify else torch.zeros(2, 1)
-            steps = 1 if reg.learner.has_steps else None
-            state = self._adapt_many(None, [(reg, x, y, 2 if classify else 0, steps)])[0].state
-            self._predict_many(None, [(reg, state, x)])
+        """Adapt and predict once per meta-learner version on a dummy task, so that the first
+        client does not pay the one-off cost of PyTorch's function transforms (about 1.5 s
+        here). Not counted in the request metrics."""
+        self.warmed_up = []
+        for reg in self.registry.all():
+            x = torch.zeros(2, *reg.spec.input.shape)
+            targets = reg.task.dummy_targets(2)
+            steps = 1 if reg.learner.has_steps else 0
+            task = PreparedTask(reg, x, targets.y, targets.ways, targets.labels, steps)
+            state = self._adapt_many(None, [task], record=False)[0][0]
+            self._predict_many(None, [(reg, state, x)], record=False)
+            self.warmed_up.append(reg.ref)
 
     # ----- states ----------------------------------------------------------------------------
-    def load_state(self, sha256: str) -> State:
+    def _load_state(self, sha256: str) -> State:
         """The state for an artifact: from the cache, else from the store (checksum verified)."""
 
         def load() -> State:
             try:
-                return decode_state(self.store.get(sha256))
+                return decode_state(self._store.get(sha256))
             except ArtifactCorrupted as exc:
                 self.metrics.corrupt_artifacts.inc()
                 raise ArtifactCorrupt(f"the stored state {sha256} does not match its checksum; "
@@ -134,29 +226,71 @@ class ServingEngine:
             except ArtifactMissing as exc:
                 raise ArtifactCorrupt(f"the stored state {sha256} is missing") from exc
 
-        state, hit = self.cache.get_or_load(sha256, load)
+        state, hit = self._cache.get_or_load(sha256, load)
         self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
         self._gauge_cache()
         return state
 
-    def remember(self, sha256: str, state: State) -> None:
-        self.cache.put(sha256, state)
+    def _remember(self, sha256: str, state: State) -> None:
+        self._cache.put(sha256, state)
         self._gauge_cache()
 
     def _gauge_cache(self) -> None:
-        self.metrics.cache_bytes.set(self.cache.size_bytes)
-        self.metrics.cache_entries.set(len(self.cache))
+        self.metrics.cache_bytes.set(self._cache.size_bytes)
+        self.metrics.cache_entries.set(len(self._cache))
+
+    def release(self, sha256: str) -> bool:
+        """Drop a state no row references any more. A file written or re-put within the grace
+        period stays (another request may be about to commit a row for the same content); the
+        periodic sweep collects it later. Returns whether the file was deleted."""
+        self._cache.discard(sha256)
+        if self._store.exists(sha256) and self._store.age_seconds(sha256) >= self._grace:
+            self._store.delete(sha256)
+            return True
+        return False
+
+    @property
+    def grace_seconds(self) -> float:
+        return self._grace
+
+    def state_age_seconds(self, sha256: str) -> float:
+        return self._store.age_seconds(sha256)
+
+    def stored_states(self) -> Iterator[str]:
+        return self._store.keys()
+
+    def has_state(self, sha256: str) -> bool:
+        return self._store.exists(sha256)
+
+    def remove_stale_temporaries(self) -> int:
+        return self._store.remove_stale_temporaries(self._grace)
 
     # ----- prediction ------------------------------------------------------------------------
-    def predict(self, reg: RegisteredLearner, state: State, x: Tensor) -> Tensor:
-        """Probabilities (classification) or values (regression) for one adapted model."""
-        if self.batched.get(reg.name):
-            shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
-            key = ("predict", reg.name, tuple(x.shape), shapes)
-            return self.predict_batcher.submit(key, (reg, state, x))
-        return self._predict_many(None, [(reg, state, x)])[0]
+    def _decode(self, reg: RegisteredLearner, inputs: list[Any], field: str) -> Tensor:
+        try:
+            return codec_for(reg.spec.input.kind).decode(inputs, reg.input_spec, field, self.input_limits)
+        except InputLimitExceeded as exc:
+            raise LimitExceeded(str(exc)) from exc
+        except InputError as exc:
+            raise InvalidInputs(str(exc)) from exc
 
-    def _predict_many(self, key: Hashable, items: list[tuple]) -> list[Tensor]:
+    def predict(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
+                inputs: list[Any]) -> list[Any]:
+        """Predictions (plain Python) of the adapted state ``artifact_sha256`` for ``inputs``."""
+        if len(inputs) > reg.limits["max_queries"]:
+            raise LimitExceeded(f"{len(inputs)} inputs exceed the limit of "
+                                f"{reg.limits['max_queries']} per request for {reg.name}")
+        x = self._decode(reg, inputs, "inputs")
+        state = self._load_state(artifact_sha256)
+        if self.batched.get(reg.ref):
+            shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
+            key = ("predict", reg.ref, tuple(x.shape), shapes)
+            served = self.predict_batcher.submit(key, (reg, state, x))
+        else:
+            served = self._predict_many(None, [(reg, state, x)])[0]
+        return reg.task.render(served, labels)
+
+    def _predict_many(self, key: Hashable, items: list[tuple], record: bool = True) -> list[Tensor]:
         reg = items[0][0]
 
         def work() -> list[Tensor]:
@@ -166,11 +300,11 @@ class ServingEngine:
             else:
                 states = {k: torch.stack([i[1][k] for i in items]) for k in items[0][1]}
                 outs = list(reg.learner.predict_batch(states, torch.stack([i[2] for i in items])))
-            if reg.task_type == "classification":
-                outs = [torch.softmax(o, dim=-1) for o in outs]
+            outs = [reg.task.outputs(o) for o in outs]
             elapsed = time.perf_counter() - t0
-            for _ in items:
-                self.metrics.prediction.labels(reg.name).observe(elapsed)
+            if record:
+                for _ in items:
+                    self.metrics.prediction.labels(reg.name).observe(elapsed)
             return outs
 
         return self.executor.run(work)

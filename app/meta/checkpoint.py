@@ -1,7 +1,9 @@
 """Build a meta-learner from its spec, and save / load a shipped meta-learner folder.
 
-A folder ``models/<name>/`` holds ``manifest.json`` and ``weights.safetensors``; the
-manifest's ``weights_sha256`` must match the weights file byte for byte.
+A meta-learner version lives in ``models/<name>/<version>/``: ``manifest.json`` and
+``weights.safetensors``; the manifest's ``weights_sha256`` must match the weights file byte
+for byte, and the folder's name must be the manifest's version. Several versions of one
+meta-learner sit side by side; ``models/<name>`` alone means its newest version.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from app.atomic_io import atomic_write_bytes
 from app.meta.algorithms import ALGORITHMS, MetaLearner
 from app.meta.backbones import build_backbone
+from app.meta.manifest import Manifest, ManifestError, parse_manifest
 
 WEIGHTS = "weights.safetensors"
 MANIFEST = "manifest.json"
@@ -71,21 +74,60 @@ def read_manifest(folder: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from exc
 
 
-def load_meta_learner(folder: Path) -> tuple[MetaLearner, dict[str, Any]]:
-    """Load a shipped meta-learner after checking its weights' sha256 against the manifest."""
+def version_key(version: str) -> tuple:
+    """Order versions numerically where they are dotted numbers (``1.10.0`` > ``1.9.2``)."""
+    parts = version.split(".")
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
+
+
+def version_folders(folder: Path) -> list[Path]:
+    """The version folders of ``models/<name>``, oldest first."""
+    found = [p for p in Path(folder).iterdir() if p.is_dir() and (p / MANIFEST).is_file()]
+    return sorted(found, key=lambda p: version_key(p.name))
+
+
+def resolve_version_folder(folder: Path) -> Path:
+    """``models/<name>/<version>`` as given, or the newest version under ``models/<name>``."""
     folder = Path(folder)
-    manifest = read_manifest(folder)
+    if (folder / MANIFEST).is_file() or not folder.is_dir():
+        return folder
+    versions = version_folders(folder)
+    if not versions:
+        raise CheckpointError(f"{folder} holds neither {MANIFEST} nor version folders")
+    return versions[-1]
+
+
+def load_version(folder: Path) -> tuple[MetaLearner, Manifest, dict[str, Any]]:
+    """Load one meta-learner version: the typed manifest (unknown keys refused), the weights
+    checked against the manifest's sha256, and the learner built from them."""
+    folder = resolve_version_folder(folder)
+    raw = read_manifest(folder)
+    try:
+        manifest = parse_manifest(raw, str(folder / MANIFEST))
+    except ManifestError as exc:
+        raise CheckpointError(str(exc)) from exc
+    if folder.parent.name == manifest.name and folder.name != manifest.version:
+        raise CheckpointError(f"{folder} holds version {manifest.version}; the folder must be "
+                              f"named after its version")
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise CheckpointError(f"{weights} is missing")
     actual = file_sha256(weights)
-    if actual != manifest.get("weights_sha256"):
+    if actual != manifest.weights_sha256:
         raise CheckpointError(
-            f"{weights} sha256 {actual} does not match the manifest's {manifest.get('weights_sha256')}"
+            f"{weights} sha256 {actual} does not match the manifest's {manifest.weights_sha256}"
         )
-    learner = build_learner(manifest["model"], seed=0)
+    spec = manifest.model.model_dump()
+    spec["hparams"] = manifest.model.hparams.as_dict()
+    learner = build_learner(spec, seed=0)
     try:
         learner.load_state_dict(load_file(str(weights)))
     except ValueError as exc:
         raise CheckpointError(f"{weights}: {exc}") from exc
-    return learner, manifest
+    return learner, manifest, raw
+
+
+def load_meta_learner(folder: Path) -> tuple[MetaLearner, dict[str, Any]]:
+    """Load a shipped meta-learner after checking its weights' sha256 against the manifest."""
+    learner, _, raw = load_version(folder)
+    return learner, raw

@@ -34,9 +34,7 @@ def task_metrics(
             )
             for i in range(len(batch))
         ])
-    if learner.task_type == "classification":
-        return (outputs.argmax(-1) == batch.query_y).float().mean(-1)
-    return ((outputs - batch.query_y) ** 2).mean(dim=(-1, -2))
+    return learner.task.metric(outputs, batch.query_y)
 
 
 def summarise(values: Iterable[float]) -> dict[str, float]:

@@ -31,14 +31,21 @@ def learning_curve(log: list[dict[str, Any]], path: Path, title: str, metric: st
 
 
 def results_table(rows: list[dict[str, Any]], path: Path, title: str) -> None:
-    """Bar chart of evaluation results with their 95% intervals."""
-    fig, ax = plt.subplots(figsize=(max(4, 1.6 * len(rows)), 3.6))
-    labels = [r["protocol"] for r in rows]
-    means = [r["mean"] for r in rows]
-    ax.bar(labels, means, yerr=[r.get("ci95", 0) for r in rows], capsize=4, color="#4C72B0")
-    for i, r in enumerate(rows):
-        ax.text(i, r["mean"], f"{r['mean']:.4g}", ha="center", va="bottom", fontsize=8)
-    ax.set(title=title, ylabel=rows[0].get("metric", "") if rows else "")
+    """Bar charts of evaluation results with their 95% intervals, one panel per metric (an
+    error rate never sits on an accuracy axis)."""
+    metrics = list(dict.fromkeys(r.get("metric", "") for r in rows)) or [""]
+    widths = [max(3.0, 1.6 * sum(r.get("metric", "") == m for r in rows)) for m in metrics]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(sum(widths), 3.6), squeeze=False,
+                             gridspec_kw={"width_ratios": widths})
+    for ax, metric in zip(axes[0], metrics):
+        mine = [r for r in rows if r.get("metric", "") == metric]
+        ax.bar([r["protocol"] for r in mine], [r["mean"] for r in mine],
+               yerr=[r.get("ci95", 0) for r in mine], capsize=4, color="#4C72B0")
+        for i, r in enumerate(mine):
+            ax.text(i, r["mean"], f"{r['mean']:.4g}", ha="center", va="bottom", fontsize=8)
+        ax.set_ylabel(metric.replace("_", " "))
+        ax.tick_params(axis="x", labelrotation=20, labelsize=8)
+    fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

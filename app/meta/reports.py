@@ -11,7 +11,7 @@ from typing import Any
 
 import torch
 
-from app.meta.checkpoint import load_meta_learner, read_manifest, write_json
+from app.meta.checkpoint import load_meta_learner, read_manifest, resolve_version_folder, write_json
 from app.meta.config import TrainConfig
 from app.meta.evaluation import evaluate_lake_runs, evaluate_tasks
 from app.meta.plots import results_table
@@ -42,28 +42,38 @@ def protocol_name(task_type: str, ways: int, shots: int, steps: int | None) -> s
 
 def evaluate_command(
     model_dir: Path, ways: int, shots: int, tasks: int, queries: int, steps: int | None,
-    seed: int, omniglot_runs: Path | None, record: bool,
+    seed: int, omniglot_runs: Path | None, record: bool, out: Path | None = None,
 ) -> dict[str, Any]:
-    """Evaluate a shipped meta-learner on test tasks; write JSON + PNG; optionally record it."""
+    """Evaluate a shipped meta-learner on test tasks and write JSON + PNG.
+
+    The reports go to ``out`` (default ``runs/evaluations/<name>/<version>``); only with
+    ``record`` do they go into the meta-learner's own folder and its manifest, so a quick
+    sanity run in a checkout never replaces published numbers.
+    """
+    model_dir = resolve_version_folder(model_dir)
     learner, manifest = load_meta_learner(model_dir)
     t0 = time.monotonic()
     if omniglot_runs is not None:
         result = evaluate_lake_runs(learner, load_lake_runs(omniglot_runs))
         protocol, data = "lake-20-runs", {"all_runs": sha256_of(Path(omniglot_runs))}
-        row = {"protocol": protocol, "metric": "error_rate", "mean": result["error_rate"]}
+        row = {"protocol": protocol, "metric": "error_rate", "mean": result["error_rate"],
+               "items": result["items"]}
+        settings = {"runs": len(result["per_run"]), "ways": 20, "shots": 1,
+                    "items": result["items"], "steps": learner.default_steps()}
     else:
         task = "omniglot" if manifest["input"]["kind"] == "image" else "sinusoid"
         sampler, data = test_sampler(task, ways, shots, queries)
         result = evaluate_tasks(learner, sampler, tasks, seed=seed, steps=steps)
         protocol = protocol_name(learner.task_type, ways, shots, steps)
-        metric = "accuracy" if learner.task_type == "classification" else "mse"
+        metric = learner.task.metric_name
         row = {"protocol": protocol, "metric": metric, **result}
+        settings = {"ways": ways, "shots": shots, "tasks": tasks, "queries": queries,
+                    "steps": steps if steps is not None else learner.default_steps(), "seed": seed}
     report = {
         "model": manifest["name"],
+        "version": manifest["version"],
         "protocol": protocol,
-        "settings": {"ways": ways, "shots": shots, "tasks": tasks, "queries": queries,
-                     "steps": steps if steps is not None else learner.default_steps(),
-                     "seed": seed},
+        "settings": settings,
         "result": result,
         "row": row,
         "command": command_line(),
@@ -71,11 +81,15 @@ def evaluate_command(
         "seconds": round(time.monotonic() - t0, 2),
         "torch": torch.__version__,
     }
-    reports = Path(model_dir) / "evaluations"
-    reports.mkdir(exist_ok=True)
+    home = Path(model_dir) if record else (
+        out or Path("runs") / "evaluations" / manifest["name"] / manifest["version"])
+    reports = home / "evaluations"
+    reports.mkdir(parents=True, exist_ok=True)
     write_json(reports / f"{protocol}.json", report)
     rows = [json.loads(p.read_text())["row"] for p in sorted(reports.glob("*.json"))]
-    results_table(rows, Path(model_dir) / "evaluation.png", f"{manifest['name']}: test results")
+    results_table(rows, home / "evaluation.png",
+                  f"{manifest['name']} {manifest['version']}: test results")
+    report["written_to"] = str(home)
     if record:
         manifest = read_manifest(model_dir)
         manifest.setdefault("evaluation", {})[protocol] = {

@@ -24,15 +24,14 @@ from app.meta.config import TrainConfig
 from app.meta.evaluation import evaluate_tasks
 from app.meta.plots import learning_curve
 from app.meta.samplers import training_samplers
+from app.meta.task_types import task_type_for
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "training_log.jsonl"
 
 
 def better(task_type: str, new: float, old: float | None) -> bool:
-    if old is None:
-        return True
-    return new > old if task_type == "classification" else new < old
+    return task_type_for(task_type).better(new, old)
 
 
 def make_optimizer(cfg: TrainConfig, learner: MetaLearner) -> torch.optim.Optimizer:
@@ -91,7 +90,7 @@ def train(
         }, tmp)
         tmp.replace(ckpt_path)
 
-    metric = "accuracy" if cfg.task_type == "classification" else "mse"
+    metric = task_type_for(cfg.task_type).metric_name
     it = start
     with log_path.open("a") as log, tqdm(
         range(start, cfg.iterations), initial=start, total=cfg.iterations,

@@ -12,6 +12,7 @@ from sqlalchemy import update
 from app.api.auth.service import create_key, revoke_key
 from app.db.models import AdaptedModelRow
 from app.main import create_app
+from app.storage.artifacts import LocalArtifactStore
 from tests.api.helpers import sine_support
 
 PROBLEM = "application/problem+json"
@@ -122,30 +123,34 @@ def test_expiry_sweep_removes_rows_and_artifacts(settings):
             assert session.get(AdaptedModelRow, ident) is None
 
 
-def test_startup_reconciles_orphans_and_refuses_corrupt_artifacts(settings):
+def test_startup_collects_orphans_keeps_rows_and_refuses_corrupt_artifacts(settings):
     s = settings.model_copy(update={"orphan_grace_seconds": 0})
     with TestClient(create_app(s)) as c:
         kept = adapt(c).json()["id"]
-        doomed = c.post("/v1/adapted-models", json={
-            "meta_learner": "sinusoid-maml", "support": sine_support()}).json()["id"]
-        store = c.app.state.engine.store
+        vanished = c.post("/v1/adapted-models", json={
+            "meta_learner": "sinusoid-maml", "support": sine_support(amplitude=3.0)}).json()["id"]
         with c.app.state.session_factory() as session:
-            doomed_sha = session.get(AdaptedModelRow, doomed).artifact_sha256
+            vanished_sha = session.get(AdaptedModelRow, vanished).artifact_sha256
             kept_sha = session.get(AdaptedModelRow, kept).artifact_sha256
+    store = LocalArtifactStore(s.artifacts_dir)
     orphan = store.put(b"an artifact whose row was never committed")
-    store.delete(doomed_sha)  # a row whose artifact vanished
+    store.delete(vanished_sha)  # a row whose artifact is not in this store
     (store.root / "ab").mkdir(exist_ok=True)
     (store.root / "ab" / ".half-written.tmp").write_bytes(b"x")
     with TestClient(create_app(s)) as c:
         assert not store.exists(orphan)
         assert not list(store.root.glob("*/.*.tmp"))
-        assert c.get(f"/v1/adapted-models/{doomed}").status_code == 404
+        # a missing state is no evidence that the row is garbage (wrong or unmounted data
+        # directory): the row stays, and its predictions fail loudly instead of vanishing
+        assert c.get(f"/v1/adapted-models/{vanished}").status_code == 200
+        r = c.post(f"/v1/adapted-models/{vanished}/predictions", json={"inputs": [[0.0]]})
+        assert r.status_code == 500 and "missing" in r.json()["detail"]
         assert c.get(f"/v1/adapted-models/{kept}").status_code == 200
         path = store.path(kept_sha)
         data = bytearray(path.read_bytes())
         data[-1] ^= 0xFF
         path.write_bytes(bytes(data))
-        c.app.state.engine.cache.discard(kept_sha)
+        c.app.state.engine._cache.discard(kept_sha)
         r = c.post(f"/v1/adapted-models/{kept}/predictions", json={"inputs": [[0.0]]})
         assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
         assert "checksum" in r.json()["detail"]

@@ -226,7 +226,14 @@ def test_concurrent_adaptations_equal_sequential(algorithm):
             torch.testing.assert_close(p[k], s[k], rtol=1e-5, atol=1e-6)
 
 
-def test_inner_loss_weight_is_one_at_the_trained_support_size():
-    lrn = learner("maml", inner_lr=0.1, inner_steps=1, reference_support=20)
-    assert lrn.inner_loss_weight(20) == 1.0 and lrn.inner_loss_weight(5) == 0.25
-    assert learner("maml").inner_loss_weight(5) == 1.0
+def test_inner_loss_weight_rules():
+    support = learner("maml", inner_lr=0.1, inner_steps=1, inner_loss_scale="support",
+                      reference_support=20)
+    assert support.inner_loss_weight(20, 20) == 1.0 and support.inner_loss_weight(5, 5) == 0.25
+    assert support.inner_loss_weight(25, 5) == 1.25  # the 1.0.0 rule: more shots, bigger steps
+    ways = learner("maml", inner_lr=0.1, inner_steps=1, inner_loss_scale="ways", reference_ways=20)
+    assert ways.inner_loss_weight(20, 20) == 1.0 and ways.inner_loss_weight(5, 5) == 0.25
+    assert ways.inner_loss_weight(25, 5) == ways.inner_loss_weight(50, 5) == 0.25  # shots: no change
+    assert learner("maml").inner_loss_weight(5, 5) == 1.0 == learner("maml").inner_loss_weight(50, 5)
+    with pytest.raises(ValueError):
+        learner("maml", inner_loss_scale="nonsense").inner_loss_weight(5, 5)

@@ -12,17 +12,26 @@ from app.meta.config import omniglot_dir
 from app.meta.reports import evaluate_command
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
-NAMES = sorted(p.name for p in MODELS.iterdir() if (p / "manifest.json").exists())
+VERSIONS = sorted(str(p.relative_to(MODELS)) for p in MODELS.glob("*/*/manifest.json"))
+VERSIONS = [str(Path(v).parent) for v in VERSIONS]
+NAMES = sorted(p.name for p in MODELS.iterdir() if p.is_dir())
 REQUIRED = {"name", "version", "algorithm", "family", "task_type", "input", "adaptation_defaults",
             "limits", "training", "weights_sha256", "evaluation"}
 
 
 def test_all_families_ship():
-    families = {json.loads((MODELS / n / "manifest.json").read_text())["family"] for n in NAMES}
+    families = {json.loads((MODELS / v / "manifest.json").read_text())["family"] for v in VERSIONS}
     assert families == {"optimization", "metric", "parameter-generating"}
 
 
-@pytest.mark.parametrize("name", NAMES)
+def test_every_model_folder_holds_versions_named_by_their_manifests():
+    assert len(VERSIONS) >= len(NAMES) == 7
+    for v in VERSIONS:
+        manifest = json.loads((MODELS / v / "manifest.json").read_text())
+        assert v == f"{manifest['name']}/{manifest['version']}"
+
+
+@pytest.mark.parametrize("name", VERSIONS)
 def test_manifest_is_complete_and_weights_match(name):
     manifest = json.loads((MODELS / name / "manifest.json").read_text())
     assert REQUIRED <= set(manifest)
@@ -40,8 +49,15 @@ def reproduce(tmp_path: Path, name: str, protocol: str, **kwargs) -> None:
 
     folder = tmp_path / name
     shutil.copytree(MODELS / name, folder)
-    recorded = json.loads((folder / "manifest.json").read_text())["evaluation"][protocol]
-    report = evaluate_command(folder, record=False, omniglot_runs=None, **kwargs)
+    before = {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()}
+    version = sorted(folder.iterdir())[-1]
+    recorded = json.loads((version / "manifest.json").read_text())["evaluation"][protocol]
+    report = evaluate_command(folder, record=False, omniglot_runs=None, out=tmp_path / "out",
+                              **kwargs)
+    # without --record the shipped folder is untouched; the reports go elsewhere
+    assert {p: p.read_bytes() for p in folder.rglob("*") if p.is_file()} == before
+    assert (tmp_path / "out" / "evaluations" / f"{report['protocol']}.json").is_file()
+    assert (tmp_path / "out" / "evaluation.png").is_file()
     result = report["result"]
     assert abs(result["mean"] - recorded["mean"]) <= result["ci95"] + recorded["ci95"]
 

@@ -5,31 +5,38 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response, status
+from fastapi import APIRouter, Body, Header, Query, Response, status
 
 from app.api.adapted_models import service
+from app.api.adapted_models.dependencies import OwnedAdaptedModel
 from app.api.adapted_models.schemas import (
+    IMAGE_EXAMPLE,
+    SINE_EXAMPLE,
     AdaptedModelCreate,
     AdaptedModelList,
     AdaptedModelRead,
     PredictionRequest,
     PredictionResponse,
+    predictions_response,
     row_to_read,
 )
 from app.api.auth.dependencies import TenantDep
 from app.api.deps import EngineDep, SessionDep, SettingsDep
-from app.api.schemas import PROBLEM_RESPONSES, AdaptedModelId
+from app.api.schemas import problem_responses
 from app.core.problems import InvalidInputs
 
 router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
-ERRORS = {c: PROBLEM_RESPONSES[c] for c in (401, 404, 409, 413, 422, 429, 503)}
-READ_ERRORS = {c: PROBLEM_RESPONSES[c] for c in (401, 404, 422, 429)}
+MAX_LIST_LIMIT = 200
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="createAdaptedModel",
-             response_model=AdaptedModelRead, responses=ERRORS)
+             response_model=AdaptedModelRead,
+             responses=problem_responses(401, 404, 409, 413, 422, 429, 503))
 def create_adapted_model(
-    body: AdaptedModelCreate, session: SessionDep, engine: EngineDep, settings: SettingsDep,
+    body: Annotated[AdaptedModelCreate, Body(openapi_examples={
+        "regression": {"summary": "sinusoid regression, 5 points", "value": SINE_EXAMPLE},
+        "image": {"summary": "image classification from PNGs", "value": IMAGE_EXAMPLE}})],
+    session: SessionDep, engine: EngineDep, settings: SettingsDep,
     tenant: TenantDep, response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
 ) -> AdaptedModelRead:
@@ -44,58 +51,60 @@ def create_adapted_model(
 
 
 @router.get("", operation_id="listAdaptedModels", response_model=AdaptedModelList,
-            responses=READ_ERRORS)
+            responses=problem_responses(401, 422, 429))
 def list_adapted_models(
-    session: SessionDep, settings: SettingsDep, tenant: TenantDep,
-    limit: Annotated[int, Query(ge=1, le=1000)] = 50,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    session: SessionDep, tenant: TenantDep,
+    limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT, description="page size")] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of a page")] = None,
     meta_learner: Annotated[str | None, Query(max_length=100)] = None,
 ) -> AdaptedModelList:
     """List adapted models, newest first."""
-    rows, next_cursor = service.list_page(session=session, limit=min(limit, settings.max_list_limit),
-                                          cursor=cursor, meta_learner=meta_learner, tenant=tenant)
+    rows, next_cursor = service.list_page(session=session, limit=limit, cursor=cursor,
+                                          meta_learner=meta_learner, tenant=tenant)
     return AdaptedModelList(items=[row_to_read(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/{adapted_model_id}", operation_id="getAdaptedModel",
-            response_model=AdaptedModelRead, responses=READ_ERRORS)
-def get_adapted_model(adapted_model_id: AdaptedModelId, session: SessionDep,
-                      tenant: TenantDep) -> AdaptedModelRead:
+            response_model=AdaptedModelRead, responses=problem_responses(401, 404, 422, 429))
+def get_adapted_model(row: OwnedAdaptedModel) -> AdaptedModelRead:
     """Read one adapted model."""
-    return row_to_read(service.get(session=session, adapted_model_id=adapted_model_id, tenant=tenant))
+    return row_to_read(row)
 
 
 @router.delete("/{adapted_model_id}", status_code=status.HTTP_204_NO_CONTENT,
-               operation_id="deleteAdaptedModel", responses=READ_ERRORS)
-def delete_adapted_model(adapted_model_id: AdaptedModelId, session: SessionDep,
-                         engine: EngineDep, tenant: TenantDep) -> Response:
+               operation_id="deleteAdaptedModel", responses=problem_responses(401, 404, 422, 429))
+def delete_adapted_model(row: OwnedAdaptedModel, session: SessionDep, engine: EngineDep) -> Response:
     """Delete an adapted model and, when no other model shares it, its stored state."""
-    service.delete(session=session, engine=engine, adapted_model_id=adapted_model_id, tenant=tenant)
+    service.delete(session=session, engine=engine, row=row)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+PREDICT_ERRORS = problem_responses(401, 404, 410, 413, 422, 429, 503)
+
+
 @router.post("/{adapted_model_id}/predictions", operation_id="predict",
-             response_model=PredictionResponse, responses=ERRORS)
-def predict(adapted_model_id: AdaptedModelId, body: PredictionRequest, session: SessionDep,
-            engine: EngineDep, settings: SettingsDep, tenant: TenantDep) -> PredictionResponse:
+             response_model=PredictionResponse, responses=PREDICT_ERRORS)
+def predict(row: OwnedAdaptedModel, body: PredictionRequest, session: SessionDep,
+            engine: EngineDep) -> PredictionResponse:
     """Predict with an adapted model."""
-    return service.predict(session=session, engine=engine, settings=settings,
-                           adapted_model_id=adapted_model_id, inputs=body.inputs, tenant=tenant)
+    preds = service.predict(session=session, engine=engine, row=row, inputs=body.inputs)
+    return predictions_response(row.task_type, preds)
 
 
 @router.get("/{adapted_model_id}/predictions", operation_id="predictQuery",
-            response_model=PredictionResponse, responses=ERRORS)
+            response_model=PredictionResponse, responses=PREDICT_ERRORS)
 def predict_query(
-    adapted_model_id: AdaptedModelId, session: SessionDep, engine: EngineDep,
-    settings: SettingsDep, tenant: TenantDep,
+    row: OwnedAdaptedModel, session: SessionDep, engine: EngineDep,
     inputs: Annotated[str, Query(max_length=8192, description="a JSON array of inputs")],
 ) -> PredictionResponse:
     """Predict for a few inputs given as a JSON array in the query string."""
     try:
         parsed = json.loads(inputs)
-    except json.JSONDecodeError as exc:
-        raise InvalidInputs(f"inputs: not valid JSON ({exc.msg})") from exc
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise InvalidInputs(f"inputs: not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})") from exc
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        raise InvalidInputs(f"inputs: not valid JSON ({exc})") from exc
     if not isinstance(parsed, list) or not parsed:
         raise InvalidInputs("inputs: expected a non-empty JSON array")
-    return service.predict(session=session, engine=engine, settings=settings,
-                           adapted_model_id=adapted_model_id, inputs=parsed, tenant=tenant)
+    preds = service.predict(session=session, engine=engine, row=row, inputs=parsed)
+    return predictions_response(row.task_type, preds)

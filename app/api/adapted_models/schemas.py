@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -14,6 +14,17 @@ SINE_EXAMPLE = {
     "support": {"inputs": [[-4.0], [-2.0], [0.0], [1.5], [3.0]],
                 "targets": [1.96, -1.20, -0.96, 1.68, 1.20]},
     "options": {"steps": 10},
+}
+# an image task: 105x105 Omniglot-style PNGs (base64; here one drawing repeated), any labels
+_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAGkAAABpAQAAAAAR+TCXAAAAK0lEQVR4nGP8z4AEGpkYUMAoFwuX0WFQOGOUO8od5VLA"
+        "ZYFQ/7HLjnKRAQAnUgOU80243QAAAABJRU5ErkJggg==")
+IMAGE_EXAMPLE = {
+    "meta_learner": "omniglot-protonet",
+    "support": {"inputs": [_PNG, _PNG, _PNG], "targets": ["alpha", "beta", "gamma"]},
+}
+CLASSIFICATION_EXAMPLE = {
+    "meta_learner": "omniglot-protonet@1.0.0",
+    "support": {"inputs": [[[0.0] * 28] * 28, [[1.0] * 28] * 28], "targets": ["blank", "ink"]},
 }
 
 
@@ -32,8 +43,11 @@ class AdaptOptionsIn(BaseModel):
 
 
 class AdaptedModelCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [SINE_EXAMPLE]})
-    meta_learner: str = Field(min_length=1, max_length=100)
+    model_config = ConfigDict(extra="forbid", json_schema_extra={
+        "examples": [SINE_EXAMPLE, IMAGE_EXAMPLE]})
+    meta_learner: str = Field(min_length=1, max_length=141, examples=["omniglot-protonet",
+                                                                      "omniglot-protonet@1.0.0"],
+                              description="a name (its newest version) or name@version")
     support: SupportSet
     options: AdaptOptionsIn = Field(default_factory=AdaptOptionsIn)
 
@@ -49,7 +63,8 @@ class AdaptedModelRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: str = Field(examples=["3f2a9c1e0b7d4e6f8a5b2c1d0e9f8a7b"])
     meta_learner: str
-    meta_learner_version: str
+    meta_learner_version: str = Field(description="the exact version that adapted this model; "
+                                      "its predictions always run on that version's weights")
     status: str = "ready"
     task_type: str
     labels: list[Label] | None = None
@@ -70,11 +85,32 @@ class PredictionRequest(BaseModel):
 
 class ClassPrediction(BaseModel):
     label: Label
-    probabilities: dict[str, float]
+    probabilities: dict[str, float] = Field(description="per class label (as a string)")
 
 
-class PredictionResponse(BaseModel):
-    predictions: list[float] | list[ClassPrediction]
+class ClassificationPredictions(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "task_type": "classification",
+        "predictions": [{"label": "alpha", "probabilities": {"alpha": 0.91, "beta": 0.09}}]}]})
+    task_type: Literal["classification"] = "classification"
+    predictions: list[ClassPrediction]
+
+
+class RegressionPredictions(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "task_type": "regression", "predictions": [0.53, -1.2]}]})
+    task_type: Literal["regression"] = "regression"
+    predictions: list[float]
+
+
+PredictionResponse = Annotated[ClassificationPredictions | RegressionPredictions,
+                               Field(discriminator="task_type")]
+
+
+def predictions_response(task_type: str, predictions: list[Any]) -> Any:
+    if task_type == ClassificationPredictions.model_fields["task_type"].default:
+        return ClassificationPredictions(predictions=predictions)
+    return RegressionPredictions(predictions=predictions)
 
 
 def row_to_read(row: Any) -> AdaptedModelRead:

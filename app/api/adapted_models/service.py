@@ -1,8 +1,13 @@
-"""Adapted models: create (adapt + persist), read, list, delete, predict."""
+"""Adapted models: create (prepare -> adapt -> persist), read, list, delete, predict.
+
+No database connection is held while a model adapts or predicts: each database phase ends
+its transaction (which returns the connection to the pool) before the engine computes.
+"""
 
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -10,36 +15,30 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete as sql_delete
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.api.adapted_models.schemas import (
-    AdaptedModelCreate,
-    ClassPrediction,
-    PredictionResponse,
-)
-from app.api.meta_learners.service import get_registered
+from app.api.adapted_models.schemas import AdaptedModelCreate
 from app.core.config import Settings
 from app.core.problems import (
     AdaptedModelNotFound,
     IdempotencyConflict,
+    InvalidCursor,
     InvalidOptions,
-    LimitExceeded,
     QuotaExceeded,
 )
 from app.db.models import AdaptedModelRow, IdempotencyRow
 from app.engine.engine import ServingEngine
-from app.engine.inputs import to_tensor
-from app.engine.support import encode_targets, resolve_steps
-
-
-def now_utc() -> datetime:
-    return datetime.now(UTC)
-
+from app.lifecycle import delete_rows, now_utc, release
 
 log = logging.getLogger("metaserve.adapted_models")
+
+
+def end_transaction(session: Session) -> None:
+    """Finish the session's transaction; the connection goes back to the pool until the next
+    statement (loaded rows stay usable: the factory does not expire them on commit)."""
+    session.commit()
 
 
 def request_digest(adapted_model_in: AdaptedModelCreate) -> str:
@@ -59,41 +58,46 @@ def replay(*, session: Session, tenant: str, key: str, digest: str) -> AdaptedMo
 
 
 def create(*, session: Session, engine: ServingEngine, settings: Settings,
-           adapted_model_in: AdaptedModelCreate, tenant: str = "default",
+           adapted_model_in: AdaptedModelCreate, tenant: str,
            idempotency_key: str | None = None) -> tuple[AdaptedModelRow, bool]:
     """Adapt a meta-learner to a support set, store the state durably, then commit the row.
 
     Returns (row, replayed): with an ``Idempotency-Key`` seen before and the same body, the
     earlier adapted model is returned and nothing new is created.
     """
+    # 1. prepare: database checks, then validation (no connection held past this phase)
     digest = request_digest(adapted_model_in)
     if idempotency_key:
         earlier = replay(session=session, tenant=tenant, key=idempotency_key, digest=digest)
         if earlier is not None:
+            end_transaction(session)
             return earlier, True
     count = session.scalar(select(func.count()).where(AdaptedModelRow.tenant == tenant))
+    end_transaction(session)
     if count >= settings.max_models_per_tenant:
         raise QuotaExceeded(f"tenant holds {count} adapted models, the maximum is "
                             f"{settings.max_models_per_tenant}; delete some first")
-    reg = get_registered(engine.registry, adapted_model_in.meta_learner)
-    support = adapted_model_in.support
     options = adapted_model_in.options
     ttl = options.ttl_seconds or settings.default_ttl_seconds
     if ttl > settings.max_ttl_seconds:
         raise InvalidOptions(f"options.ttl_seconds={ttl} exceeds the maximum of "
                              f"{settings.max_ttl_seconds}")
-    steps = resolve_steps(reg, options.steps)
-    encoded = encode_targets(reg, support.targets, len(support.inputs))
-    x = to_tensor(support.inputs, reg.input_spec, "support.inputs",
-                  settings.max_image_bytes, settings.max_image_pixels)
-    result = engine.adapt(reg, x, encoded.y, encoded.ways, steps)
-    sha = engine.store.put(result.artifact)  # durable before the row exists
+    reg = engine.resolve(adapted_model_in.meta_learner)
+    support = adapted_model_in.support
+    task = engine.prepare(reg, support.inputs, support.targets, options.steps)
+
+    # 2. compute: adapt and store the state durably (no session in use)
+    made = engine.adapt(task)
+
+    # 3. persist: the row, committed only now that the state is durable
     created = now_utc()
     row = AdaptedModelRow(
         id=uuid.uuid4().hex, tenant=tenant, meta_learner=reg.name,
-        meta_learner_version=reg.version, task_type=reg.task_type, labels=encoded.labels,
-        artifact_sha256=sha, artifact_bytes=len(result.artifact), adaptation=result.report,
-        created_at=created, expires_at=created + timedelta(seconds=ttl),
+        meta_learner_version=reg.version, meta_learner_weights_sha256=reg.weights_sha256,
+        task_type=reg.task_type, labels=made.labels,
+        artifact_sha256=made.artifact_sha256, artifact_bytes=made.artifact_bytes,
+        adaptation=made.report.as_dict(), created_at=created,
+        expires_at=created + timedelta(seconds=ttl),
     )
     session.add(row)
     if idempotency_key:
@@ -103,21 +107,21 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
         session.commit()
     except IntegrityError:
         session.rollback()
-        release_artifact(session=session, engine=engine, sha256=sha)
+        release(session=session, states=engine, sha256=made.artifact_sha256)
         if idempotency_key:  # a concurrent request with the same key won the race
             earlier = replay(session=session, tenant=tenant, key=idempotency_key, digest=digest)
             if earlier is not None:
+                end_transaction(session)
                 return earlier, True
         raise
     except Exception:
         session.rollback()
-        release_artifact(session=session, engine=engine, sha256=sha)
+        release(session=session, states=engine, sha256=made.artifact_sha256)
         raise
-    engine.remember(sha, result.state)
     return row, False
 
 
-def get(*, session: Session, adapted_model_id: str, tenant: str = "default") -> AdaptedModelRow:
+def get(*, session: Session, adapted_model_id: str, tenant: str) -> AdaptedModelRow:
     """The adapted model, unless it does not exist, belongs to another tenant or has expired."""
     row = session.get(AdaptedModelRow, adapted_model_id)
     if row is None or row.tenant != tenant or row.expires_at <= now_utc():
@@ -131,15 +135,21 @@ def encode_cursor(row: AdaptedModelRow) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    """A cursor this API issued: an aware UTC timestamp and an ID."""
     try:
-        created, _, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        return datetime.fromisoformat(created), ident
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise InvalidOptions("cursor is not a cursor returned by this API") from exc
+        created_text, sep, ident = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        created = datetime.fromisoformat(created_text)
+        if not sep or created.tzinfo is None or not ident.isalnum() or len(ident) > 64:
+            raise ValueError("not a cursor")
+        created = created.astimezone(UTC)
+    except (ValueError, UnicodeDecodeError, binascii.Error, OverflowError) as exc:
+        raise InvalidCursor("cursor is not a cursor returned by this API; start again without it",
+                            ) from exc
+    return created, ident
 
 
 def list_page(*, session: Session, limit: int, cursor: str | None, meta_learner: str | None,
-              tenant: str = "default") -> tuple[list[AdaptedModelRow], str | None]:
+              tenant: str) -> tuple[list[AdaptedModelRow], str | None]:
     """Newest first, keyset-paginated on (created_at, id)."""
     query = select(AdaptedModelRow).where(
         AdaptedModelRow.tenant == tenant, AdaptedModelRow.expires_at > now_utc())
@@ -157,68 +167,15 @@ def list_page(*, session: Session, limit: int, cursor: str | None, meta_learner:
     return rows, encode_cursor(rows[-1]) if more and rows else None
 
 
-def release_artifact(*, session: Session, engine: ServingEngine, sha256: str) -> None:
-    """Delete an artifact once no row references it (artifacts are shared by content).
-
-    An artifact written or re-put within the grace period is kept, because another request
-    (in this or another process) may be about to commit a row for the same content; the
-    periodic sweep collects it once it is older.
-    """
-    in_use = session.scalar(select(func.count()).where(AdaptedModelRow.artifact_sha256 == sha256))
-    if in_use:
-        return
-    engine.cache.discard(sha256)
-    if engine.store.exists(sha256) and engine.store.age_seconds(sha256) >= engine.artifact_grace_seconds:
-        engine.store.delete(sha256)
+def delete(*, session: Session, engine: ServingEngine, row: AdaptedModelRow) -> None:
+    """Delete an adapted model and, when no other model shares it, its stored state."""
+    delete_rows(session=session, states=engine, ids=[row.id])
 
 
-def delete(*, session: Session, engine: ServingEngine, adapted_model_id: str,
-           tenant: str = "default") -> None:
-    row = get(session=session, adapted_model_id=adapted_model_id, tenant=tenant)
-    sha = row.artifact_sha256
-    session.delete(row)
-    session.execute(sql_delete(IdempotencyRow).where(IdempotencyRow.adapted_model_id == row.id))
-    session.commit()
-    release_artifact(session=session, engine=engine, sha256=sha)
-
-
-def sweep_expired(*, session: Session, engine: ServingEngine, batch: int = 500) -> int:
-    """Delete expired adapted models, their idempotency keys and unshared artifacts."""
-    removed = 0
-    while True:
-        rows = list(session.scalars(select(AdaptedModelRow).where(
-            AdaptedModelRow.expires_at <= now_utc()).limit(batch)))
-        if not rows:
-            return removed
-        ids = [r.id for r in rows]
-        shas = {r.artifact_sha256 for r in rows}
-        session.execute(sql_delete(IdempotencyRow).where(IdempotencyRow.adapted_model_id.in_(ids)))
-        session.execute(sql_delete(AdaptedModelRow).where(AdaptedModelRow.id.in_(ids)))
-        session.commit()
-        for sha in shas:
-            release_artifact(session=session, engine=engine, sha256=sha)
-        removed += len(ids)
-        log.info("expired adapted models removed", extra={"count": len(ids)})
-
-
-def predict(*, session: Session, engine: ServingEngine, settings: Settings,
-            adapted_model_id: str, inputs: list[Any], tenant: str = "default") -> PredictionResponse:
-    row = get(session=session, adapted_model_id=adapted_model_id, tenant=tenant)
-    reg = get_registered(engine.registry, row.meta_learner)
-    if len(inputs) > reg.limits["max_queries"]:
-        raise LimitExceeded(f"{len(inputs)} inputs exceed the limit of "
-                            f"{reg.limits['max_queries']} per request for {reg.name}")
-    x = to_tensor(inputs, reg.input_spec, "inputs", settings.max_image_bytes,
-                  settings.max_image_pixels)
-    state = engine.load_state(row.artifact_sha256)
-    out = engine.predict(reg, state, x)
-    if reg.task_type == "regression":
-        return PredictionResponse(predictions=[float(v) for v in out.reshape(-1)])
-    labels = row.labels or []
-    names = [str(label) for label in labels]
-    preds = [
-        ClassPrediction(label=labels[int(p.argmax())],
-                        probabilities={n: float(v) for n, v in zip(names, p.tolist())})
-        for p in out
-    ]
-    return PredictionResponse(predictions=preds)
+def predict(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
+            inputs: list[Any]) -> list[Any]:
+    """Predictions on the exact meta-learner version and weights that adapted ``row``."""
+    reg = engine.bound(row.meta_learner, row.meta_learner_version, row.meta_learner_weights_sha256)
+    sha, labels = row.artifact_sha256, row.labels
+    end_transaction(session)  # no connection held while predicting
+    return engine.predict(reg, sha, labels, inputs)

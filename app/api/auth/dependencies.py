@@ -1,10 +1,16 @@
-"""``TenantDep``: the tenant of the request's API key (or ``default`` when auth is off)."""
+"""``TenantDep``: the tenant of the request's API key (or ``default`` when auth is off).
+
+Every ``/v1`` router depends on :func:`get_tenant` (authenticated by default); the public
+list is ``/healthz``, ``/readyz``, ``/metrics`` and the API documents. The bearer scheme is
+declared in the OpenAPI document, so ``/docs`` has Authorize and generated clients send it.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api.auth.rate_limit import retry_after
 from app.api.auth.service import authenticate
@@ -12,16 +18,18 @@ from app.api.deps import SessionDep, SettingsDep
 from app.core.problems import RateLimited, Unauthorized
 
 DEFAULT_TENANT = "default"
+bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
+                    description="an API key from `metaserve keys create`, as `Authorization: Bearer <key>`")
 
 
-def get_tenant(request: Request, session: SessionDep, settings: SettingsDep) -> str:
+def get_tenant(request: Request, session: SessionDep, settings: SettingsDep,
+               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
     if not settings.auth_enabled:
         return DEFAULT_TENANT
-    header = request.headers.get("authorization", "")
-    scheme, _, key = header.partition(" ")
-    if scheme.lower() != "bearer" or not key.strip():
+    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials.strip():
         raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
-    found = authenticate(session=session, key=key.strip())
+    found = authenticate(session=session, key=credentials.credentials.strip())
+    session.commit()  # end the read transaction: the connection goes back to the pool
     if found is None:
         raise Unauthorized("the API key is not valid or has been revoked")
     key_id, tenant = found

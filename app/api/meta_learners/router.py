@@ -2,27 +2,33 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from typing import Annotated
 
-from app.api.auth.dependencies import get_tenant
+from fastapi import APIRouter
+from fastapi import Path as PathParam
+
 from app.api.deps import RegistryDep
 from app.api.meta_learners.schemas import MetaLearnerList, MetaLearnerRead
-from app.api.meta_learners.service import describe, get_registered
-from app.api.schemas import PROBLEM_RESPONSES
+from app.api.meta_learners.service import describe
+from app.api.schemas import problem_responses
 
-router = APIRouter(prefix="/v1/meta-learners", tags=["meta-learners"],
-                   dependencies=[Depends(get_tenant)],
-                   responses={c: PROBLEM_RESPONSES[c] for c in (401, 429)})
+router = APIRouter(prefix="/v1/meta-learners", tags=["meta-learners"])
 
 
-@router.get("", operation_id="listMetaLearners", response_model=MetaLearnerList)
+@router.get("", operation_id="listMetaLearners", response_model=MetaLearnerList,
+            responses=problem_responses(401, 429))
 def list_meta_learners(registry: RegistryDep) -> MetaLearnerList:
-    """List the meta-learners this deployment serves."""
-    return MetaLearnerList(items=[describe(r) for r in registry.learners.values()])
+    """List the meta-learners this deployment serves (newest version of each)."""
+    return MetaLearnerList(items=[describe(r, registry) for r in registry.learners.values()])
 
 
 @router.get("/{name}", operation_id="getMetaLearner", response_model=MetaLearnerRead,
-            responses={404: PROBLEM_RESPONSES[404]})
-def get_meta_learner(name: str, registry: RegistryDep) -> MetaLearnerRead:
-    """Describe one meta-learner: inputs, limits, defaults and measured metrics."""
-    return describe(get_registered(registry, name))
+            responses=problem_responses(401, 404, 429))
+def get_meta_learner(
+    name: Annotated[str, PathParam(max_length=141, examples=["omniglot-protonet",
+                                                             "omniglot-protonet@1.0.0"])],
+    registry: RegistryDep,
+) -> MetaLearnerRead:
+    """Describe a meta-learner (``name`` = newest version, ``name@version`` = that one) and
+    list its installed versions."""
+    return describe(registry.resolve(name), registry)

@@ -11,14 +11,23 @@ class InputSpec(BaseModel):
     kind: str = Field(examples=["image"], description="vector | image")
     shape: list[int] = Field(examples=[[1, 28, 28]])
     dtype: str = Field(examples=["float32"])
-    value_range: list[float] = Field(examples=[[0.0, 1.0]])
+    value_range: list[float] | None = Field(None, examples=[[0.0, 1.0]])
     preprocessing: str
     native: str | None = None
 
 
+class VersionSummary(BaseModel):
+    version: str = Field(examples=["1.1.0"])
+    weights_sha256: str
+    newest: bool = Field(description="what the bare name resolves to")
+
+
 class MetaLearnerRead(BaseModel):
     name: str = Field(examples=["omniglot-protonet"])
-    version: str = Field(examples=["1.0.0"])
+    version: str = Field(examples=["1.0.0"], description="the version described here")
+    ref: str = Field(examples=["omniglot-protonet@1.0.0"],
+                     description="pass as meta_learner to pin this exact version")
+    weights_sha256: str
     algorithm: str = Field(examples=["protonet"])
     family: str = Field(examples=["metric"])
     task_type: str = Field(examples=["classification"])
@@ -26,7 +35,8 @@ class MetaLearnerRead(BaseModel):
     limits: dict[str, int] = Field(examples=[{"max_ways": 50, "max_shots": 20}])
     adaptation_defaults: dict[str, Any] = Field(examples=[{"steps": 10}])
     metrics: dict[str, Any] = Field(description="evaluation results from the manifest")
+    versions: list[VersionSummary] = Field(description="every installed version, oldest first")
 
 
 class MetaLearnerList(BaseModel):
-    items: list[MetaLearnerRead]
+    items: list[MetaLearnerRead] = Field(description="the newest version of each meta-learner")

@@ -1,4 +1,4 @@
-"""Registry look-ups and the mirror of the registry in the database."""
+"""Descriptions of registered meta-learners and their mirror in the database."""
 
 from __future__ import annotations
 
@@ -6,40 +6,43 @@ from datetime import UTC, datetime
 
 from sqlalchemy.orm import Session
 
-from app.api.meta_learners.schemas import MetaLearnerRead
-from app.core.problems import UnknownMetaLearner
-from app.db.models import MetaLearnerRow
+from app.api.meta_learners.schemas import MetaLearnerRead, VersionSummary
+from app.db.models import MetaLearnerRow, MetaLearnerVersionRow
 from app.engine.registry import RegisteredLearner, Registry
 
 
-def get_registered(registry: Registry, name: str) -> RegisteredLearner:
-    reg = registry.get(name)
-    if reg is None:
-        known = ", ".join(sorted(registry.learners)) or "none"
-        raise UnknownMetaLearner(f"no meta-learner named {name!r}; this deployment serves: {known}")
-    return reg
-
-
-def describe(reg: RegisteredLearner) -> MetaLearnerRead:
-    m = reg.manifest
+def describe(reg: RegisteredLearner, registry: Registry) -> MetaLearnerRead:
+    """One version, with the list of every installed version of the same meta-learner."""
+    spec = reg.spec
+    versions = [VersionSummary(version=v.version, weights_sha256=v.weights_sha256,
+                               newest=v is registry.learners[reg.name])
+                for v in registry.versions[reg.name].values()]
     return MetaLearnerRead(
-        name=reg.name, version=reg.version, algorithm=m["algorithm"], family=m["family"],
-        task_type=reg.task_type, input=m["input"], limits=reg.limits,
-        adaptation_defaults=m.get("adaptation_defaults", {}), metrics=m.get("evaluation", {}),
+        name=reg.name, version=reg.version, ref=reg.ref, weights_sha256=reg.weights_sha256,
+        algorithm=spec.algorithm, family=spec.family, task_type=reg.task_type,
+        input=reg.input_spec, limits=reg.limits,
+        adaptation_defaults=spec.adaptation_defaults.model_dump(exclude_none=True),
+        metrics=spec.evaluation, versions=versions,
     )
 
 
 def mirror_registry(*, session: Session, registry: Registry) -> None:
-    """Upsert one row per loaded meta-learner (rows of unloaded ones stay for old IDs)."""
+    """Upsert one row per meta-learner (its newest version) and one per installed version;
+    rows of versions no longer installed stay, so old IDs can still be explained."""
     now = datetime.now(UTC)
-    for reg in registry.learners.values():
-        d = describe(reg)
-        row = session.get(MetaLearnerRow, reg.name) or MetaLearnerRow(name=reg.name)
+    for reg in registry.all():
+        v = session.get(MetaLearnerVersionRow, (reg.name, reg.version)) or MetaLearnerVersionRow(
+            name=reg.name, version=reg.version)
+        v.weights_sha256, v.algorithm, v.loaded_at = reg.weights_sha256, reg.spec.algorithm, now
+        session.add(v)
+    for name, reg in registry.learners.items():
+        d = describe(reg, registry)
+        row = session.get(MetaLearnerRow, name) or MetaLearnerRow(name=name)
         row.version, row.algorithm, row.family, row.task_type = (
             d.version, d.algorithm, d.family, d.task_type)
         row.input_spec = d.input.model_dump()
         row.limits, row.adaptation_defaults, row.metrics = d.limits, d.adaptation_defaults, d.metrics
-        row.weights_sha256 = reg.manifest["weights_sha256"]
+        row.weights_sha256 = reg.weights_sha256
         row.loaded_at = now
         session.add(row)
     session.commit()

@@ -42,7 +42,7 @@ class ANIL(MetaLearner):
     ) -> AdaptedState:
         feats = self.features(params, x)
         head = expand_head(self.head_only(params), ways)
-        weight = self.inner_loss_weight(x.shape[0])
+        weight = self.inner_loss_weight(x.shape[0], ways)
 
         def support_loss(h: dict[str, Tensor]) -> Tensor:
             return self.loss(F.linear(feats, h["head.weight"], h["head.bias"]), y) * weight

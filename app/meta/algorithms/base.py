@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from app.meta.task_types import task_type_for
 from app.meta.types import AdaptedState, TaskBatch
 
 
@@ -40,8 +40,7 @@ class MetaLearner(ABC):
     has_steps: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module, task_type: str, **hparams: Any) -> None:
-        if task_type not in ("classification", "regression"):
-            raise ValueError(f"unknown task type {task_type!r}")
+        self.task = task_type_for(task_type)  # raises on an unknown task type
         self.model = model
         self.task_type = task_type
         self.hparams = dict(hparams)
@@ -122,20 +121,31 @@ class MetaLearner(ABC):
 
     # ----- losses ----------------------------------------------------------------------
     def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
-        if self.task_type == "classification":
-            return F.cross_entropy(outputs, targets)
-        return F.mse_loss(outputs, targets)
+        return self.task.loss(outputs, targets)
 
-    def inner_loss_weight(self, n_support: int) -> float:
-        """Weight of the mean support loss in inner steps.
+    def inner_loss_weight(self, n_support: int, ways: int) -> float:
+        """Weight of the mean support loss in inner steps (``hparams["inner_loss_scale"]``).
 
-        With ``hparams["reference_support"] = R`` the inner loss is ``mean * n / R``, i.e. a
-        sum over examples scaled by the support size seen in meta-training: a step then moves
-        each example's loss as much as it did in training, whatever the number of ways. During
-        meta-training n = R, so the weight is exactly 1.
+        * ``"mean"`` (default): weight 1, the plain mean over support examples.
+        * ``"ways"``: ``ways / reference_ways``. The gradient that reaches one class's head row
+          under a mean loss shrinks as 1/ways, so this keeps a step's size per class what it
+          was in meta-training whatever the number of ways, while more shots only average
+          more examples (a less noisy gradient of the same size): more examples never mean a
+          larger step.
+        * ``"support"``: ``n / reference_support`` (version 1.0.0 of the Omniglot learners):
+          a sum over examples; its step grows with the number of shots and diverges at 5
+          shots. Kept only so that those versions keep adapting exactly as they did.
+
+        At the trained task shape every rule's weight is exactly 1.
         """
-        reference = self.hparams.get("reference_support")
-        return n_support / float(reference) if reference else 1.0
+        scale = self.hparams.get("inner_loss_scale", "mean")
+        if scale == "mean":
+            return 1.0
+        if scale == "ways":
+            return ways / float(self.hparams["reference_ways"])
+        if scale == "support":
+            return n_support / float(self.hparams["reference_support"])
+        raise ValueError(f"unknown inner_loss_scale {scale!r}; known: mean, ways, support")
 
     def support_loss(self, state: AdaptedState, x: Tensor, y: Tensor) -> float:
         return float(self.loss(self.predict(state, x), y))

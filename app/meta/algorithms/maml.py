@@ -42,7 +42,7 @@ class MAML(MetaLearner):
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
     ) -> AdaptedState:
         fast = expand_head(self.weights(params), ways)
-        weight = self.inner_loss_weight(x.shape[0])
+        weight = self.inner_loss_weight(x.shape[0], ways)
 
         def support_loss(p: dict[str, Tensor]) -> Tensor:
             return self.loss(self.forward(p, x), y) * weight

@@ -1,0 +1,125 @@
+"""Lifecycle of adapted models below the API and the engine: the one row-deletion path,
+releasing states no row references, the expiry sweep and start-up reconciliation.
+
+It talks to the engine only through :class:`States` (release / list / check a stored state),
+so it imports neither ``app.api`` nor the engine's store or cache.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Protocol
+
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db.models import AdaptedModelRow, IdempotencyRow
+
+log = logging.getLogger("metaserve.lifecycle")
+
+
+class States(Protocol):
+    def release(self, sha256: str) -> bool: ...
+    def stored_states(self) -> Iterator[str]: ...
+    def has_state(self, sha256: str) -> bool: ...
+    def remove_stale_temporaries(self) -> int: ...
+    @property
+    def grace_seconds(self) -> float: ...
+    def state_age_seconds(self, sha256: str) -> float: ...
+
+
+def now_utc() -> datetime:
+    return datetime.now(UTC)
+
+
+def release(*, session: Session, states: States, sha256: str) -> None:
+    """Release a stored state unless a row still references it (states are shared by content)."""
+    in_use = session.scalar(select(func.count()).where(AdaptedModelRow.artifact_sha256 == sha256))
+    if not in_use:
+        states.release(sha256)
+
+
+def delete_rows(*, session: Session, states: States, ids: Iterable[str]) -> int:
+    """Delete adapted models, their idempotency keys and then their unshared states: every
+    deletion (client, expiry) goes through here. Commits."""
+    ids = list(ids)
+    if not ids:
+        return 0
+    shas = set(session.scalars(select(AdaptedModelRow.artifact_sha256).where(AdaptedModelRow.id.in_(ids))))
+    session.execute(delete(IdempotencyRow).where(IdempotencyRow.adapted_model_id.in_(ids)))
+    removed = session.execute(delete(AdaptedModelRow).where(AdaptedModelRow.id.in_(ids))).rowcount
+    session.commit()
+    for sha in shas:
+        release(session=session, states=states, sha256=sha)
+    session.commit()  # end the read transaction: no connection is kept
+    return removed
+
+
+def sweep_expired(*, session: Session, states: States, batch: int = 500) -> int:
+    """Delete expired adapted models, in batches."""
+    removed = 0
+    while True:
+        ids = list(session.scalars(select(AdaptedModelRow.id).where(
+            AdaptedModelRow.expires_at <= now_utc()).limit(batch)))
+        if not ids:
+            session.commit()
+            return removed
+        removed += delete_rows(session=session, states=states, ids=ids)
+        log.info("expired adapted models removed", extra={"count": len(ids)})
+
+
+def collect_orphans(*, session: Session, states: States) -> dict[str, int]:
+    """Remove stored states that no row references, once older than the grace period (another
+    replica's adaptation in flight keeps its file), and stale temporary files.
+
+    Rows are never deleted here: a row whose state cannot be found is a sign of a wrong or
+    unmounted store, not evidence that the row is garbage (it answers 500 artifact-missing
+    and is counted, and a correctly configured replica still serves it).
+    """
+    referenced = set(session.scalars(select(AdaptedModelRow.artifact_sha256).distinct()))
+    session.commit()
+    orphans = 0
+    for sha in list(states.stored_states()):
+        if sha not in referenced and states.state_age_seconds(sha) >= states.grace_seconds:
+            if states.release(sha):
+                orphans += 1
+    missing = sum(1 for sha in referenced if not states.has_state(sha))
+    report = {"orphan_states": orphans, "rows_without_state": missing,
+              "temporaries": states.remove_stale_temporaries()}
+    if missing:
+        log.error("rows reference states this store does not hold; check METASERVE_DATA_DIR",
+                  extra={"count": missing})
+    if any(report.values()):
+        log.info("reconciled storage", extra=report)
+    return report
+
+
+class ExpirySweeper:
+    """A daemon thread that, every ``interval`` seconds, deletes expired adapted models and
+    collects states no row references once they are older than the grace period."""
+
+    def __init__(self, factory: sessionmaker[Session], states: States, interval: float) -> None:
+        self.factory, self.states, self.interval = factory, states, interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="metaserve-sweeper", daemon=True)
+
+    def start(self) -> None:
+        if self.interval > 0:
+            self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                with self.factory() as session:
+                    sweep_expired(session=session, states=self.states)
+                    collect_orphans(session=session, states=self.states)
+            except Exception:  # noqa: BLE001 - keep sweeping after a transient failure
+                log.exception("expiry sweep failed")
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)

@@ -1,0 +1,106 @@
+"""A shipped meta-learner's manifest, parsed once into typed objects.
+
+Unknown keys are refused at load (a typo in a hyperparameter must not silently fall back to a
+default), while the documentary sections (training record, evaluations) stay free-form.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+DEFAULT_LIMITS = {"max_ways": 50, "max_shots": 20, "max_support": 500, "max_queries": 256,
+                  "max_steps": 50}
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class HParams(_Strict):
+    """Every hyperparameter an algorithm reads; each algorithm uses its own subset."""
+
+    inner_lr: float | None = Field(None, gt=0)
+    inner_steps: int | None = Field(None, ge=0)
+    eval_steps: int | None = Field(None, ge=0)
+    first_order: bool | None = None
+    inner_loss_scale: Literal["mean", "ways", "support"] | None = None
+    reference_support: int | None = Field(None, ge=1)
+    reference_ways: int | None = Field(None, ge=1)
+    width: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _references(self) -> HParams:
+        if self.inner_loss_scale == "ways" and not self.reference_ways:
+            raise ValueError("inner_loss_scale 'ways' needs reference_ways")
+        if self.inner_loss_scale == "support" and not self.reference_support:
+            raise ValueError("inner_loss_scale 'support' needs reference_support")
+        return self
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump(exclude_none=True)
+
+
+class ModelSpec(_Strict):
+    algorithm: str
+    backbone: str
+    backbone_args: dict[str, Any] = {}
+    task_type: Literal["classification", "regression"]
+    hparams: HParams = HParams()
+
+
+class InputSpec(_Strict):
+    kind: str
+    shape: list[int]
+    dtype: str = "float32"
+    value_range: list[float] | None = None
+    preprocessing: str = ""
+    native: str | None = None
+
+
+class Limits(_Strict):
+    max_ways: int = Field(DEFAULT_LIMITS["max_ways"], ge=2)
+    max_shots: int = Field(DEFAULT_LIMITS["max_shots"], ge=1)
+    max_support: int = Field(DEFAULT_LIMITS["max_support"], ge=1)
+    max_queries: int = Field(DEFAULT_LIMITS["max_queries"], ge=1)
+    max_steps: int = Field(DEFAULT_LIMITS["max_steps"], ge=0)
+
+
+class AdaptationDefaults(_Strict):
+    steps: int | None = Field(None, ge=0)
+
+
+class Manifest(_Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
+    version: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,39}$")
+    algorithm: str
+    family: str
+    task_type: Literal["classification", "regression"]
+    model: ModelSpec
+    input: InputSpec
+    adaptation_defaults: AdaptationDefaults = AdaptationDefaults()
+    limits: Limits = Limits()
+    weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    training: dict[str, Any] = {}
+    evaluation: dict[str, Any] = {}
+    notes: str | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Manifest:
+        if self.model.algorithm != self.algorithm or self.model.task_type != self.task_type:
+            raise ValueError("model.algorithm / model.task_type disagree with the top level")
+        return self
+
+
+class ManifestError(ValueError):
+    """A manifest that does not parse; the message names the failing fields."""
+
+
+def parse_manifest(raw: dict[str, Any], where: str) -> Manifest:
+    try:
+        return Manifest.model_validate(raw)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or '<root>'}: {e['msg']}" for e in exc.errors())
+        raise ManifestError(f"{where}: {problems}") from exc

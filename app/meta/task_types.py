@@ -1,0 +1,153 @@
+"""Task types: what a target is, the loss, how raw outputs become predictions, the metric.
+
+One strategy object per task type, registered by name; the algorithms, the evaluation and the
+serving engine ask it instead of comparing ``task_type`` strings. A new task type is one
+class here.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+class InvalidTargets(ValueError):
+    """Targets that cannot be encoded for this task type."""
+
+
+class TargetLimitExceeded(ValueError):
+    """Targets beyond a meta-learner's limits (ways, shots)."""
+
+
+@dataclass(frozen=True)
+class EncodedTargets:
+    y: Tensor
+    ways: int  # 0 for regression
+    labels: list[Any] | None  # class index -> the client's label, in order of first appearance
+
+
+class TaskType(ABC):
+    name: ClassVar[str]
+
+    @abstractmethod
+    def encode(self, targets: list[Any], max_ways: int, max_shots: int) -> EncodedTargets:
+        """Targets as a tensor; raises InvalidTargets / TargetLimitExceeded."""
+
+    @abstractmethod
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor: ...
+
+    @abstractmethod
+    def outputs(self, raw: Tensor) -> Tensor:
+        """Raw model outputs -> what is served (probabilities or values)."""
+
+    @abstractmethod
+    def metric(self, raw: Tensor, targets: Tensor) -> Tensor:
+        """Per-task metric over the last two dims (accuracy or MSE)."""
+
+    @abstractmethod
+    def render(self, served: Tensor, labels: list[Any] | None) -> list[Any]:
+        """Plain-Python predictions, one per input."""
+
+    @abstractmethod
+    def dummy_targets(self, n: int) -> EncodedTargets:
+        """A valid target set of ``n`` examples (warm-up)."""
+
+    metric_name: ClassVar[str]
+    higher_is_better: ClassVar[bool]
+
+    def better(self, new: float, old: float | None) -> bool:
+        if old is None:
+            return True
+        return new > old if self.higher_is_better else new < old
+
+
+class Classification(TaskType):
+    name = "classification"
+    metric_name = "accuracy"
+    higher_is_better = True
+
+    def encode(self, targets: list[Any], max_ways: int, max_shots: int) -> EncodedTargets:
+        kinds = {type(t) for t in targets}
+        if kinds - {int, str}:
+            raise InvalidTargets("class labels must be strings or integers")
+        if len(kinds) > 1:
+            raise InvalidTargets("use either string or integer labels, not both")
+        labels = list(dict.fromkeys(targets))
+        if len(labels) < 2:
+            raise InvalidTargets("classification needs examples of at least 2 classes")
+        if len(labels) > max_ways:
+            raise TargetLimitExceeded(f"{len(labels)} classes exceed the limit of {max_ways} ways")
+        most = max(Counter(targets).values())
+        if most > max_shots:
+            raise TargetLimitExceeded(f"{most} examples of one class exceed the limit of "
+                                      f"{max_shots} shots")
+        index = {label: i for i, label in enumerate(labels)}
+        return EncodedTargets(torch.tensor([index[t] for t in targets], dtype=torch.long),
+                              len(labels), labels)
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.cross_entropy(outputs, targets)
+
+    def outputs(self, raw: Tensor) -> Tensor:
+        return torch.softmax(raw, dim=-1)
+
+    def metric(self, raw: Tensor, targets: Tensor) -> Tensor:
+        return (raw.argmax(-1) == targets).float().mean(-1)
+
+    def render(self, served: Tensor, labels: list[Any] | None) -> list[Any]:
+        labels = labels or []
+        names = [str(label) for label in labels]
+        return [{"label": labels[int(p.argmax())],
+                 "probabilities": dict(zip(names, p.tolist()))} for p in served]
+
+    def dummy_targets(self, n: int) -> EncodedTargets:
+        return EncodedTargets(torch.arange(n) % 2, 2, [0, 1])
+
+
+class Regression(TaskType):
+    name = "regression"
+    metric_name = "mse"
+    higher_is_better = False
+
+    def encode(self, targets: list[Any], max_ways: int, max_shots: int) -> EncodedTargets:
+        if any(isinstance(t, bool | str) or not isinstance(t, int | float) for t in targets):
+            raise InvalidTargets("regression targets must be numbers")
+        try:
+            values = [float(t) for t in targets]
+        except OverflowError as exc:
+            raise InvalidTargets("a target exceeds the float range") from exc
+        y = torch.tensor(values, dtype=torch.float32)[:, None]
+        if not torch.isfinite(y).all():
+            raise InvalidTargets("NaN, infinite or out-of-float32-range targets are not allowed")
+        return EncodedTargets(y, 0, None)
+
+    def loss(self, outputs: Tensor, targets: Tensor) -> Tensor:
+        return F.mse_loss(outputs, targets)
+
+    def outputs(self, raw: Tensor) -> Tensor:
+        return raw
+
+    def metric(self, raw: Tensor, targets: Tensor) -> Tensor:
+        return ((raw - targets) ** 2).mean(dim=(-1, -2))
+
+    def render(self, served: Tensor, labels: list[Any] | None) -> list[Any]:
+        return [float(v) for v in served.reshape(-1)]
+
+    def dummy_targets(self, n: int) -> EncodedTargets:
+        return EncodedTargets(torch.zeros(n, 1), 0, None)
+
+
+TASK_TYPES: dict[str, TaskType] = {t.name: t for t in (Classification(), Regression())}
+
+
+def task_type_for(name: str) -> TaskType:
+    try:
+        return TASK_TYPES[name]
+    except KeyError:
+        raise ValueError(f"unknown task type {name!r}; known: {sorted(TASK_TYPES)}") from None
