@@ -89,6 +89,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(adapted_models_router, dependencies=authenticated)
     app.include_router(health.router)
     serve_local_docs(app)
+    app.state.route_methods = [
+        (route.path_regex, route.methods)
+        for router in (meta_learners_router, adapted_models_router, health.router)
+        for route in router.routes]
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes)
     return app

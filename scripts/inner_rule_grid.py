@@ -28,7 +28,7 @@ SHAPES = [(5, 1), (5, 5), (5, 10), (20, 1), (20, 5), (20, 10)]
 
 
 def parse_rule(text: str) -> tuple[str, dict[str, float]]:
-    """``ways:reference_ways=20`` -> ("ways", {"reference_ways": 20})."""
+    """``ways:reference_ways=20,steps=5`` -> ("ways", {"reference_ways": 20, "steps": 5})."""
     name, _, rest = text.partition(":")
     extra = {}
     for item in filter(None, rest.split(",")):
@@ -45,6 +45,7 @@ def main() -> None:
     parser.add_argument("--tasks", type=int, default=40)
     parser.add_argument("--queries", type=int, default=5)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--tag", default="", help="suffix of the output file name")
     args = parser.parse_args()
 
     learner, manifest = load_meta_learner(args.model)
@@ -52,14 +53,17 @@ def main() -> None:
     _, validation = train_val_split(background)
     base = dict(learner.hparams)
     results = []
-    out = args.out / f"{manifest['name']}.json"
+    out = args.out / f"{manifest['name']}{args.tag}.json"
     for rule_text in args.rule:
         rule, extra = parse_rule(rule_text)
+        steps = int(extra.pop("steps")) if "steps" in extra else None
+        extra = {k: int(v) for k, v in extra.items()}
         learner.hparams = {**base, "inner_loss_scale": rule, **extra}
         for ways, shots in SHAPES:
             sampler = OmniglotTasks(validation, ways, shots, args.queries, rotations=False)
             t0 = time.monotonic()
-            res = evaluate_tasks(learner, sampler, args.tasks, seed=args.seed, progress=False)
+            res = evaluate_tasks(learner, sampler, args.tasks, seed=args.seed, steps=steps,
+                                 progress=False)
             results.append({"rule": rule_text, "ways": ways, "shots": shots, **res,
                             "seconds": round(time.monotonic() - t0, 1)})
             print(json.dumps(results[-1]), flush=True)

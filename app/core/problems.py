@@ -114,6 +114,16 @@ def problem_response(request: Request, status: int, title: str, detail: str,
     return JSONResponse(body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route accepts on this path (for a 405's ``Allow`` header)."""
+    path = request.url.path
+    methods: set[str] = set()
+    for regex, route_methods in getattr(request.app.state, "route_methods", []):
+        if regex.match(path):
+            methods |= set(route_methods)
+    return sorted(methods)
+
+
 def install_problem_handlers(app: FastAPI) -> None:
     """Map domain errors, HTTP errors and validation errors to problem bodies."""
 
@@ -137,8 +147,11 @@ def install_problem_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Starlette names only the first matching route's methods
+            headers["Allow"] = ", ".join(allowed_methods(request))
         return problem_response(request, exc.status_code, str(exc.detail), str(exc.detail),
-                                None, getattr(exc, "headers", None))
+                                None, headers or None)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
