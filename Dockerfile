@@ -1,4 +1,6 @@
-# Metaserve container: CPU PyTorch, non-root, migrations before serving.
+# Metaserve container: CPU PyTorch, non-root; dependencies in their own layer, code after.
+# Migrations are a one-shot step (`metaserve db upgrade`, the compose `migrate` service),
+# not part of every replica's start.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,11 +13,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
-COPY pyproject.toml README.md alembic.ini ./
+# the serving dependencies only (no training plots, no dev tools), cached until pyproject changes
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
+    && pip install -r /tmp/requirements.txt
+COPY README.md alembic.ini ./
 COPY app ./app
 COPY alembic ./alembic
 COPY models ./models
-RUN pip install . \
+RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 metaserve \
     && mkdir -p /data \
     && chown metaserve /data
@@ -23,6 +29,7 @@ RUN pip install . \
 USER 10001
 EXPOSE 8000
 VOLUME ["/data"]
+# liveness only; readiness (database + registry) is GET /readyz, for the orchestrator's probe
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['METASERVE_PORT']}/readyz\", timeout=2)"]
-CMD ["sh", "-c", "metaserve db upgrade && exec metaserve serve"]
+    CMD ["python", "-c", "import os, urllib.request; urllib.request.urlopen(f\"http://127.0.0.1:{os.environ['METASERVE_PORT']}/healthz\", timeout=2)"]
+CMD ["metaserve", "serve"]

@@ -45,13 +45,21 @@ def run_service_command(args: argparse.Namespace) -> int:
 
 def keys_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
     from sqlalchemy import inspect
+    from sqlalchemy.exc import OperationalError
 
     from app.api.auth.service import create_key, list_keys, revoke_key
     from app.db.session import make_engine, make_session_factory
 
     engine = make_engine(settings.resolved_database_url)
     try:
-        if not inspect(engine).has_table("api_keys"):
+        try:
+            ready = inspect(engine).has_table("api_keys")
+        except OperationalError as exc:
+            print(f"cannot open the database {redact(settings.resolved_database_url)} "
+                  f"({type(exc.orig).__name__}); check METASERVE_DATABASE_URL / METASERVE_DATA_DIR, "
+                  "or run `metaserve db upgrade` to create it")
+            return 2
+        if not ready:
             print(f"the database {redact(settings.resolved_database_url)} has no tables yet: "
                   "run `metaserve db upgrade` first")
             return 2

@@ -35,7 +35,7 @@ from app.engine.cache import StateCache
 from app.engine.executor import Executor
 from app.engine.registry import RegisteredLearner, Registry
 from app.meta.algorithms import AdaptOptions
-from app.meta.codecs import InputError, InputLimitExceeded, InputLimits, codec_for
+from app.meta.codecs import InputCodec, InputError, InputLimitExceeded, InputLimits, codec_for
 from app.meta.task_types import InvalidTargets, TargetLimitExceeded
 from app.storage.artifacts import (
     ArtifactCorrupted,
@@ -160,7 +160,8 @@ class ServingEngine:
         cache it. Returns where the state lives and a report of the adaptation."""
         reg = task.learner
         if self.batched.get(reg.ref):
-            key = ("adapt", reg.ref, tuple(task.x.shape), tuple(task.y.shape), task.ways, task.steps)
+            key = ("adapt", reg.ref, self._codec(reg).batch_key(task.x), tuple(task.y.shape),
+                   task.ways, task.steps)
             state, report = self.adapt_batcher.submit(key, task)
         else:
             state, report = self._adapt_many(None, [task])[0]
@@ -266,9 +267,13 @@ class ServingEngine:
         return self._store.remove_stale_temporaries(self._grace)
 
     # ----- prediction ------------------------------------------------------------------------
+    @staticmethod
+    def _codec(reg: RegisteredLearner) -> InputCodec:
+        return codec_for(reg.spec.input.kind)
+
     def _decode(self, reg: RegisteredLearner, inputs: list[Any], field: str) -> Tensor:
         try:
-            return codec_for(reg.spec.input.kind).decode(inputs, reg.input_spec, field, self.input_limits)
+            return self._codec(reg).decode(inputs, reg.input_spec, field, self.input_limits)
         except InputLimitExceeded as exc:
             raise LimitExceeded(str(exc)) from exc
         except InputError as exc:
@@ -284,7 +289,7 @@ class ServingEngine:
         state = self._load_state(artifact_sha256)
         if self.batched.get(reg.ref):
             shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
-            key = ("predict", reg.ref, tuple(x.shape), shapes)
+            key = ("predict", reg.ref, self._codec(reg).batch_key(x), shapes)
             served = self.predict_batcher.submit(key, (reg, state, x))
         else:
             served = self._predict_many(None, [(reg, state, x)])[0]

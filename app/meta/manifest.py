@@ -58,6 +58,14 @@ class InputSpec(_Strict):
     preprocessing: str = ""
     native: str | None = None
 
+    @model_validator(mode="after")
+    def _known_kind(self) -> InputSpec:
+        from app.meta.codecs import CODECS
+
+        if self.kind not in CODECS:
+            raise ValueError(f"input kind {self.kind!r} has no codec; known: {sorted(CODECS)}")
+        return self
+
 
 class Limits(_Strict):
     max_ways: int = Field(DEFAULT_LIMITS["max_ways"], ge=2)

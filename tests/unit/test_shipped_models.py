@@ -78,3 +78,25 @@ def test_evaluate_reproduces_sinusoid_maml(tmp_path):
 def test_evaluate_reproduces_omniglot_protonet(tmp_path):
     reproduce(tmp_path, "omniglot-protonet", "5-way-1-shot", ways=5, shots=1, tasks=100,
               queries=15, steps=None, seed=7)
+
+
+OMNIGLOT = [n for n in NAMES if n.startswith("omniglot-")]
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.skipif(not (omniglot_dir() / "images_evaluation.zip").exists(),
+                    reason="Omniglot data not present")
+@pytest.mark.parametrize("name", OMNIGLOT)
+def test_more_shots_never_hurt_the_served_version(name):
+    """The version a bare name resolves to: 5-shot accuracy >= 1-shot accuracy on the same
+    held-out classes (evaluation alphabets, 5-way, 24 tasks, fixed seed)."""
+    from app.meta.evaluation import evaluate_tasks
+    from app.meta.samplers import test_sampler
+
+    learner, _ = load_meta_learner(MODELS / name)
+    accuracy = {}
+    for shots in (1, 5):
+        sampler, _ = test_sampler("omniglot", 5, shots, 5)
+        accuracy[shots] = evaluate_tasks(learner, sampler, 24, seed=11, progress=False)["mean"]
+    assert accuracy[5] >= accuracy[1], accuracy
