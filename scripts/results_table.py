@@ -33,16 +33,26 @@ def met(row: dict, target: str) -> str:
     return "met" if ok else "missed"
 
 
+def size(row: dict) -> str:
+    if "items" in row:
+        return f"{row['items']} items"
+    return f"{row.get('tasks', '?')} tasks"
+
+
 def main() -> None:
-    print("| meta-learner | algorithm | family | protocol (600 test tasks) | result (95% CI) | target |")
-    print("|---|---|---|---|---|---|")
-    for folder in sorted(Path("models").iterdir()):
-        manifest = json.loads((folder / "manifest.json").read_text())
+    from app.meta.checkpoint import version_key
+
+    print("| meta-learner | version | algorithm | family | protocol | test set | result (95% CI) | target |")
+    print("|---|---|---|---|---|---|---|---|")
+    folders = sorted(Path("models").glob("*/*/manifest.json"),
+                     key=lambda p: (p.parent.parent.name, version_key(p.parent.name)))
+    for path in folders:
+        manifest = json.loads(path.read_text())
         for protocol, row in manifest["evaluation"].items():
             target = TARGETS.get((manifest["name"], protocol))
             verdict = f"{target} ({met(row, target)})" if target else "-"
-            print(f"| {manifest['name']} | {manifest['algorithm']} | {manifest['family']} | {protocol} "
-                  f"| {fmt(row)} | {verdict} |")
+            print(f"| {manifest['name']} | {manifest['version']} | {manifest['algorithm']} "
+                  f"| {manifest['family']} | {protocol} | {size(row)} | {fmt(row)} | {verdict} |")
 
 
 if __name__ == "__main__":

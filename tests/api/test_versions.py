@@ -76,6 +76,8 @@ def test_predictions_run_on_the_weights_that_adapted_the_model(settings, tmp_pat
                                                     "support": SUPPORT}).json()
         assert newest["meta_learner_version"] == "1.1.0" and pinned["meta_learner_version"] == "1.0.0"
         assert c.post(f"/v1/adapted-models/{pinned['id']}/predictions", json=QUERIES).json() == before
+        old = c.get("/v1/adapted-models", params={"meta_learner": f"{NAME}@1.0.0"}).json()["items"]
+        assert {m["id"] for m in old} == {ident, pinned["id"]}
 
     # 1.0.0 is uninstalled: its adapted models refuse to predict (410), never answer wrongly
     shutil.rmtree(models / NAME / "1.0.0")

@@ -56,7 +56,7 @@ def list_adapted_models(
     session: SessionDep, tenant: TenantDep,
     limit: Annotated[int, Query(ge=1, le=MAX_LIST_LIMIT, description="page size")] = 50,
     cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of a page")] = None,
-    meta_learner: Annotated[str | None, Query(max_length=100)] = None,
+    meta_learner: Annotated[str | None, Query(max_length=141, description="name or name@version")] = None,
 ) -> AdaptedModelList:
     """List adapted models, newest first."""
     rows, next_cursor = service.list_page(session=session, limit=limit, cursor=cursor,

@@ -153,8 +153,11 @@ def list_page(*, session: Session, limit: int, cursor: str | None, meta_learner:
     """Newest first, keyset-paginated on (created_at, id)."""
     query = select(AdaptedModelRow).where(
         AdaptedModelRow.tenant == tenant, AdaptedModelRow.expires_at > now_utc())
-    if meta_learner:
-        query = query.where(AdaptedModelRow.meta_learner == meta_learner)
+    if meta_learner:  # a name, or name@version
+        name, _, version = meta_learner.partition("@")
+        query = query.where(AdaptedModelRow.meta_learner == name)
+        if version:
+            query = query.where(AdaptedModelRow.meta_learner_version == version)
     if cursor:
         created, ident = decode_cursor(cursor)
         query = query.where(
