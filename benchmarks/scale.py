@@ -53,13 +53,13 @@ def percentiles(values: list[float]) -> dict[str, float]:
             "p99_ms": round(float(np.percentile(values, 99)), 3)}
 
 
-def fill(session_factory, store: LocalArtifactStore, learner, start: int, stop: int) -> list[str]:
+def fill(session_factory, store: LocalArtifactStore, reg, start: int, stop: int) -> list[str]:
     """Adapt sinusoid tasks in vmapped batches and store them as adapted models."""
     ids, now = [], datetime.now(UTC)
     for lo in range(start, stop, 1000):
         n = min(1000, stop - lo)
         xs = torch.rand(n, 5, 1) * 10 - 5
-        states = learner.adapt_batch(xs, torch.sin(xs) * torch.rand(n, 1, 1) * 5)
+        states = reg.learner.adapt_batch(xs, torch.sin(xs) * torch.rand(n, 1, 1) * 5)
         rows = []
         for i in range(n):
             data = encode_state({k: v[i] for k, v in states.items()})
@@ -67,7 +67,9 @@ def fill(session_factory, store: LocalArtifactStore, learner, start: int, stop: 
             ident = uuid.uuid4().hex
             ids.append(ident)
             rows.append({"id": ident, "tenant": "default", "meta_learner": "sinusoid-hypernet",
-                         "meta_learner_version": "1.0.0", "task_type": "regression", "labels": None,
+                         "meta_learner_version": reg.version,
+                         "meta_learner_weights_sha256": reg.weights_sha256,
+                         "task_type": "regression", "labels": None,
                          "artifact_sha256": sha, "artifact_bytes": len(data),
                          "adaptation": {"steps": 0, "duration_ms": 0.0, "support_loss_before": None,
                                         "support_loss_after": 0.0},
@@ -107,13 +109,14 @@ def main() -> None:
     print("bytes per adapted model:", report["bytes_per_adapted_model"], flush=True)
     with TestClient(create_app(settings)) as client:
         engine = client.app.state.engine
-        learner = engine.registry.learners["sinusoid-hypernet"].learner
+        reg = engine.registry.learners["sinusoid-hypernet"]
+        store = LocalArtifactStore(settings.artifacts_dir)  # the files the engine reads
         factory = client.app.state.session_factory
         t0 = time.perf_counter()
-        ids = fill(factory, engine.store, learner, 0, 1000)
+        ids = fill(factory, store, reg, 0, 1000)
         report["at_1k"] = time_reads(client, ids)
         print("1k:", report["at_1k"], flush=True)
-        ids += fill(factory, engine.store, learner, 1000, args.models)
+        ids += fill(factory, store, reg, 1000, args.models)
         report["fill_seconds"] = round(time.perf_counter() - t0, 1)
         report[f"at_{args.models}"] = time_reads(client, ids)
         print(f"{args.models}:", report[f"at_{args.models}"], flush=True)

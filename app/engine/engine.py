@@ -214,7 +214,7 @@ class ServingEngine:
             self.warmed_up.append(reg.ref)
 
     # ----- states ----------------------------------------------------------------------------
-    def _load_state(self, sha256: str) -> State:
+    def load_state(self, sha256: str) -> State:
         """The state for an artifact: from the cache, else from the store (checksum verified)."""
 
         def load() -> State:
@@ -286,7 +286,7 @@ class ServingEngine:
             raise LimitExceeded(f"{len(inputs)} inputs exceed the limit of "
                                 f"{reg.limits['max_queries']} per request for {reg.name}")
         x = self._decode(reg, inputs, "inputs")
-        state = self._load_state(artifact_sha256)
+        state = self.load_state(artifact_sha256)
         if self.batched.get(reg.ref):
             shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
             key = ("predict", reg.ref, self._codec(reg).batch_key(x), shapes)
