@@ -5,14 +5,30 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import Path as PathParam
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
 from app.core.problems import PROBLEM_JSON
 
 AdaptedModelId = Annotated[
     str, PathParam(max_length=64, examples=["3f2a9c1e0b7d4e6f8a5b2c1d0e9f8a7b"])
 ]
+MAX_INPUT_DEPTH = 4  # an image [1, 28, 28] is 3 levels inside the list of inputs
+
+
+def check_depth(inputs: list[Any]) -> list[Any]:
+    """Refuse nesting deeper than any input kind uses (checked without recursion)."""
+    stack = [(item, 1) for item in inputs]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, list):
+            if depth > MAX_INPUT_DEPTH:
+                raise ValueError(f"inputs nest deeper than {MAX_INPUT_DEPTH} levels")
+            stack.extend((child, depth + 1) for child in item)
+    return inputs
+
+
 Input = StrictFloat | StrictInt | StrictStr | list[Any]
+Inputs = Annotated[list[Input], AfterValidator(check_depth)]
 Label = StrictInt | StrictStr
 
 

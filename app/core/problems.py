@@ -94,6 +94,12 @@ class ArtifactCorrupt(Problem):
     status, slug, title = 500, "artifact-corrupt", "Stored adapted state failed its checksum"
 
 
+class StateMissing(Problem):
+    """The row exists but its stored state does not (a wrong or unmounted data directory)."""
+
+    status, slug, title = 500, "adapted-state-missing", "Stored adapted state not found"
+
+
 def problem_body(status: int, title: str, detail: str, slug: str | None, instance: str,
                  **extra: Any) -> dict[str, Any]:
     body = {

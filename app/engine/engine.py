@@ -14,6 +14,7 @@ convolution into a grouped one, which is slower on CPU than a loop (``benchmarks
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Hashable, Iterator
 from dataclasses import asdict, dataclass
@@ -29,6 +30,7 @@ from app.core.problems import (
     InvalidOptions,
     InvalidSupportSet,
     LimitExceeded,
+    StateMissing,
 )
 from app.engine.batcher import MicroBatcher
 from app.engine.cache import StateCache
@@ -165,6 +167,12 @@ class ServingEngine:
             state, report = self.adapt_batcher.submit(key, task)
         else:
             state, report = self._adapt_many(None, [task])[0]
+        finite = all(bool(torch.isfinite(t).all()) for t in state.values())
+        if not finite or not math.isfinite(report.support_loss_after):
+            raise InvalidSupportSet(
+                f"support set out of range for {reg.ref}: adapting to it overflowed (non-finite "
+                "loss or weights); targets and inputs must be of the scale the meta-learner was "
+                "trained on")
         artifact = encode_state(state)
         sha = self._store.put(artifact)
         self._remember(sha, state)
@@ -225,7 +233,8 @@ class ServingEngine:
                 raise ArtifactCorrupt(f"the stored state {sha256} does not match its checksum; "
                                       "it will not be served") from exc
             except ArtifactMissing as exc:
-                raise ArtifactCorrupt(f"the stored state {sha256} is missing") from exc
+                raise StateMissing(f"the stored state {sha256} is missing from this store; check "
+                                   "METASERVE_DATA_DIR") from exc
 
         state, hit = self._cache.get_or_load(sha256, load)
         self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()

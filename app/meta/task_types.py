@@ -67,6 +67,21 @@ class TaskType(ABC):
         return new > old if self.higher_is_better else new < old
 
 
+MAX_LABEL_CHARS = 256
+
+
+def check_label(label: str) -> None:
+    """A label that can be stored, listed and shown: valid Unicode, printable, not too long."""
+    if not label or len(label) > MAX_LABEL_CHARS:
+        raise InvalidTargets(f"class labels must be 1-{MAX_LABEL_CHARS} characters")
+    try:
+        label.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidTargets("class labels must be valid Unicode (no lone surrogates)") from None
+    if not label.isprintable():
+        raise InvalidTargets("class labels must not contain control characters")
+
+
 class Classification(TaskType):
     name = "classification"
     metric_name = "accuracy"
@@ -78,6 +93,11 @@ class Classification(TaskType):
             raise InvalidTargets("class labels must be strings or integers")
         if len(kinds) > 1:
             raise InvalidTargets("use either string or integer labels, not both")
+        for label in targets:
+            if isinstance(label, str):
+                check_label(label)
+            elif isinstance(label, int) and not -(2**53) <= label <= 2**53:
+                raise InvalidTargets("integer class labels must lie within ±2**53 (exact in JSON)")
         labels = list(dict.fromkeys(targets))
         if len(labels) < 2:
             raise InvalidTargets("classification needs examples of at least 2 classes")

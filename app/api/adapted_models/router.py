@@ -22,7 +22,7 @@ from app.api.adapted_models.schemas import (
 )
 from app.api.auth.dependencies import TenantDep
 from app.api.deps import EngineDep, SessionDep, SettingsDep
-from app.api.schemas import problem_responses
+from app.api.schemas import check_depth, problem_responses
 from app.core.problems import InvalidInputs
 
 router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
@@ -106,5 +106,9 @@ def predict_query(
         raise InvalidInputs(f"inputs: not valid JSON ({exc})") from exc
     if not isinstance(parsed, list) or not parsed:
         raise InvalidInputs("inputs: expected a non-empty JSON array")
+    try:
+        check_depth(parsed)
+    except ValueError as exc:
+        raise InvalidInputs(f"inputs: {exc}") from exc
     preds = service.predict(session=session, engine=engine, row=row, inputs=parsed)
     return predictions_response(row.task_type, preds)

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from app.api.schemas import Input, Label
+from app.api.schemas import Inputs, Label
 
 SINE_EXAMPLE = {
     "meta_learner": "sinusoid-maml",
@@ -22,15 +22,11 @@ IMAGE_EXAMPLE = {
     "meta_learner": "omniglot-protonet",
     "support": {"inputs": [_PNG, _PNG, _PNG], "targets": ["alpha", "beta", "gamma"]},
 }
-CLASSIFICATION_EXAMPLE = {
-    "meta_learner": "omniglot-protonet@1.0.0",
-    "support": {"inputs": [[[0.0] * 28] * 28, [[1.0] * 28] * 28], "targets": ["blank", "ink"]},
-}
 
 
 class SupportSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    inputs: list[Input] = Field(min_length=1, max_length=10_000,
+    inputs: Inputs = Field(min_length=1, max_length=10_000,
                                 description="one item per example; see the meta-learner's input spec")
     targets: list[Label | float] = Field(min_length=1, max_length=10_000,
                                          description="class labels (strings or integers) or numbers")
@@ -80,7 +76,7 @@ class AdaptedModelList(BaseModel):
 
 class PredictionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": [[0.5]]}]})
-    inputs: list[Input] = Field(min_length=1, max_length=10_000)
+    inputs: Inputs = Field(min_length=1, max_length=10_000)
 
 
 class ClassPrediction(BaseModel):

@@ -11,6 +11,7 @@ import binascii
 import hashlib
 import json
 import logging
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -27,6 +28,7 @@ from app.core.problems import (
     InvalidCursor,
     InvalidOptions,
     QuotaExceeded,
+    StateMissing,
 )
 from app.db.models import AdaptedModelRow, IdempotencyRow
 from app.engine.engine import ServingEngine
@@ -121,8 +123,14 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     return row, False
 
 
+ID_PATTERN = re.compile(r"[0-9a-f]{32}")
+
+
 def get(*, session: Session, adapted_model_id: str, tenant: str) -> AdaptedModelRow:
-    """The adapted model, unless it does not exist, belongs to another tenant or has expired."""
+    """The adapted model, unless it does not exist, belongs to another tenant or has expired.
+    A string that is not an ID this service issues never reaches the database."""
+    if not ID_PATTERN.fullmatch(adapted_model_id):
+        raise AdaptedModelNotFound(f"no adapted model with id {adapted_model_id[:64]!r}")
     row = session.get(AdaptedModelRow, adapted_model_id)
     if row is None or row.tenant != tenant or row.expires_at <= now_utc():
         raise AdaptedModelNotFound(f"no adapted model with id {adapted_model_id!r}")
@@ -153,6 +161,8 @@ def list_page(*, session: Session, limit: int, cursor: str | None, meta_learner:
     """Newest first, keyset-paginated on (created_at, id)."""
     query = select(AdaptedModelRow).where(
         AdaptedModelRow.tenant == tenant, AdaptedModelRow.expires_at > now_utc())
+    if meta_learner and not meta_learner.isprintable():
+        return [], None  # no meta-learner name holds control characters
     if meta_learner:  # a name, or name@version
         name, _, version = meta_learner.partition("@")
         query = query.where(AdaptedModelRow.meta_learner == name)
@@ -179,6 +189,14 @@ def predict(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
             inputs: list[Any]) -> list[Any]:
     """Predictions on the exact meta-learner version and weights that adapted ``row``."""
     reg = engine.bound(row.meta_learner, row.meta_learner_version, row.meta_learner_weights_sha256)
-    sha, labels = row.artifact_sha256, row.labels
+    ident, sha, labels = row.id, row.artifact_sha256, row.labels
     end_transaction(session)  # no connection held while predicting
-    return engine.predict(reg, sha, labels, inputs)
+    try:
+        return engine.predict(reg, sha, labels, inputs)
+    except StateMissing:
+        # deleted (or expired and swept) between reading the row and loading its state
+        still_there = session.scalar(select(AdaptedModelRow.id).where(AdaptedModelRow.id == ident))
+        end_transaction(session)
+        if still_there is None:
+            raise AdaptedModelNotFound(f"no adapted model with id {ident!r}") from None
+        raise

@@ -1,0 +1,144 @@
+"""Hostile and careless input: a precise 4xx problem body, never a 500, and nothing stored
+that could break a later read (the tenant's list answers after every case)."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+from tests.api.helpers import sine_support
+
+PROBLEM = "application/problem+json"
+SINE = "sinusoid-maml"
+
+
+def cursor(text: str) -> str:
+    return base64.urlsafe_b64encode(text.encode()).decode()
+
+
+def deep(levels: int) -> str:
+    return "[" * levels + "1.0" + "]" * levels
+
+
+def created(client, support, name=SINE, **options):
+    body = {"meta_learner": name, "support": support}
+    if options:
+        body["options"] = options
+    return client.post("/v1/adapted-models", json=body)
+
+
+def raw_create(client, text: str):
+    return client.post("/v1/adapted-models", content=text.encode(),
+                       headers={"content-type": "application/json"})
+
+
+def assert_4xx_problem(r, *codes):
+    assert r.status_code in (codes or range(400, 500)), (r.status_code, r.text[:300])
+    assert r.headers["content-type"] == PROBLEM, r.headers["content-type"]
+    assert r.json()["status"] == r.status_code
+
+
+@pytest.fixture
+def model_id(client):
+    return created(client, sine_support()).json()["id"]
+
+
+CURSORS = [
+    cursor("0001-01-01T00:00:00+14:00|abc"),
+    cursor("9999-12-31T23:59:59-14:00|abc"),
+    cursor("2026-01-01T00:00:00|abc"),  # naive
+    cursor("2026-01-01T00:00:00+00:00|"),  # no id
+    cursor("2026-01-01T00:00:00+00:00|a\x00b"),
+    "%00", "x" * 200,
+]
+
+
+@pytest.mark.parametrize("value", CURSORS)
+def test_bad_cursors(client, value):
+    assert_4xx_problem(client.get("/v1/adapted-models", params={"cursor": value}), 422)
+
+
+BIG = "1" + "0" * 400  # 10**400, a JSON integer beyond any float
+HUGE = "9" * 5000
+
+
+@pytest.mark.parametrize("text", [
+    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[%s]], "targets": [1.0]}}' % BIG,
+    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[1.0]], "targets": [%s]}}' % BIG,
+    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[%s]], "targets": [1.0]}}' % HUGE,
+    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[1.0]], "targets": [%s]}}' % HUGE,
+    '{"meta_learner": "omniglot-protonet", "support": {"inputs": [[1.0], [2.0]], "targets": [%s, 1]}}'
+    % HUGE,
+    '{"meta_learner": "sinusoid-maml", "support": {"inputs": %s, "targets": [1.0]}}' % deep(900),
+    '{"meta_learner": "sinusoid-maml", "support": {"inputs": %s, "targets": [1.0]}}' % deep(4000),
+    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[1.0]], "targets": [1.0]}, "x": %s}'
+    % deep(3000),
+])
+def test_numbers_and_nesting_beyond_reason_in_the_body(client, text):
+    assert_4xx_problem(raw_create(client, text), 400, 422)
+    assert client.get("/v1/adapted-models").status_code == 200
+
+
+@pytest.mark.parametrize("inputs", [f"[[{BIG}]]", f"[{HUGE}]", deep(900), deep(4000)])
+def test_numbers_and_nesting_beyond_reason_in_the_query(client, model_id, inputs):
+    r = client.get(f"/v1/adapted-models/{model_id}/predictions", params={"inputs": inputs[:8000]})
+    assert_4xx_problem(r, 422)
+
+
+@pytest.mark.parametrize("path", [
+    "/v1/adapted-models/abc%00def", "/v1/adapted-models/%00",
+    "/v1/adapted-models/0123456789abcdef0123456789abcde%00/predictions?inputs=[[1.0]]",
+])
+def test_nul_characters_in_ids(client, path):
+    assert_4xx_problem(client.get(path), 404)
+    assert_4xx_problem(client.delete(path.split("?")[0].removesuffix("/predictions")), 404)
+
+
+def test_nul_characters_in_filters_and_names(client):
+    r = client.get("/v1/adapted-models", params={"meta_learner": "sinusoid\x00maml"})
+    assert r.status_code == 200 and r.json()["items"] == []
+    assert_4xx_problem(created(client, sine_support(), name="sinusoid\x00maml"), 404)
+    assert_4xx_problem(client.get("/v1/meta-learners/sinus%00oid"), 404)
+
+
+@pytest.mark.parametrize("target", [1e20, -3e38, 1e30])
+def test_targets_that_overflow_the_support_loss(client, target):
+    support = {"inputs": [[0.0], [1.0]], "targets": [target, 1.0]}
+    assert_4xx_problem(created(client, support), 422)
+    assert client.get("/v1/adapted-models").status_code == 200
+
+
+@pytest.mark.parametrize("label", ["\ud800", "ok\udfffok", "tab\tlabel", "nul\x00", "x" * 257])
+def test_labels_that_cannot_be_stored_or_shown(client, label):
+    support = {"inputs": [[[0.0] * 28] * 28, [[1.0] * 28] * 28], "targets": [label, "other"]}
+    body = {"meta_learner": "omniglot-protonet", "support": support}
+    assert_4xx_problem(raw_create(client, json.dumps(body)), 422)  # \ud800 escaped as JSON allows
+    listed = client.get("/v1/adapted-models")
+    assert listed.status_code == 200 and listed.json()["items"] == []
+
+
+def test_a_deleted_model_answers_404_not_corruption(client, model_id):
+    engine = client.app.state.engine
+    sha = client.app.state.session_factory().get(
+        __import__("app.db.models", fromlist=["AdaptedModelRow"]).AdaptedModelRow, model_id).artifact_sha256
+    # the row is read, then the model is deleted (and its file removed) before the state loads
+    from app.api.adapted_models import service
+
+    real_predict = engine.predict
+
+    def delete_first(reg, artifact_sha256, labels, inputs):
+        assert client.delete(f"/v1/adapted-models/{model_id}").status_code == 204
+        engine._store.delete(sha)
+        engine._cache.discard(sha)
+        return real_predict(reg, artifact_sha256, labels, inputs)
+
+    engine.predict = delete_first
+    try:
+        r = client.post(f"/v1/adapted-models/{model_id}/predictions", json={"inputs": [[0.0]]})
+    finally:
+        engine.predict = real_predict
+    assert_4xx_problem(r, 404)
+    assert "metaserve_corrupt_artifacts_total 0.0" in client.get("/metrics").text
+    assert service  # the service is what turns a vanished row into 404
