@@ -302,6 +302,9 @@ class ServingEngine:
             served = self.predict_batcher.submit(key, (reg, state, x))
         else:
             served = self._predict_many(None, [(reg, state, x)])[0]
+        if not bool(torch.isfinite(served).all()):
+            raise InvalidInputs(f"inputs: {reg.ref} produced non-finite outputs for these inputs; "
+                                "they are outside what it can answer")
         return reg.task.render(served, labels)
 
     def _predict_many(self, key: Hashable, items: list[tuple], record: bool = True) -> list[Tensor]:

@@ -76,6 +76,14 @@ def as_array(value: Any, where: str) -> np.ndarray:
     return arr
 
 
+def check_range(arr: np.ndarray, spec: dict[str, Any], where: str, what: str, hint: str = "") -> None:
+    """Refuse values outside the range the meta-learner declares (it never saw them)."""
+    low, high = spec.get("value_range") or [-math.inf, math.inf]
+    if arr.size and (arr.min() < low or arr.max() > high):
+        raise InputError(f"{where}: {what} must lie in [{low}, {high}], the range this "
+                         f"meta-learner was trained on{hint}")
+
+
 class VectorCodec(InputCodec):
     kind = "vector"
 
@@ -86,6 +94,7 @@ class VectorCodec(InputCodec):
         arr = as_array([item] if isinstance(item, int | float) else item, where)
         if arr.shape != shape:
             raise InputError(f"{where}: expected a vector of shape {list(shape)}, got {list(arr.shape)}")
+        check_range(arr, spec, where, "values")
         return arr
 
 
@@ -103,10 +112,7 @@ class ImageCodec(InputCodec):
             raise InputError(
                 f"{where}: expected an image of shape {list(shape)} (or {list(shape[1:])}) or a "
                 f"base64 PNG/JPEG string, got shape {list(arr.shape)}")
-        low, high = spec.get("value_range") or [-math.inf, math.inf]
-        if arr.min() < low or arr.max() > high:
-            raise InputError(f"{where}: pixel values must lie in [{low}, {high}] (stroke = 1.0); "
-                             "send a PNG to have it preprocessed")
+        check_range(arr, spec, where, "pixel values", " (stroke = 1.0); send a PNG to have it preprocessed")
         return arr
 
     @staticmethod

@@ -142,3 +142,47 @@ def test_a_deleted_model_answers_404_not_corruption(client, model_id):
     assert_4xx_problem(r, 404)
     assert "metaserve_corrupt_artifacts_total 0.0" in client.get("/metrics").text
     assert service  # the service is what turns a vanished row into 404
+
+
+@pytest.mark.parametrize("options", [{"steps": "10"}, {"ttl_seconds": "60"}, {"steps": True}])
+def test_options_are_strictly_typed(client, options):
+    assert_4xx_problem(created(client, sine_support(), **options), 422)
+
+
+@pytest.mark.parametrize("value", [3e38, 1e30, 5.5, -7])
+def test_inputs_outside_the_declared_range(client, model_id, value):
+    r = created(client, {"inputs": [[value], [0.0]], "targets": [0.0, 1.0]})
+    assert_4xx_problem(r, 422)
+    assert "[-5.0, 5.0]" in r.json()["detail"]
+    p = client.post(f"/v1/adapted-models/{model_id}/predictions", json={"inputs": [[value]]})
+    assert_4xx_problem(p, 422)
+
+
+def expire_all(client):
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from app.db.models import AdaptedModelRow
+
+    with client.app.state.session_factory() as session:
+        session.execute(update(AdaptedModelRow).values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+        session.commit()
+
+
+def test_expired_models_neither_count_against_the_quota_nor_hold_their_key(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    s = settings.model_copy(update={"max_models_per_tenant": 1, "sweep_interval_seconds": 0})
+    with TestClient(create_app(s)) as c:
+        headers = {"Idempotency-Key": "k-1"}
+        first = c.post("/v1/adapted-models", headers=headers,
+                       json={"meta_learner": SINE, "support": sine_support()})
+        assert first.status_code == 201
+        expire_all(c)
+        again = c.post("/v1/adapted-models", headers=headers,
+                       json={"meta_learner": SINE, "support": sine_support()})
+        assert again.status_code == 201 and again.json()["id"] != first.json()["id"]
+        assert "idempotent-replayed" not in again.headers

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from app.api.schemas import Inputs, Label
 
@@ -34,8 +34,8 @@ class SupportSet(BaseModel):
 
 class AdaptOptionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    steps: int | None = Field(None, ge=0, description="gradient steps (optimization-based only)")
-    ttl_seconds: int | None = Field(None, ge=1, description="lifetime; default and maximum in settings")
+    steps: StrictInt | None = Field(None, ge=0, description="gradient steps (optimization-based only)")
+    ttl_seconds: StrictInt | None = Field(None, ge=1, description="lifetime; default and maximum in settings")
 
 
 class AdaptedModelCreate(BaseModel):

@@ -54,9 +54,16 @@ def replay(*, session: Session, tenant: str, key: str, digest: str) -> AdaptedMo
     previous = session.get(IdempotencyRow, (tenant, key))
     if previous is None:
         return None
+    try:
+        earlier = get(session=session, adapted_model_id=previous.adapted_model_id, tenant=tenant)
+    except AdaptedModelNotFound:
+        # the model it named has expired (and awaits the sweep): the key is free again
+        session.delete(previous)
+        session.commit()
+        return None
     if previous.request_sha256 != digest:
         raise IdempotencyConflict(f"Idempotency-Key {key!r} was used with a different request body")
-    return get(session=session, adapted_model_id=previous.adapted_model_id, tenant=tenant)
+    return earlier
 
 
 def create(*, session: Session, engine: ServingEngine, settings: Settings,
@@ -74,7 +81,8 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
         if earlier is not None:
             end_transaction(session)
             return earlier, True
-    count = session.scalar(select(func.count()).where(AdaptedModelRow.tenant == tenant))
+    count = session.scalar(select(func.count()).where(  # expired rows no longer count
+        AdaptedModelRow.tenant == tenant, AdaptedModelRow.expires_at > now_utc()))
     end_transaction(session)
     if count >= settings.max_models_per_tenant:
         raise QuotaExceeded(f"tenant holds {count} adapted models, the maximum is "
