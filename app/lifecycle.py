@@ -1,5 +1,6 @@
 """Lifecycle of adapted models below the API and the engine: the one row-deletion path,
-releasing states no row references, the expiry sweep and start-up reconciliation.
+releasing states no row references, the expiry sweep, the binding of the database to its
+artifact store, and start-up collection of orphans.
 
 It talks to the engine only through :class:`States` (release / list / check a stored state),
 so it imports neither ``app.api`` nor the engine's store or cache.
@@ -14,9 +15,10 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from sqlalchemy import delete, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import AdaptedModelRow, IdempotencyRow
+from app.db.models import AdaptedModelRow, IdempotencyRow, StoreBindingRow
 
 log = logging.getLogger("metaserve.lifecycle")
 
@@ -29,6 +31,7 @@ class States(Protocol):
     @property
     def grace_seconds(self) -> float: ...
     def state_age_seconds(self, sha256: str) -> float: ...
+    def store_identity(self) -> str: ...
 
 
 def now_utc() -> datetime:
@@ -69,6 +72,35 @@ def sweep_expired(*, session: Session, states: States, batch: int = 500) -> int:
             return removed
         removed += delete_rows(session=session, states=states, ids=ids)
         log.info("expired adapted models removed", extra={"count": len(ids)})
+
+
+def bind_store(*, session: Session, states: States) -> str | None:
+    """Check that the artifact store is the one this database's adapted models live in.
+
+    The first server to start records its store's identity; every later start must find the
+    same one. Returns None when it matches, else a message: that server must not serve, and
+    must not collect anything (its store is wrong, not the rows).
+    """
+    mine = states.store_identity()
+    binding = session.get(StoreBindingRow, "artifacts")
+    if binding is None:
+        session.add(StoreBindingRow(role="artifacts", store_id=mine, bound_at=now_utc()))
+        try:
+            session.commit()
+        except IntegrityError:  # another replica bound it at the same moment
+            session.rollback()
+            binding = session.get(StoreBindingRow, "artifacts")
+        else:
+            return None
+    expected = binding.store_id
+    session.commit()
+    if expected == mine:
+        return None
+    message = (f"the artifact store (METASERVE_DATA_DIR) holds store {mine}, but this database's "
+               f"adapted models live in store {expected}: refusing to serve and to collect "
+               "anything; point METASERVE_DATA_DIR at the right volume")
+    log.error(message)
+    return message
 
 
 def collect_orphans(*, session: Session, states: States) -> dict[str, int]:

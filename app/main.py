@@ -13,6 +13,7 @@ from app.api import health
 from app.api.adapted_models.router import router as adapted_models_router
 from app.api.auth.dependencies import get_tenant
 from app.api.auth.rate_limit import RateLimiter
+from app.api.deps import require_store
 from app.api.meta_learners.router import router as meta_learners_router
 from app.api.meta_learners.service import mirror_registry
 from app.api.openapi import problem_openapi, serve_local_docs
@@ -26,7 +27,7 @@ from app.engine.cache import StateCache
 from app.engine.engine import BatchingPolicy, ServingEngine
 from app.engine.executor import Executor
 from app.engine.registry import load_registry
-from app.lifecycle import ExpirySweeper, collect_orphans
+from app.lifecycle import ExpirySweeper, bind_store, collect_orphans
 from app.meta.codecs import InputLimits
 from app.storage.artifacts import LocalArtifactStore
 
@@ -55,11 +56,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels))
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
-            collect_orphans(session=session, states=engine)
-        if settings.warm_up:
+            app.state.store_mismatch = bind_store(session=session, states=engine)
+            if app.state.store_mismatch is None:
+                collect_orphans(session=session, states=engine)
+        if settings.warm_up and app.state.store_mismatch is None:
             engine.warm_up()
         sweeper = ExpirySweeper(app.state.session_factory, engine, settings.sweep_interval_seconds)
-        sweeper.start()
+        if app.state.store_mismatch is None:
+            sweeper.start()
         if not settings.auth_enabled:
             log.warning("authentication is OFF (METASERVE_AUTH_ENABLED=false): every client "
                         "acts as tenant 'default'; use this for local development only")
@@ -84,7 +88,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.dependency_overrides[get_settings] = lambda: settings
     install_problem_handlers(app)
     # authenticated by default; the public list: health, readiness, metrics and the API docs
-    authenticated = [Depends(get_tenant)]
+    authenticated = [Depends(require_store), Depends(get_tenant)]
     app.include_router(meta_learners_router, dependencies=authenticated)
     app.include_router(adapted_models_router, dependencies=authenticated)
     app.include_router(health.router)

@@ -10,6 +10,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings, get_settings
+from app.core.problems import StoreMismatch
 from app.engine.engine import ServingEngine
 from app.engine.registry import Registry
 
@@ -21,6 +22,13 @@ def get_session(request: Request) -> Iterator[Session]:
 
 def get_engine(request: Request) -> ServingEngine:
     return request.app.state.engine
+
+
+def require_store(request: Request) -> None:
+    """Refuse /v1 work while the artifact store is not the one the database is bound to."""
+    mismatch = getattr(request.app.state, "store_mismatch", None)
+    if mismatch:
+        raise StoreMismatch(mismatch)
 
 
 def get_registry(request: Request) -> Registry:

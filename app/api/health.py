@@ -19,8 +19,9 @@ def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", operation_id="readyz", responses={503: {"description": "not ready"}})
-def readyz(session: SessionDep, engine: EngineDep) -> JSONResponse:
-    """Report whether the database answers and the registry has meta-learners."""
+def readyz(request: Request, session: SessionDep, engine: EngineDep) -> JSONResponse:
+    """Report whether the database answers, the registry has meta-learners and the artifact
+    store is the one the database is bound to."""
     checks: dict[str, str] = {}
     try:
         session.execute(text("SELECT 1"))
@@ -29,7 +30,9 @@ def readyz(session: SessionDep, engine: EngineDep) -> JSONResponse:
         checks["database"] = f"error: {type(exc).__name__}"
     loaded = len(engine.registry.learners)
     checks["registry"] = f"{loaded} meta-learners loaded" if loaded else "empty"
-    ready = checks["database"] == "ok" and loaded > 0
+    mismatch = getattr(request.app.state, "store_mismatch", None)
+    checks["artifact_store"] = mismatch or "ok"
+    ready = checks["database"] == "ok" and loaded > 0 and not mismatch
     return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks,
                          "refused": engine.registry.refused},
                         status_code=200 if ready else 503)

@@ -90,6 +90,10 @@ class Overloaded(RetryLater):
     status, slug, title = 503, "overloaded", "Too many requests in progress"
 
 
+class StoreMismatch(Problem):
+    status, slug, title = 503, "store-mismatch", "Wrong artifact store; not serving"
+
+
 class ArtifactCorrupt(Problem):
     status, slug, title = 500, "artifact-corrupt", "Stored adapted state failed its checksum"
 

@@ -49,6 +49,16 @@ class MetaLearnerRow(Base):
     loaded_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class StoreBindingRow(Base):
+    """Which artifact store this database's adapted models live in (its ``STORE_ID``)."""
+
+    __tablename__ = "store_bindings"
+
+    role: Mapped[str] = mapped_column(String(40), primary_key=True)
+    store_id: Mapped[str] = mapped_column(String(64))
+    bound_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class MetaLearnerVersionRow(Base):
     """Every version of a meta-learner this database has seen served, with its weights."""
 

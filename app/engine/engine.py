@@ -266,6 +266,9 @@ class ServingEngine:
     def state_age_seconds(self, sha256: str) -> float:
         return self._store.age_seconds(sha256)
 
+    def store_identity(self) -> str:
+        return self._store.identity()
+
     def stored_states(self) -> Iterator[str]:
         return self._store.keys()
 

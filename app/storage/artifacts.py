@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
@@ -37,6 +38,7 @@ class ArtifactStore(Protocol):
     def age_seconds(self, sha256: str) -> float: ...
     def keys(self) -> Iterator[str]: ...
     def remove_stale_temporaries(self, older_than_seconds: float) -> int: ...
+    def identity(self) -> str: ...
 
 
 def sha256_hex(data: bytes) -> str:
@@ -52,8 +54,12 @@ def decode_state(data: bytes) -> dict[str, Tensor]:
     return load(data)
 
 
+IDENTITY_FILE = "STORE_ID"
+
+
 class LocalArtifactStore:
-    """``<root>/<sha[:2]>/<sha>.safetensors`` on a local (or shared) filesystem."""
+    """``<root>/<sha[:2]>/<sha>.safetensors`` on a local (or shared) filesystem, and
+    ``<root>/STORE_ID``: this store's identity, written once at first use."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
@@ -94,6 +100,27 @@ class LocalArtifactStore:
 
     def age_seconds(self, sha256: str) -> float:
         return time.time() - self.path(sha256).stat().st_mtime
+
+    def identity(self) -> str:
+        """This store's identity: created once (exclusively, even with several processes
+        starting together), then read. The database records which store it belongs to."""
+        marker = self.root / IDENTITY_FILE
+        for _ in range(2):
+            try:
+                text = marker.read_text().strip()
+                if len(text) == 32:
+                    return text
+            except FileNotFoundError:
+                pass
+            tmp = self.root / f".{IDENTITY_FILE}.{uuid.uuid4().hex}.tmp"
+            atomic_write_bytes(tmp, uuid.uuid4().hex.encode())
+            try:
+                os.link(tmp, marker)  # fails if another process made it first
+            except FileExistsError:
+                pass
+            finally:
+                tmp.unlink(missing_ok=True)
+        return marker.read_text().strip()
 
     def remove_stale_temporaries(self, older_than_seconds: float) -> int:
         """Delete half-written temp files left by a crash."""
