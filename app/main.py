@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: problem_openapi(app)
     app.state.metrics = metrics
     app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.state.auth_failure_limiter = RateLimiter(settings.auth_failures_per_minute, burst=10)
     app.dependency_overrides[get_settings] = lambda: settings
     install_problem_handlers(app)
     # authenticated by default; the public list: health, readiness, metrics and the API docs

@@ -43,6 +43,8 @@ class Settings(BaseSettings):
 
     auth_enabled: bool = Field(True, description="require API keys on /v1 (off only for local use)")
     rate_limit_per_minute: int = Field(600, ge=0, description="per API key and process; 0 = off")
+    auth_failures_per_minute: int = Field(30, ge=0, description="failed authentications per client "
+                                          "address and process before 429; 0 = off")
     max_models_per_tenant: int = Field(100_000, ge=1)
     sweep_interval_seconds: float = Field(60.0, ge=0, description="expiry sweep period; 0 = off")
     orphan_grace_seconds: float = Field(300.0, ge=0,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 
@@ -27,3 +27,14 @@ def make_engine(url: str, pool_size: int = 10, max_overflow: int = 20, pool_time
 
 def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
+
+
+def lock_tenant(session: Session, tenant: str) -> None:
+    """Serialise writers of one tenant until the end of the transaction (quota checks):
+    a transaction-scoped advisory lock on PostgreSQL; SQLite's single writer lock, taken now
+    (before the transaction reads anything) by a write that changes nothing."""
+    dialect = session.get_bind().dialect.name
+    if dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:t, 7))"), {"t": tenant})
+    elif dialect == "sqlite":
+        session.execute(text("UPDATE store_bindings SET role = role WHERE 0 = 1"))

@@ -186,3 +186,36 @@ def test_expired_models_neither_count_against_the_quota_nor_hold_their_key(setti
                        json={"meta_learner": SINE, "support": sine_support()})
         assert again.status_code == 201 and again.json()["id"] != first.json()["id"]
         assert "idempotent-replayed" not in again.headers
+
+
+def test_simultaneous_creates_cannot_overshoot_the_quota(settings):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    s = settings.model_copy(update={"max_models_per_tenant": 5, "batching": "off", "workers": 4})
+    with TestClient(create_app(s)) as c:
+        def one(i: int) -> int:
+            return c.post("/v1/adapted-models", json={"meta_learner": SINE,
+                                                      "support": sine_support(1 + i / 10)}).status_code
+
+        with ThreadPoolExecutor(8) as pool:
+            codes = sorted(pool.map(one, range(8)))
+        assert codes == [201] * 5 + [409] * 3
+        assert len(c.get("/v1/adapted-models").json()["items"]) == 5
+
+
+def test_failed_authentications_are_throttled(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    s = settings.model_copy(update={"auth_enabled": True, "auth_failures_per_minute": 6})
+    with TestClient(create_app(s)) as c:
+        codes = [c.get("/v1/meta-learners", headers={"Authorization": f"Bearer ms_x_{i}"}).status_code
+                 for i in range(14)]
+        assert codes[:10] == [401] * 10 and codes[-1] == 429
+        r = c.get("/v1/meta-learners")
+        assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1

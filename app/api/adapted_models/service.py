@@ -31,6 +31,7 @@ from app.core.problems import (
     StateMissing,
 )
 from app.db.models import AdaptedModelRow, IdempotencyRow
+from app.db.session import lock_tenant
 from app.engine.engine import ServingEngine
 from app.lifecycle import delete_rows, now_utc, release
 
@@ -99,7 +100,16 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     # 2. compute: adapt and store the state durably (no session in use)
     made = engine.adapt(task)
 
-    # 3. persist: the row, committed only now that the state is durable
+    # 3. persist: the row, committed only now that the state is durable; the quota is checked
+    # again under a per-tenant lock, so simultaneous creates cannot overshoot it
+    lock_tenant(session, tenant)
+    count = session.scalar(select(func.count()).where(
+        AdaptedModelRow.tenant == tenant, AdaptedModelRow.expires_at > now_utc()))
+    if count >= settings.max_models_per_tenant:
+        session.rollback()
+        release(session=session, states=engine, sha256=made.artifact_sha256)
+        raise QuotaExceeded(f"tenant holds {count} adapted models, the maximum is "
+                            f"{settings.max_models_per_tenant}; delete some first")
     created = now_utc()
     row = AdaptedModelRow(
         id=uuid.uuid4().hex, tenant=tenant, meta_learner=reg.name,

@@ -7,7 +7,7 @@ declared in the OpenAPI document, so ``/docs`` has Authorize and generated clien
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, NoReturn
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -22,16 +22,26 @@ bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
                     description="an API key from `metaserve keys create`, as `Authorization: Bearer <key>`")
 
 
+def refuse(request: Request, settings: SettingsDep, why: str) -> NoReturn:
+    """401, or 429 once a client address has failed too often (guessing keys is throttled)."""
+    client = request.client.host if request.client else "unknown"
+    wait = request.app.state.auth_failure_limiter.acquire(client)
+    if wait > 0:
+        raise RateLimited(f"too many failed authentications from this address (limit "
+                          f"{settings.auth_failures_per_minute} per minute)", retry_after(wait))
+    raise Unauthorized(why)
+
+
 def get_tenant(request: Request, session: SessionDep, settings: SettingsDep,
                credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
     if not settings.auth_enabled:
         return DEFAULT_TENANT
     if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials.strip():
-        raise Unauthorized("send an API key as 'Authorization: Bearer <key>'")
+        refuse(request, settings, "send an API key as 'Authorization: Bearer <key>'")
     found = authenticate(session=session, key=credentials.credentials.strip())
     session.commit()  # end the read transaction: the connection goes back to the pool
     if found is None:
-        raise Unauthorized("the API key is not valid or has been revoked")
+        refuse(request, settings, "the API key is not valid or has been revoked")
     key_id, tenant = found
     wait = request.app.state.rate_limiter.acquire(key_id)
     if wait > 0:
