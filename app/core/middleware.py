@@ -33,7 +33,19 @@ class RequestContextMiddleware:
         status_holder = {"status": 500}
         path = scope.get("path", "")
 
+        exceeded = {"flag": False, "replaced": False}
+
         async def send_with_id(message: Message) -> None:
+            if exceeded["flag"]:
+                # the app saw a body cut short by the limit (e.g. a chunked body, where FastAPI
+                # turns any read error into 400): answer 413 instead, whatever it says
+                if not exceeded["replaced"]:
+                    exceeded["replaced"] = True
+                    await self._reject(send_with_request_id, path)
+                return
+            await send_with_request_id(message)
+
+        async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
                 message.setdefault("headers", [])
@@ -51,6 +63,7 @@ class RequestContextMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
+                    exceeded["flag"] = True
                     raise _BodyTooLarge()
             return message
 
@@ -59,7 +72,9 @@ class RequestContextMiddleware:
                 raise _BodyTooLarge()
             await self.app(scope, limited_receive, send_with_id)
         except _BodyTooLarge:
-            await self._reject(send_with_id, path)
+            if not exceeded["replaced"]:
+                exceeded["replaced"] = True
+                await self._reject(send_with_request_id, path)
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")

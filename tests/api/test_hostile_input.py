@@ -219,3 +219,14 @@ def test_failed_authentications_are_throttled(settings):
         assert codes[:10] == [401] * 10 and codes[-1] == 429
         r = c.get("/v1/meta-learners")
         assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1
+
+
+def test_a_chunked_body_over_the_limit_gets_413(client, settings):
+    def chunks():
+        piece = b"[" + b"1.0," * 25_000
+        for _ in range(settings.max_body_bytes // len(piece) + 2):
+            yield piece
+
+    r = client.post("/v1/adapted-models", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
+    assert r.json()["type"].endswith("body-too-large")
