@@ -64,17 +64,20 @@ BIG = "1" + "0" * 400  # 10**400, a JSON integer beyond any float
 HUGE = "9" * 5000
 
 
+def raw_body(inputs: str = "[[1.0]]", targets: str = "[1.0]", name: str = SINE, extra: str = "") -> str:
+    return ('{"meta_learner": "' + name + '", "support": {"inputs": ' + inputs + ', "targets": '
+            + targets + "}" + extra + "}")
+
+
 @pytest.mark.parametrize("text", [
-    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[%s]], "targets": [1.0]}}' % BIG,
-    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[1.0]], "targets": [%s]}}' % BIG,
-    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[%s]], "targets": [1.0]}}' % HUGE,
-    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[1.0]], "targets": [%s]}}' % HUGE,
-    '{"meta_learner": "omniglot-protonet", "support": {"inputs": [[1.0], [2.0]], "targets": [%s, 1]}}'
-    % HUGE,
-    '{"meta_learner": "sinusoid-maml", "support": {"inputs": %s, "targets": [1.0]}}' % deep(900),
-    '{"meta_learner": "sinusoid-maml", "support": {"inputs": %s, "targets": [1.0]}}' % deep(4000),
-    '{"meta_learner": "sinusoid-maml", "support": {"inputs": [[1.0]], "targets": [1.0]}, "x": %s}'
-    % deep(3000),
+    raw_body(inputs=f"[[{BIG}]]"),
+    raw_body(targets=f"[{BIG}]"),
+    raw_body(inputs=f"[[{HUGE}]]"),
+    raw_body(targets=f"[{HUGE}]"),
+    raw_body(inputs="[[1.0], [2.0]]", targets=f"[{HUGE}, 1]", name="omniglot-protonet"),
+    raw_body(inputs=deep(900)),
+    raw_body(inputs=deep(4000)),
+    raw_body(extra=', "x": ' + deep(3000)),
 ])
 def test_numbers_and_nesting_beyond_reason_in_the_body(client, text):
     assert_4xx_problem(raw_create(client, text), 400, 422)
