@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     tr = sub.add_parser("train", help="meta-train from a TOML config (resumes from a checkpoint)")
     tr.add_argument("config", type=Path)
-    tr.add_argument("--out", type=Path, default=None, help="default: models/<name>")
+    tr.add_argument("--out", type=Path, default=None, help="default: models/<name>/<version>")
     tr.add_argument("--device", default="cpu")
     tr.add_argument("--max-minutes", type=float, default=0.0, help="stop cleanly after this")
     tr.add_argument("--no-progress", action="store_true")

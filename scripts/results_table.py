@@ -33,6 +33,14 @@ def met(row: dict, target: str) -> str:
     return "met" if ok else "missed"
 
 
+def order(protocol: str) -> tuple:
+    """5-way before 20-way, 1 shot before 5; other protocols after, by name."""
+    parts = protocol.split("-")
+    if len(parts) >= 4 and parts[1] == "way" and parts[0].isdigit() and parts[2].isdigit():
+        return (0, int(parts[0]), int(parts[2]), protocol)
+    return (1, 0, 0, protocol)
+
+
 def size(row: dict) -> str:
     if "items" in row:
         return f"{row['items']} items"
@@ -48,7 +56,7 @@ def main() -> None:
                      key=lambda p: (p.parent.parent.name, version_key(p.parent.name)))
     for path in folders:
         manifest = json.loads(path.read_text())
-        for protocol, row in manifest["evaluation"].items():
+        for protocol, row in sorted(manifest["evaluation"].items(), key=lambda kv: order(kv[0])):
             target = TARGETS.get((manifest["name"], protocol))
             verdict = f"{target} ({met(row, target)})" if target else "-"
             print(f"| {manifest['name']} | {manifest['version']} | {manifest['algorithm']} "

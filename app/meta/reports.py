@@ -28,7 +28,7 @@ def train_command(
     config: Path, out: Path | None, device: str, max_minutes: float, progress: bool = True
 ) -> dict:
     cfg = TrainConfig.from_file(config)
-    out_dir = out or Path("models") / cfg.name
+    out_dir = out or Path("models") / cfg.name / cfg.version
     return train(
         cfg, out_dir, device=device, max_minutes=max_minutes, command=command_line(),
         progress=progress,
