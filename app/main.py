@@ -23,6 +23,7 @@ from app.core.metrics import Metrics
 from app.core.middleware import RequestContextMiddleware
 from app.core.problems import install_problem_handlers
 from app.db.session import make_engine, make_session_factory
+from app.engine.admission import TenantAdmission
 from app.engine.cache import StateCache
 from app.engine.engine import BatchingPolicy, ServingEngine
 from app.engine.executor import Executor
@@ -48,12 +49,16 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.session_factory = make_session_factory(db)
         registry = load_registry(settings.models_dir)
         executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
+        predict_executor = Executor(settings.prediction_workers, settings.max_queue,
+                                    settings.resolved_torch_threads, name="metaserve-predict")
         store = LocalArtifactStore(settings.artifacts_dir)
         app.state.engine = engine = ServingEngine(
             registry, store, StateCache(settings.cache_bytes), executor, metrics,
             BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms),
             artifact_grace_seconds=settings.orphan_grace_seconds,
-            input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels))
+            input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels),
+            predict_executor=predict_executor,
+            admission=TenantAdmission(settings.max_adaptations_per_tenant))
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
             app.state.store_mismatch = bind_store(session=session, states=engine)
@@ -72,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         sweeper.stop()
         executor.shutdown()
+        predict_executor.shutdown()
         db.dispose()
 
     app = FastAPI(

@@ -25,7 +25,11 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
-    workers: int = Field(2, ge=1, le=64, description="adaptation/prediction worker threads")
+    workers: int = Field(2, ge=1, le=64, description="adaptation worker threads")
+    prediction_workers: int = Field(1, ge=1, le=64, description="prediction worker threads (a pool "
+                                    "of their own: predictions never wait behind adaptations)")
+    max_adaptations_per_tenant: int = Field(0, ge=0, description="adaptations one tenant may run "
+                                            "at once (429 beyond); 0 = no cap")
     torch_threads: int = Field(0, ge=0, description="PyTorch intra-op threads per worker; 0 = cores / workers")
     max_queue: int = Field(64, ge=1, description="queued + running jobs before 503")
     cache_bytes: int = Field(256 * 1024 * 1024, ge=0, description="in-memory adapted-state cache")

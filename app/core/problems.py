@@ -78,6 +78,10 @@ class RateLimited(RetryLater):
     status, slug, title = 429, "rate-limited", "Too many requests"
 
 
+class TooManyInProgress(RetryLater):
+    status, slug, title = 429, "too-many-in-progress", "Too many adaptations in progress"
+
+
 class IdempotencyConflict(Problem):
     status, slug, title = 409, "idempotency-key-reused", "Idempotency key reused with another body"
 

@@ -32,6 +32,7 @@ from app.core.problems import (
     LimitExceeded,
     StateMissing,
 )
+from app.engine.admission import TenantAdmission
 from app.engine.batcher import MicroBatcher
 from app.engine.cache import StateCache
 from app.engine.executor import Executor
@@ -102,11 +103,17 @@ def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
 class ServingEngine:
     def __init__(self, registry: Registry, store: ArtifactStore, cache: StateCache,
                  executor: Executor, metrics: Metrics, batching: BatchingPolicy | None = None,
-                 artifact_grace_seconds: float = 0.0, input_limits: InputLimits | None = None) -> None:
+                 artifact_grace_seconds: float = 0.0, input_limits: InputLimits | None = None,
+                 predict_executor: Executor | None = None,
+                 admission: TenantAdmission | None = None) -> None:
         self.registry = registry
         self._store, self._cache = store, cache
         self._grace = artifact_grace_seconds
+        # adaptations and predictions have pools of their own: a prediction never waits
+        # behind adaptations
         self.executor, self.metrics = executor, metrics
+        self.predict_executor = predict_executor or executor
+        self._admission = admission or TenantAdmission(0)
         self.input_limits = input_limits or InputLimits()
         self.warmed_up: list[str] = []
         self.policy = batching or BatchingPolicy()
@@ -154,12 +161,23 @@ class ServingEngine:
             raise InvalidSupportSet(f"support.targets: {exc}") from exc
         except TargetLimitExceeded as exc:
             raise LimitExceeded(f"support.targets: {exc} for {reg.name}") from exc
+        work = len(inputs) * max(resolved, 1)
+        if reg.learner.has_steps and work > limits["max_example_steps"]:
+            raise LimitExceeded(
+                f"this adaptation costs {len(inputs)} examples x {resolved} steps = {work} "
+                f"example-steps, over the budget of {limits['max_example_steps']} for {reg.name}; "
+                "send fewer examples or ask for fewer steps")
         x = self._decode(reg, inputs, "support.inputs")
         return PreparedTask(reg, x, encoded.y, encoded.ways, encoded.labels, resolved)
 
-    def adapt(self, task: PreparedTask) -> Adaptation:
+    def adapt(self, task: PreparedTask, tenant: str) -> Adaptation:
         """Adapt in a worker, store the state durably (before any row may reference it) and
-        cache it. Returns where the state lives and a report of the adaptation."""
+        cache it. Returns where the state lives and a report of the adaptation. A tenant runs
+        at most ``max_adaptations_per_tenant`` adaptations at once (429 beyond)."""
+        with self._admission.admit(tenant):
+            return self._adapt_admitted(task)
+
+    def _adapt_admitted(self, task: PreparedTask) -> Adaptation:
         reg = task.learner
         if self.batched.get(reg.ref):
             key = ("adapt", reg.ref, self._codec(reg).batch_key(task.x), tuple(task.y.shape),
@@ -327,4 +345,4 @@ class ServingEngine:
                     self.metrics.prediction.labels(reg.name).observe(elapsed)
             return outs
 
-        return self.executor.run(work)
+        return self.predict_executor.run(work)

@@ -17,9 +17,10 @@ T = TypeVar("T")
 class Executor:
     """``run(fn)`` executes in a worker thread and waits; refuses when ``max_queue`` are pending."""
 
-    def __init__(self, workers: int, max_queue: int, torch_threads: int) -> None:
+    def __init__(self, workers: int, max_queue: int, torch_threads: int,
+                 name: str = "metaserve-worker") -> None:
         torch.set_num_threads(torch_threads)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="metaserve-worker")
+        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._slots = threading.BoundedSemaphore(max_queue)
         self.max_queue = max_queue
 

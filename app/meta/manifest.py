@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 DEFAULT_LIMITS = {"max_ways": 50, "max_shots": 20, "max_support": 500, "max_queries": 256,
-                  "max_steps": 50}
+                  "max_steps": 50, "max_example_steps": 10_000}
 
 
 class _Strict(BaseModel):
@@ -73,6 +73,8 @@ class Limits(_Strict):
     max_support: int = Field(DEFAULT_LIMITS["max_support"], ge=1)
     max_queries: int = Field(DEFAULT_LIMITS["max_queries"], ge=1)
     max_steps: int = Field(DEFAULT_LIMITS["max_steps"], ge=0)
+    # the work budget of one adaptation: support examples x gradient steps
+    max_example_steps: int = Field(DEFAULT_LIMITS["max_example_steps"], ge=1)
 
 
 class AdaptationDefaults(_Strict):

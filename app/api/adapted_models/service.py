@@ -98,7 +98,7 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     task = engine.prepare(reg, support.inputs, support.targets, options.steps)
 
     # 2. compute: adapt and store the state durably (no session in use)
-    made = engine.adapt(task)
+    made = engine.adapt(task, tenant=tenant)
 
     # 3. persist: the row, committed only now that the state is durable; the quota is checked
     # again under a per-tenant lock, so simultaneous creates cannot overshoot it

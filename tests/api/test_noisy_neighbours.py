@@ -1,0 +1,99 @@
+"""One tenant's heavy adaptation does not stall another tenant's small prediction."""
+
+from __future__ import annotations
+
+import statistics
+import threading
+import time
+
+import numpy as np
+import pytest
+from fastapi.testclient import TestClient
+
+from app.api.auth.service import create_key
+from app.main import create_app
+from tests.api.helpers import sine_support
+
+pytestmark = pytest.mark.slow
+
+
+def heavy_support(ways: int = 20, shots: int = 10) -> dict:
+    rng = np.random.default_rng(0)
+    inputs = [(rng.random((28, 28)) < 0.1).astype(float).tolist() for _ in range(ways * shots)]
+    return {"inputs": inputs, "targets": [f"c{i // shots}" for i in range(ways * shots)]}
+
+
+def test_a_small_prediction_answers_while_a_heavy_adaptation_runs(settings):
+    s = settings.model_copy(update={"auth_enabled": True, "rate_limit_per_minute": 0,
+                                    "workers": 2, "max_body_bytes": 8_000_000})
+    with TestClient(create_app(s)) as c:
+        with c.app.state.session_factory() as session:
+            _, heavy_key = create_key(session=session, tenant="heavy")
+            _, light_key = create_key(session=session, tenant="light")
+        heavy = {"Authorization": f"Bearer {heavy_key}"}
+        light = {"Authorization": f"Bearer {light_key}"}
+        model = c.post("/v1/adapted-models", headers=light,
+                       json={"meta_learner": "sinusoid-maml", "support": sine_support()}).json()["id"]
+        done = threading.Event()
+        statuses = []
+
+        def adapt_heavy() -> None:
+            r = c.post("/v1/adapted-models", headers=heavy, json={
+                "meta_learner": "omniglot-maml", "support": heavy_support(), "options": {"steps": 20}})
+            statuses.append(r.status_code)
+            if len(statuses) == 2:
+                done.set()
+
+        threads = [threading.Thread(target=adapt_heavy) for _ in range(2)]  # both workers busy
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)  # the heavy jobs are running
+        latencies = []
+        while not done.is_set() and len(latencies) < 40:
+            t0 = time.monotonic()
+            r = c.post(f"/v1/adapted-models/{model}/predictions", headers=light, json={"inputs": [[0.5]]})
+            latencies.append(time.monotonic() - t0)
+            assert r.status_code == 200
+            time.sleep(0.05)
+        in_flight = not done.is_set()
+        for thread in threads:
+            thread.join()
+        assert statuses == [201, 201] and in_flight, statuses  # the heavy jobs outlived the probe
+        assert len(latencies) >= 10
+        assert statistics.median(latencies) < 0.25 and max(latencies) < 1.0, latencies
+
+
+def test_a_tenant_over_its_concurrent_adaptations_gets_429(settings):
+    s = settings.model_copy(update={"max_adaptations_per_tenant": 1, "batching": "off"})
+    with TestClient(create_app(s)) as c:
+        engine = c.app.state.engine
+        run = engine.executor.run
+        started, release = threading.Event(), threading.Event()
+
+        def held(fn):
+            def wait_then():
+                started.set()
+                release.wait(10)
+                return fn()
+            return run(wait_then)
+
+        engine.executor.run = held
+        first = {}
+        thread = threading.Thread(target=lambda: first.update(r=c.post(
+            "/v1/adapted-models", json={"meta_learner": "sinusoid-maml", "support": sine_support()})))
+        thread.start()
+        assert started.wait(10)
+        second = c.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
+                                                    "support": sine_support(3.0)})
+        release.set()
+        thread.join()
+        assert second.status_code == 429 and second.json()["type"].endswith("too-many-in-progress")
+        assert int(second.headers["retry-after"]) >= 1
+        assert first["r"].status_code == 201
+
+
+def test_an_adaptation_over_the_work_budget_is_refused_before_it_starts(client):
+    r = client.post("/v1/adapted-models", json={
+        "meta_learner": "omniglot-maml", "support": heavy_support(50, 10), "options": {"steps": 50}})
+    assert r.status_code == 422 and "example-steps" in r.json()["detail"]
+    assert "10000" in r.json()["detail"]
