@@ -6,6 +6,7 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import Depends, FastAPI
 
 from app import __version__
@@ -35,6 +36,11 @@ from app.storage.artifacts import LocalArtifactStore
 log = logging.getLogger("metaserve")
 
 
+def request_threads(settings: Settings) -> int:
+    """Threads for sync request handling: both work queues full, plus room for reads."""
+    return 2 * settings.max_queue + 16
+
+
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the service; start-up loads the registry and mirrors it into the database."""
     settings = settings or get_settings()
@@ -44,6 +50,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
+        # request threads (sync routes and dependencies) must outnumber the work queues, so
+        # that the queues are the real bound (503 + Retry-After) rather than a silent wait
+        anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads(settings)
         db = make_engine(settings.resolved_database_url, settings.db_pool_size,
                          settings.db_max_overflow, settings.db_pool_timeout)
         app.state.session_factory = make_session_factory(db)
@@ -105,5 +114,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for router in (meta_learners_router, adapted_models_router, health.router)
         for route in router.routes]
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
-                       max_body_bytes=settings.max_body_bytes)
+                       max_body_bytes=settings.max_body_bytes,
+                       body_timeout_seconds=settings.body_timeout_seconds)
     return app

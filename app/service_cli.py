@@ -17,8 +17,9 @@ def run_service_command(args: argparse.Namespace) -> int:
 
         host = args.host or settings.host
         port = args.port or settings.port
-        uvicorn.run(create_app(settings), host=host, port=port,
-                    log_level=settings.log_level, access_log=False)
+        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
+                    access_log=False, limit_concurrency=settings.max_connections,
+                    timeout_keep_alive=5)
     elif args.command == "db":
         from app.db.migrate import upgrade
 

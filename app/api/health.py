@@ -13,8 +13,8 @@ router = APIRouter(tags=["operations"])
 
 
 @router.get("/healthz", operation_id="healthz")
-def healthz() -> dict[str, str]:
-    """Report that the process is alive."""
+async def healthz() -> dict[str, str]:
+    """Report that the process is alive (on the event loop: no request thread needed)."""
     return {"status": "ok"}
 
 

@@ -40,6 +40,10 @@ class Settings(BaseSettings):
     warm_up: bool = Field(True, description="adapt once per meta-learner at start-up")
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    body_timeout_seconds: float = Field(30.0, gt=0, description="a request body must arrive within "
+                                        "this time (408 otherwise)")
+    max_connections: int = Field(1000, ge=1, description="open connections per process before "
+                                 "uvicorn answers 503")
     max_image_bytes: int = Field(1024 * 1024, ge=64)
     max_image_pixels: int = Field(1024 * 1024, ge=64)
     default_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)

@@ -7,6 +7,7 @@ import re
 import time
 import uuid
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.metrics import Metrics
@@ -17,10 +18,13 @@ SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
 
 class RequestContextMiddleware:
-    """Echo/assign ``X-Request-ID``, enforce ``max_body_bytes``, log and count each request."""
+    """Echo/assign ``X-Request-ID``, enforce ``max_body_bytes`` (413) and a deadline for the
+    whole body (408), log and count each request."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
+                 body_timeout_seconds: float = 30.0) -> None:
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+        self.body_timeout = body_timeout_seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -33,17 +37,20 @@ class RequestContextMiddleware:
         status_holder = {"status": 500}
         path = scope.get("path", "")
 
-        exceeded = {"flag": False, "replaced": False}
+        exceeded = {"flag": None, "replaced": False}  # flag: the refusal's status (413 or 408)
 
         async def send_with_id(message: Message) -> None:
             if exceeded["flag"]:
-                # the app saw a body cut short by the limit (e.g. a chunked body, where FastAPI
-                # turns any read error into 400): answer 413 instead, whatever it says
-                if not exceeded["replaced"]:
-                    exceeded["replaced"] = True
-                    await self._reject(send_with_request_id, path)
+                # the app saw a body cut short by a limit (FastAPI turns any read error into
+                # 400): answer the limit's status instead, whatever it says
+                await refuse()
                 return
             await send_with_request_id(message)
+
+        async def refuse() -> None:
+            if not exceeded["replaced"]:
+                exceeded["replaced"] = True
+                await self._reject(send_with_request_id, path, exceeded["flag"] or 413)
 
         async def send_with_request_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -57,24 +64,35 @@ class RequestContextMiddleware:
         too_large = declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes
         received = 0
 
+        deadline = time.monotonic() + self.body_timeout
+
+        body_done = False
+
         async def limited_receive() -> Message:
-            nonlocal received
-            message = await receive()
+            nonlocal received, body_done
+            if body_done:  # after the body only a disconnect can come: no deadline
+                return await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+                    message = await receive()
+            except TimeoutError:
+                exceeded["flag"] = 408  # a body that never completes does not hold the line
+                raise _BodyRefused() from None
             if message["type"] == "http.request":
+                body_done = not message.get("more_body", False)
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    exceeded["flag"] = True
-                    raise _BodyTooLarge()
+                    exceeded["flag"] = 413
+                    raise _BodyRefused()
             return message
 
         try:
             if too_large:
-                raise _BodyTooLarge()
+                exceeded["flag"] = 413
+                raise _BodyRefused()
             await self.app(scope, limited_receive, send_with_id)
-        except _BodyTooLarge:
-            if not exceeded["replaced"]:
-                exceeded["replaced"] = True
-                await self._reject(send_with_request_id, path)
+        except _BodyRefused:
+            await refuse()
         finally:
             elapsed = time.perf_counter() - start
             route = scope.get("route")
@@ -86,17 +104,23 @@ class RequestContextMiddleware:
                                        "status": status_holder["status"],
                                        "duration_ms": round(elapsed * 1000, 2)})
 
-    async def _reject(self, send: Send, path: str) -> None:
+    async def _reject(self, send: Send, path: str, status: int) -> None:
         import json
 
-        body = json.dumps(problem_body(
-            413, "Request body too large",
-            f"the request body exceeds {self.max_body_bytes} bytes", "body-too-large", path,
-        )).encode()
-        await send({"type": "http.response.start", "status": 413, "headers": [
-            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode())]})
+        if status == 408:
+            problem = problem_body(408, "Request body too slow",
+                                   f"the request body did not arrive within {self.body_timeout} s",
+                                   "body-timeout", path)
+        else:
+            problem = problem_body(413, "Request body too large",
+                                   f"the request body exceeds {self.max_body_bytes} bytes",
+                                   "body-too-large", path)
+        body = json.dumps(problem).encode()
+        await send({"type": "http.response.start", "status": status, "headers": [
+            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close")]})
         await send({"type": "http.response.body", "body": body})
 
 
-class _BodyTooLarge(Exception):
+class _BodyRefused(Exception):
     pass

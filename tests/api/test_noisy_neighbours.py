@@ -97,3 +97,43 @@ def test_an_adaptation_over_the_work_budget_is_refused_before_it_starts(client):
         "meta_learner": "omniglot-maml", "support": heavy_support(50, 10), "options": {"steps": 50}})
     assert r.status_code == 422 and "example-steps" in r.json()["detail"]
     assert "10000" in r.json()["detail"]
+
+
+def test_the_work_queue_is_the_real_bound_and_health_answers_under_load(settings):
+    import anyio.to_thread
+
+    s = settings.model_copy(update={"workers": 1, "max_queue": 3, "batching": "off"})
+    with TestClient(create_app(s)) as c:
+        assert c.portal.call(lambda: anyio.to_thread.current_default_thread_limiter().total_tokens) \
+            > 2 * s.max_queue
+        engine = c.app.state.engine
+        run = engine.executor.run
+
+        def slow(fn):
+            def wait_then():
+                time.sleep(0.3)
+                return fn()
+            return run(wait_then)
+
+        engine.executor.run = slow
+        codes, health = [], []
+
+        def one(i: int) -> None:
+            r = c.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
+                                                   "support": sine_support(1 + i / 10)})
+            codes.append((r.status_code, r.headers.get("retry-after")))
+
+        threads = [threading.Thread(target=one, args=(i,)) for i in range(10)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        for _ in range(5):
+            t0 = time.monotonic()
+            assert c.get("/healthz").status_code == 200
+            health.append(time.monotonic() - t0)
+        for t in threads:
+            t.join()
+        refused = [retry for code, retry in codes if code == 503]
+        assert refused and all(int(retry) >= 1 for retry in refused), codes
+        assert sum(code == 201 for code, _ in codes) >= s.max_queue
+        assert max(health) < 0.5, health
