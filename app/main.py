@@ -67,7 +67,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             artifact_grace_seconds=settings.orphan_grace_seconds,
             input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels),
             predict_executor=predict_executor,
-            admission=TenantAdmission(settings.max_adaptations_per_tenant))
+            admission=TenantAdmission(settings.max_adaptations_per_tenant),
+            max_response_bytes=settings.max_response_bytes)
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
             app.state.store_mismatch = bind_store(session=session, states=engine)

@@ -40,6 +40,8 @@ class Settings(BaseSettings):
     warm_up: bool = Field(True, description="adapt once per meta-learner at start-up")
 
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_response_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="predictions larger "
+                                    "than this are refused (422: ask for top_k)")
     body_timeout_seconds: float = Field(30.0, gt=0, description="a request body must arrive within "
                                         "this time (408 otherwise)")
     max_connections: int = Field(1000, ge=1, description="open connections per process before "

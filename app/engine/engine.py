@@ -105,7 +105,8 @@ class ServingEngine:
                  executor: Executor, metrics: Metrics, batching: BatchingPolicy | None = None,
                  artifact_grace_seconds: float = 0.0, input_limits: InputLimits | None = None,
                  predict_executor: Executor | None = None,
-                 admission: TenantAdmission | None = None) -> None:
+                 admission: TenantAdmission | None = None,
+                 max_response_bytes: int = 4 * 1024 * 1024) -> None:
         self.registry = registry
         self._store, self._cache = store, cache
         self._grace = artifact_grace_seconds
@@ -114,6 +115,7 @@ class ServingEngine:
         self.executor, self.metrics = executor, metrics
         self.predict_executor = predict_executor or executor
         self._admission = admission or TenantAdmission(0)
+        self.max_response_bytes = max_response_bytes
         self.input_limits = input_limits or InputLimits()
         self.warmed_up: list[str] = []
         self.policy = batching or BatchingPolicy()
@@ -310,11 +312,16 @@ class ServingEngine:
             raise InvalidInputs(str(exc)) from exc
 
     def predict(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
-                inputs: list[Any]) -> list[Any]:
+                inputs: list[Any], top_k: int | None = None) -> list[Any]:
         """Predictions (plain Python) of the adapted state ``artifact_sha256`` for ``inputs``."""
         if len(inputs) > reg.limits["max_queries"]:
             raise LimitExceeded(f"{len(inputs)} inputs exceed the limit of "
                                 f"{reg.limits['max_queries']} per request for {reg.name}")
+        size = reg.task.response_bytes(len(inputs), labels, top_k)
+        if size > self.max_response_bytes:
+            raise LimitExceeded(f"the predictions would take about {size} bytes, over the "
+                                f"{self.max_response_bytes}-byte response cap; ask for top_k "
+                                "probabilities or send fewer inputs")
         x = self._decode(reg, inputs, "inputs")
         state = self.load_state(artifact_sha256)
         if self.batched.get(reg.ref):
@@ -326,7 +333,7 @@ class ServingEngine:
         if not bool(torch.isfinite(served).all()):
             raise InvalidInputs(f"inputs: {reg.ref} produced non-finite outputs for these inputs; "
                                 "they are outside what it can answer")
-        return reg.task.render(served, labels)
+        return reg.task.render(served, labels, top_k)
 
     def _predict_many(self, key: Hashable, items: list[tuple], record: bool = True) -> list[Tensor]:
         reg = items[0][0]

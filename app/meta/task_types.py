@@ -51,8 +51,13 @@ class TaskType(ABC):
         """Per-task metric over the last two dims (accuracy or MSE)."""
 
     @abstractmethod
-    def render(self, served: Tensor, labels: list[Any] | None) -> list[Any]:
-        """Plain-Python predictions, one per input."""
+    def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None) -> list[Any]:
+        """Plain-Python predictions, one per input (classification: the ``top_k`` most likely
+        labels' probabilities, all when None)."""
+
+    def response_bytes(self, n_inputs: int, labels: list[Any] | None, top_k: int | None) -> int:
+        """An upper estimate of the rendered predictions' JSON size."""
+        return 32 * n_inputs
 
     @abstractmethod
     def dummy_targets(self, n: int) -> EncodedTargets:
@@ -120,11 +125,21 @@ class Classification(TaskType):
     def metric(self, raw: Tensor, targets: Tensor) -> Tensor:
         return (raw.argmax(-1) == targets).float().mean(-1)
 
-    def render(self, served: Tensor, labels: list[Any] | None) -> list[Any]:
+    def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None) -> list[Any]:
         labels = labels or []
         names = [str(label) for label in labels]
-        return [{"label": labels[int(p.argmax())],
-                 "probabilities": dict(zip(names, p.tolist()))} for p in served]
+        k = len(names) if top_k is None else min(top_k, len(names))
+        out = []
+        for p in served:
+            best = torch.topk(p, k).indices.tolist() if k < len(names) else range(len(names))
+            out.append({"label": labels[int(p.argmax())],
+                        "probabilities": {names[i]: float(p[i]) for i in best}})
+        return out
+
+    def response_bytes(self, n_inputs: int, labels: list[Any] | None, top_k: int | None) -> int:
+        sizes = sorted((len(str(label).encode()) + 32 for label in labels or []), reverse=True)
+        shown = sizes if top_k is None else sizes[:top_k]
+        return n_inputs * (sum(shown) + (sizes[0] if sizes else 0) + 48)
 
     def dummy_targets(self, n: int) -> EncodedTargets:
         return EncodedTargets(torch.arange(n) % 2, 2, [0, 1])
@@ -156,7 +171,7 @@ class Regression(TaskType):
     def metric(self, raw: Tensor, targets: Tensor) -> Tensor:
         return ((raw - targets) ** 2).mean(dim=(-1, -2))
 
-    def render(self, served: Tensor, labels: list[Any] | None) -> list[Any]:
+    def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None) -> list[Any]:
         return [float(v) for v in served.reshape(-1)]
 
     def dummy_targets(self, n: int) -> EncodedTargets:

@@ -131,11 +131,11 @@ def test_a_deleted_model_answers_404_not_corruption(client, model_id):
 
     real_predict = engine.predict
 
-    def delete_first(reg, artifact_sha256, labels, inputs):
+    def delete_first(reg, artifact_sha256, labels, inputs, top_k=None):
         assert client.delete(f"/v1/adapted-models/{model_id}").status_code == 204
         engine._store.delete(sha)
         engine._cache.discard(sha)
-        return real_predict(reg, artifact_sha256, labels, inputs)
+        return real_predict(reg, artifact_sha256, labels, inputs, top_k)
 
     engine.predict = delete_first
     try:
@@ -233,3 +233,42 @@ def test_a_chunked_body_over_the_limit_gets_413(client, settings):
     r = client.post("/v1/adapted-models", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413 and r.headers["content-type"] == PROBLEM
     assert r.json()["type"].endswith("body-too-large")
+
+
+def long_label_model(client, ways: int = 3):
+    import numpy as np
+
+    rng = np.random.default_rng(3)  # distinct images: no tied probabilities
+    support = {"inputs": [(rng.random((28, 28)) < 0.2).astype(float).tolist() for _ in range(ways)],
+               "targets": [f"{'x' * 250}{i}" for i in range(ways)]}
+    made = client.post("/v1/adapted-models", json={"meta_learner": "omniglot-protonet", "support": support})
+    assert made.status_code == 201, made.text
+    return made.json()["id"]
+
+
+def test_top_k_keeps_predictions_small(client):
+    ident = long_label_model(client, ways=10)
+    queries = {"inputs": [[[0.0] * 28] * 28] * 4}
+    full = client.post(f"/v1/adapted-models/{ident}/predictions", json=queries).json()["predictions"]
+    top = client.post(f"/v1/adapted-models/{ident}/predictions", json={**queries, "top_k": 2}).json()
+    assert all(len(p["probabilities"]) == 10 for p in full)
+    for p, q in zip(full, top["predictions"], strict=True):
+        assert len(q["probabilities"]) == 2 and q["label"] == p["label"]
+        best = sorted(p["probabilities"].items(), key=lambda kv: -kv[1])[:2]
+        assert q["probabilities"] == pytest.approx(dict(best))
+
+
+def test_the_response_size_cap_holds(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    s = settings.model_copy(update={"max_response_bytes": 20_000})
+    with TestClient(create_app(s)) as c:
+        ident = long_label_model(c, ways=10)
+        many = {"inputs": [[[0.0] * 28] * 28] * 10}
+        r = c.post(f"/v1/adapted-models/{ident}/predictions", json=many)
+        assert_4xx_problem(r, 422)
+        assert "top_k" in r.json()["detail"]
+        ok = c.post(f"/v1/adapted-models/{ident}/predictions", json={**many, "top_k": 1})
+        assert ok.status_code == 200 and len(ok.content) <= 20_000

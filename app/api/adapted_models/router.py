@@ -87,7 +87,8 @@ PREDICT_ERRORS = problem_responses(401, 404, 410, 413, 422, 429, 503)
 def predict(row: OwnedAdaptedModel, body: PredictionRequest, session: SessionDep,
             engine: EngineDep) -> PredictionResponse:
     """Predict with an adapted model."""
-    preds = service.predict(session=session, engine=engine, row=row, inputs=body.inputs)
+    preds = service.predict(session=session, engine=engine, row=row, inputs=body.inputs,
+                            top_k=body.top_k)
     return predictions_response(row.task_type, preds)
 
 
@@ -96,6 +97,7 @@ def predict(row: OwnedAdaptedModel, body: PredictionRequest, session: SessionDep
 def predict_query(
     row: OwnedAdaptedModel, session: SessionDep, engine: EngineDep,
     inputs: Annotated[str, Query(max_length=8192, description="a JSON array of inputs")],
+    top_k: Annotated[int | None, Query(ge=1, description="classification: the k most likely labels")] = None,
 ) -> PredictionResponse:
     """Predict for a few inputs given as a JSON array in the query string."""
     try:
@@ -110,5 +112,5 @@ def predict_query(
         check_depth(parsed)
     except ValueError as exc:
         raise InvalidInputs(f"inputs: {exc}") from exc
-    preds = service.predict(session=session, engine=engine, row=row, inputs=parsed)
+    preds = service.predict(session=session, engine=engine, row=row, inputs=parsed, top_k=top_k)
     return predictions_response(row.task_type, preds)

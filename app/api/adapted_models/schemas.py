@@ -77,6 +77,8 @@ class AdaptedModelList(BaseModel):
 class PredictionRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"inputs": [[0.5]]}]})
     inputs: Inputs = Field(min_length=1, max_length=10_000)
+    top_k: StrictInt | None = Field(None, ge=1, description="classification: return the probabilities "
+                                    "of the k most likely labels only (default: every label)")
 
 
 class ClassPrediction(BaseModel):

@@ -204,13 +204,13 @@ def delete(*, session: Session, engine: ServingEngine, row: AdaptedModelRow) -> 
 
 
 def predict(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
-            inputs: list[Any]) -> list[Any]:
+            inputs: list[Any], top_k: int | None = None) -> list[Any]:
     """Predictions on the exact meta-learner version and weights that adapted ``row``."""
     reg = engine.bound(row.meta_learner, row.meta_learner_version, row.meta_learner_weights_sha256)
     ident, sha, labels = row.id, row.artifact_sha256, row.labels
     end_transaction(session)  # no connection held while predicting
     try:
-        return engine.predict(reg, sha, labels, inputs)
+        return engine.predict(reg, sha, labels, inputs, top_k)
     except StateMissing:
         # deleted (or expired and swept) between reading the row and loading its state
         still_there = session.scalar(select(AdaptedModelRow.id).where(AdaptedModelRow.id == ident))
