@@ -73,3 +73,23 @@ def test_predictions_carry_their_task_type(client):
                                                    "support": sine_support()}).json()
     r = client.post(f"/v1/adapted-models/{made['id']}/predictions", json={"inputs": [[0.0]]})
     assert r.json()["task_type"] == "regression" and isinstance(r.json()["predictions"][0], float)
+
+
+def test_metrics_carry_no_tenant_identifiers(settings):
+    from fastapi.testclient import TestClient
+
+    from app.api.auth.service import create_key
+    from app.main import create_app
+
+    with TestClient(create_app(settings.model_copy(update={"auth_enabled": True}))) as c:
+        with c.app.state.session_factory() as session:
+            _, key = create_key(session=session, tenant="tenant-secret-name")
+        headers = {"Authorization": f"Bearer {key}"}
+        made = c.post("/v1/adapted-models", headers=headers,
+                      json={"meta_learner": "sinusoid-maml", "support": sine_support()}).json()
+        c.post(f"/v1/adapted-models/{made['id']}/predictions", headers=headers, json={"inputs": [[0.0]]})
+        c.get("/v1/adapted-models/some-unknown-path-segment", headers=headers)
+        text = c.get("/metrics").text
+        assert "tenant-secret-name" not in text and made["id"] not in text
+        assert "some-unknown-path-segment" not in text
+        assert 'route="/v1/adapted-models/{adapted_model_id}/predictions"' in text
