@@ -163,6 +163,11 @@ class ServingEngine:
             raise InvalidSupportSet(f"support.targets: {exc}") from exc
         except TargetLimitExceeded as exc:
             raise LimitExceeded(f"support.targets: {exc} for {reg.name}") from exc
+        if reg.spec.targets is not None:
+            low, high = reg.spec.targets.value_range
+            if bool((encoded.y < low).any() or (encoded.y > high).any()):
+                raise InvalidSupportSet(f"support.targets must lie in [{low}, {high}], the range "
+                                        f"{reg.ref} was trained on")
         work = len(inputs) * max(resolved, 1)
         if reg.learner.has_steps and work > limits["max_example_steps"]:
             raise LimitExceeded(

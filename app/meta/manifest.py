@@ -67,6 +67,12 @@ class InputSpec(_Strict):
         return self
 
 
+class TargetSpec(_Strict):
+    """Regression targets: the range of values the meta-learner was trained to produce."""
+
+    value_range: list[float] = Field(min_length=2, max_length=2)
+
+
 class Limits(_Strict):
     max_ways: int = Field(DEFAULT_LIMITS["max_ways"], ge=2)
     max_shots: int = Field(DEFAULT_LIMITS["max_shots"], ge=1)
@@ -89,6 +95,7 @@ class Manifest(_Strict):
     task_type: Literal["classification", "regression"]
     model: ModelSpec
     input: InputSpec
+    targets: TargetSpec | None = None
     adaptation_defaults: AdaptationDefaults = AdaptationDefaults()
     limits: Limits = Limits()
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
@@ -100,6 +107,8 @@ class Manifest(_Strict):
     def _consistent(self) -> Manifest:
         if self.model.algorithm != self.algorithm or self.model.task_type != self.task_type:
             raise ValueError("model.algorithm / model.task_type disagree with the top level")
+        if self.targets is not None and self.task_type != "regression":
+            raise ValueError("targets.value_range applies to regression only")
         return self
 
 

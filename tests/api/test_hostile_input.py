@@ -272,3 +272,19 @@ def test_the_response_size_cap_holds(settings):
         assert "top_k" in r.json()["detail"]
         ok = c.post(f"/v1/adapted-models/{ident}/predictions", json={**many, "top_k": 1})
         assert ok.status_code == 200 and len(ok.content) <= 20_000
+
+
+@pytest.mark.parametrize("targets", [[1e15, 0.0], [5.01, 0.0], [True, 0.0], [None, 0.0]])
+def test_regression_targets_outside_the_trained_range_or_type(client, targets):
+    r = created(client, {"inputs": [[0.0], [1.0]], "targets": targets})
+    assert_4xx_problem(r, 422)
+
+
+@pytest.fixture(autouse=True)
+def the_list_still_answers(request):
+    """After every hostile case the tenant's listing answers (nothing stored broke it)."""
+    client = request.getfixturevalue("client") if "client" in request.fixturenames else None
+    yield
+    if client is not None:
+        r = client.get("/v1/adapted-models", params={"limit": 200})
+        assert r.status_code == 200 and isinstance(r.json()["items"], list)

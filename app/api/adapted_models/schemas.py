@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
 
 from app.api.schemas import Inputs, Label
 
@@ -28,7 +28,7 @@ class SupportSet(BaseModel):
     model_config = ConfigDict(extra="forbid")
     inputs: Inputs = Field(min_length=1, max_length=10_000,
                                 description="one item per example; see the meta-learner's input spec")
-    targets: list[Label | float] = Field(min_length=1, max_length=10_000,
+    targets: list[Label | StrictFloat] = Field(min_length=1, max_length=10_000,
                                          description="class labels (strings or integers) or numbers")
 
 
