@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Hashable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -68,6 +68,7 @@ class PreparedTask:
     ways: int
     labels: list[Any] | None
     steps: int  # resolved (0 for learners without gradient steps)
+    tenant: str = ""  # whose work it is (fair scheduling)
 
 
 @dataclass(frozen=True)
@@ -182,7 +183,7 @@ class ServingEngine:
         cache it. Returns where the state lives and a report of the adaptation. A tenant runs
         at most ``max_adaptations_per_tenant`` adaptations at once (429 beyond)."""
         with self._admission.admit(tenant):
-            return self._adapt_admitted(task)
+            return self._adapt_admitted(replace(task, tenant=tenant))
 
     def _adapt_admitted(self, task: PreparedTask) -> Adaptation:
         reg = task.learner
@@ -230,7 +231,7 @@ class ServingEngine:
                     self.metrics.adaptation.labels(first.learner.name).observe(duration)
             return results
 
-        return self.executor.run(work)
+        return self.executor.run(work, tenant=first.tenant)
 
     def warm_up(self) -> None:
         """Adapt and predict once per meta-learner version on a dummy task, so that the first
@@ -243,7 +244,7 @@ class ServingEngine:
             steps = 1 if reg.learner.has_steps else 0
             task = PreparedTask(reg, x, targets.y, targets.ways, targets.labels, steps)
             state = self._adapt_many(None, [task], record=False)[0][0]
-            self._predict_many(None, [(reg, state, x)], record=False)
+            self._predict_many(None, [(reg, state, x, "")], record=False)
             self.warmed_up.append(reg.ref)
 
     # ----- states ----------------------------------------------------------------------------
@@ -317,7 +318,7 @@ class ServingEngine:
             raise InvalidInputs(str(exc)) from exc
 
     def predict(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
-                inputs: list[Any], top_k: int | None = None) -> list[Any]:
+                inputs: list[Any], top_k: int | None = None, tenant: str = "") -> list[Any]:
         """Predictions (plain Python) of the adapted state ``artifact_sha256`` for ``inputs``."""
         if len(inputs) > reg.limits["max_queries"]:
             raise LimitExceeded(f"{len(inputs)} inputs exceed the limit of "
@@ -332,9 +333,9 @@ class ServingEngine:
         if self.batched.get(reg.ref):
             shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
             key = ("predict", reg.ref, self._codec(reg).batch_key(x), shapes)
-            served = self.predict_batcher.submit(key, (reg, state, x))
+            served = self.predict_batcher.submit(key, (reg, state, x, tenant))
         else:
-            served = self._predict_many(None, [(reg, state, x)])[0]
+            served = self._predict_many(None, [(reg, state, x, tenant)])[0]
         if not bool(torch.isfinite(served).all()):
             raise InvalidInputs(f"inputs: {reg.ref} produced non-finite outputs for these inputs; "
                                 "they are outside what it can answer")
@@ -357,4 +358,4 @@ class ServingEngine:
                     self.metrics.prediction.labels(reg.name).observe(elapsed)
             return outs
 
-        return self.predict_executor.run(work)
+        return self.predict_executor.run(work, tenant=items[0][3])

@@ -1,11 +1,17 @@
-"""A bounded worker pool for tensor work, so that it never runs on the event loop."""
+"""A bounded worker pool for tensor work, fair across tenants, never on the event loop.
+
+Jobs wait in one queue per tenant and the workers take them round-robin across the tenants
+that have work waiting: a tenant with a burst of heavy jobs delays another tenant's job by at
+most one of its jobs per worker, not by its whole burst.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future
+from typing import Any, TypeVar
 
 import torch
 
@@ -15,22 +21,73 @@ T = TypeVar("T")
 
 
 class Executor:
-    """``run(fn)`` executes in a worker thread and waits; refuses when ``max_queue`` are pending."""
+    """``run(fn, tenant)`` executes in a worker thread and waits; refuses (503) when
+    ``max_queue`` jobs are queued or running."""
 
     def __init__(self, workers: int, max_queue: int, torch_threads: int,
                  name: str = "metaserve-worker") -> None:
         torch.set_num_threads(torch_threads)
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
-        self._slots = threading.BoundedSemaphore(max_queue)
         self.max_queue = max_queue
+        self._slots = threading.BoundedSemaphore(max_queue)
+        self._queues: dict[str, deque[tuple[Callable[[], Any], Future[Any]]]] = {}
+        self._turns: deque[str] = deque()  # tenants with work waiting, in serving order
+        self._cond = threading.Condition()
+        self._stopped = False
+        self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
+                         for i in range(workers)]
+        for thread in self._threads:
+            thread.start()
 
-    def run(self, fn: Callable[[], T]) -> T:
+    def run(self, fn: Callable[[], T], tenant: str = "") -> T:
         if not self._slots.acquire(blocking=False):
             raise Overloaded(f"more than {self.max_queue} jobs are queued; retry shortly")
         try:
-            return self._pool.submit(fn).result()
+            future: Future[T] = Future()
+            with self._cond:
+                if self._stopped:
+                    raise Overloaded("the service is shutting down; retry shortly")
+                if tenant not in self._queues:
+                    self._queues[tenant] = deque()
+                    self._turns.append(tenant)
+                self._queues[tenant].append((fn, future))
+                self._cond.notify()
+            return future.result()
         finally:
             self._slots.release()
 
+    def _next(self) -> tuple[Callable[[], Any], Future[Any]] | None:
+        with self._cond:
+            while not self._turns and not self._stopped:
+                self._cond.wait()
+            if self._stopped:
+                return None
+            tenant = self._turns.popleft()
+            queue = self._queues[tenant]
+            job = queue.popleft()
+            if queue:
+                self._turns.append(tenant)  # back of the line: the others go first
+            else:
+                del self._queues[tenant]
+            return job
+
+    def _work(self) -> None:
+        while (job := self._next()) is not None:
+            fn, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                future.set_exception(exc)
+
     def shutdown(self) -> None:
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        with self._cond:
+            self._stopped = True
+            pending = [job for queue in self._queues.values() for job in queue]
+            self._queues.clear()
+            self._turns.clear()
+            self._cond.notify_all()
+        for _, future in pending:
+            future.set_exception(Overloaded("the service is shutting down; retry shortly"))
+        for thread in self._threads:
+            thread.join(timeout=30)

@@ -131,11 +131,11 @@ def test_a_deleted_model_answers_404_not_corruption(client, model_id):
 
     real_predict = engine.predict
 
-    def delete_first(reg, artifact_sha256, labels, inputs, top_k=None):
+    def delete_first(reg, artifact_sha256, labels, inputs, top_k=None, tenant=""):
         assert client.delete(f"/v1/adapted-models/{model_id}").status_code == 204
         engine._store.delete(sha)
         engine._cache.discard(sha)
-        return real_predict(reg, artifact_sha256, labels, inputs, top_k)
+        return real_predict(reg, artifact_sha256, labels, inputs, top_k, tenant=tenant)
 
     engine.predict = delete_first
     try:

@@ -70,12 +70,12 @@ def test_a_tenant_over_its_concurrent_adaptations_gets_429(settings):
         run = engine.executor.run
         started, release = threading.Event(), threading.Event()
 
-        def held(fn):
+        def held(fn, tenant=""):
             def wait_then():
                 started.set()
                 release.wait(10)
                 return fn()
-            return run(wait_then)
+            return run(wait_then, tenant=tenant)
 
         engine.executor.run = held
         first = {}
@@ -109,11 +109,11 @@ def test_the_work_queue_is_the_real_bound_and_health_answers_under_load(settings
         engine = c.app.state.engine
         run = engine.executor.run
 
-        def slow(fn):
+        def slow(fn, tenant=""):
             def wait_then():
                 time.sleep(0.3)
                 return fn()
-            return run(wait_then)
+            return run(wait_then, tenant=tenant)
 
         engine.executor.run = slow
         codes, health = [], []

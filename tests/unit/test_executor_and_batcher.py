@@ -58,3 +58,38 @@ def test_batcher_propagates_failures_to_every_caller():
     b = MicroBatcher(run, max_batch=4, max_wait_ms=1)
     with pytest.raises(ValueError, match="boom"):
         b.submit("k", 1)
+
+
+def test_workers_take_tenants_round_robin():
+    """One worker; tenant A queues six jobs, then B one: B runs after at most one more of A's."""
+    ex = Executor(workers=1, max_queue=16, torch_threads=1)
+    order, gate = [], threading.Event()
+
+    def job(name):
+        def run():
+            gate.wait(5)
+            order.append(name)
+            time.sleep(0.01)
+        return run
+
+    threads = [threading.Thread(target=ex.run, args=(job(f"a{i}"),), kwargs={"tenant": "a"})
+               for i in range(6)]
+    for t in threads:
+        t.start()
+    time.sleep(0.2)  # a0 holds the worker, a1..a5 wait
+    b = threading.Thread(target=ex.run, args=(job("b0"),), kwargs={"tenant": "b"})
+    b.start()
+    time.sleep(0.2)
+    gate.set()
+    for t in [*threads, b]:
+        t.join()
+    assert order.index("b0") <= 2, order
+    ex.shutdown()
+
+
+def test_a_failing_job_reaches_its_caller_and_the_worker_survives():
+    ex = Executor(workers=1, max_queue=4, torch_threads=1)
+    with pytest.raises(ZeroDivisionError):
+        ex.run(lambda: 1 / 0, tenant="t")
+    assert ex.run(lambda: 42, tenant="t") == 42
+    ex.shutdown()

@@ -207,10 +207,10 @@ def predict(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
             inputs: list[Any], top_k: int | None = None) -> list[Any]:
     """Predictions on the exact meta-learner version and weights that adapted ``row``."""
     reg = engine.bound(row.meta_learner, row.meta_learner_version, row.meta_learner_weights_sha256)
-    ident, sha, labels = row.id, row.artifact_sha256, row.labels
+    ident, sha, labels, tenant = row.id, row.artifact_sha256, row.labels, row.tenant
     end_transaction(session)  # no connection held while predicting
     try:
-        return engine.predict(reg, sha, labels, inputs, top_k)
+        return engine.predict(reg, sha, labels, inputs, top_k, tenant=tenant)
     except StateMissing:
         # deleted (or expired and swept) between reading the row and loading its state
         still_there = session.scalar(select(AdaptedModelRow.id).where(AdaptedModelRow.id == ident))
