@@ -116,5 +116,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         for route in router.routes]
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes,
-                       body_timeout_seconds=settings.body_timeout_seconds)
+                       body_timeout_seconds=settings.body_timeout_seconds,
+                       max_requests_per_client=settings.max_requests_per_client)
     return app

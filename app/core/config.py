@@ -44,6 +44,8 @@ class Settings(BaseSettings):
                                     "than this are refused (422: ask for top_k)")
     body_timeout_seconds: float = Field(30.0, gt=0, description="a request body must arrive within "
                                         "this time (408 otherwise)")
+    max_requests_per_client: int = Field(64, ge=0, description="/v1 requests in progress per client "
+                                         "address and process (429 beyond); 0 = no cap")
     max_connections: int = Field(1000, ge=1, description="open connections per process before "
                                  "uvicorn answers 503")
     max_image_bytes: int = Field(1024 * 1024, ge=64)

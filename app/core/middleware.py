@@ -22,9 +22,11 @@ class RequestContextMiddleware:
     whole body (408), log and count each request."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
-                 body_timeout_seconds: float = 30.0) -> None:
+                 body_timeout_seconds: float = 30.0, max_requests_per_client: int = 0) -> None:
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
         self.body_timeout = body_timeout_seconds
+        self.max_per_client = max_requests_per_client
+        self._in_flight: dict[str, int] = {}  # per client address (the event loop's own state)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -86,7 +88,15 @@ class RequestContextMiddleware:
                     raise _BodyRefused()
             return message
 
+        client = (scope.get("client") or ("unknown", 0))[0]
+        counted = False
         try:
+            if self.max_per_client > 0 and path.startswith("/v1/"):
+                if self._in_flight.get(client, 0) >= self.max_per_client:
+                    await self._too_many(send_with_request_id, path)
+                    return
+                self._in_flight[client] = self._in_flight.get(client, 0) + 1
+                counted = True
             if too_large:
                 exceeded["flag"] = 413
                 raise _BodyRefused()
@@ -94,6 +104,12 @@ class RequestContextMiddleware:
         except _BodyRefused:
             await refuse()
         finally:
+            if counted:
+                left = self._in_flight[client] - 1
+                if left > 0:
+                    self._in_flight[client] = left
+                else:
+                    self._in_flight.pop(client, None)
             elapsed = time.perf_counter() - start
             route = scope.get("route")
             template = getattr(route, "path", None) or "unmatched"
@@ -103,6 +119,18 @@ class RequestContextMiddleware:
             log.info("request", extra={"request_id": request_id, "method": method, "path": path,
                                        "status": status_holder["status"],
                                        "duration_ms": round(elapsed * 1000, 2)})
+
+    async def _too_many(self, send: Send, path: str) -> None:
+        import json
+
+        body = json.dumps(problem_body(
+            429, "Too many requests in progress",
+            f"this client already has {self.max_per_client} requests in progress",
+            "too-many-requests-in-progress", path)).encode()
+        await send({"type": "http.response.start", "status": 429, "headers": [
+            (b"content-type", PROBLEM_JSON.encode()), (b"content-length", str(len(body)).encode()),
+            (b"retry-after", b"1")]})
+        await send({"type": "http.response.body", "body": body})
 
     async def _reject(self, send: Send, path: str, status: int) -> None:
         import json

@@ -137,3 +137,37 @@ def test_the_work_queue_is_the_real_bound_and_health_answers_under_load(settings
         assert refused and all(int(retry) >= 1 for retry in refused), codes
         assert sum(code == 201 for code, _ in codes) >= s.max_queue
         assert max(health) < 0.5, health
+
+
+def test_one_client_cannot_hold_more_than_its_share_of_requests(settings):
+    s = settings.model_copy(update={"max_requests_per_client": 2, "batching": "off", "workers": 1})
+    with TestClient(create_app(s)) as c:
+        engine = c.app.state.engine
+        run = engine.executor.run
+        release = threading.Event()
+
+        def held(fn, tenant=""):
+            def wait_then():
+                release.wait(10)
+                return fn()
+            return run(wait_then, tenant=tenant)
+
+        engine.executor.run = held
+        codes = []
+        threads = [threading.Thread(target=lambda i=i: codes.append(c.post(
+            "/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
+                                        "support": sine_support(1 + i / 10)}).status_code))
+                   for i in range(2)]
+        for t in threads:
+            t.start()
+        time.sleep(0.5)
+        third = c.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml", "support": sine_support()})
+        assert c.get("/healthz").status_code == 200  # not counted
+        release.set()
+        for t in threads:
+            t.join()
+        assert third.status_code == 429 and third.headers["retry-after"] == "1"
+        assert third.json()["type"].endswith("too-many-requests-in-progress")
+        assert sorted(codes) == [201, 201]
+        assert c.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
+                                                  "support": sine_support()}).status_code == 201
