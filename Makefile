@@ -21,8 +21,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(VENV)/.installed-dev: $(VENV)/.installed
+$(VENV)/.installed-dev: $(VENV)/.installed clients/python/pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e "./clients/python[images]"
 	touch $@
 
 install: $(VENV)/.installed
@@ -36,7 +37,7 @@ run: migrate
 	METASERVE_AUTH_ENABLED=false $(BIN)/metaserve serve
 
 lint: install-dev
-	$(BIN)/ruff check app tests benchmarks alembic
+	$(BIN)/ruff check app tests benchmarks alembic scripts clients
 	$(BIN)/hadolint Dockerfile
 
 test: install-dev lint
