@@ -73,6 +73,7 @@ class AdaptedModel(_Model):
     _client: Any = PrivateAttr(default=None)
 
     def bind(self, client: Any) -> AdaptedModel:
+        """Attach the client whose calls ``predict``, ``wait`` and ``delete`` use."""
         self._client = client
         return self
 
@@ -100,4 +101,5 @@ class AdaptedModel(_Model):
 
     @property
     def ready(self) -> bool:
+        """Whether the model can predict (asynchronous jobs start ``queued``)."""
         return self.status == "ready"
