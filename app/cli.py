@@ -46,6 +46,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--steps", type=int, default=None, help="adaptation steps (default: model's)")
     ev.add_argument("--seed", type=int, default=2024)
     ev.add_argument("--omniglot-runs", type=Path, default=None, help="path to all_runs.zip")
+    ev.add_argument("--dataset", choices=["hwu64", "clinc150"], default=None,
+                    help="text learners: the dataset whose fixed K-shot support and test split to use")
+    ev.add_argument("--seeds", type=int, default=5, help="text learners: random K-shot supports drawn")
     ev.add_argument("--record", action="store_true",
                     help="write the reports into the model's folder and the result into its manifest")
     ev.add_argument("--out", type=Path, default=None,
@@ -67,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
 
         report = evaluate_command(
             args.model, args.ways, args.shots, args.tasks, args.queries, args.steps,
-            args.seed, args.omniglot_runs, args.record, args.out,
+            args.seed, args.omniglot_runs, args.record, args.out, args.dataset, args.seeds,
         )
         print(json.dumps(report["row"]))
     else:

@@ -239,6 +239,7 @@ class ServingEngine:
         here). Not counted in the request metrics."""
         self.warmed_up = []
         for reg in self.registry.all():
+            self._codec(reg).warm(reg.input_spec)
             x = torch.zeros(2, *reg.spec.input.shape)
             targets = reg.task.dummy_targets(2)
             steps = 1 if reg.learner.has_steps else 0

@@ -5,6 +5,7 @@
   Normalisation is per example (GroupNorm with one group, i.e. LayerNorm over C,H,W) so that
   a prediction never depends on the other inputs of a batch and nothing keeps running state.
 * :class:`SineMLP`: the 1-40-40-1 ReLU network of the MAML sinusoid experiment.
+* :class:`EmbeddingAdapter`: a residual adapter over frozen sentence embeddings (text).
 
 Both expose ``encoder`` (features) and ``head`` (a linear layer). Classification heads hold a
 single row that is repeated for each class at adaptation time (Ye & Chao, 2022, "How to train
@@ -14,6 +15,7 @@ and is invariant to the order of the labels.
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor, nn
 
 
@@ -60,7 +62,41 @@ class SineMLP(nn.Module):
         return self.head(self.encoder(x))
 
 
-BACKBONES: dict[str, type[nn.Module]] = {"conv4": Conv4, "sine_mlp": SineMLP}
+class ResidualAdapter(nn.Module):
+    """``scale * (x + W2 relu(W1 x))``: a residual adapter over frozen sentence embeddings.
+
+    ``W2`` starts at zero, so before meta-training the features are the frozen encoder's
+    (scaled): meta-training can only move away from that baseline where episodes reward it.
+    """
+
+    def __init__(self, dim: int, hidden: int, scale: float) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+        nn.init.zeros_(self.fc2.weight)
+        nn.init.zeros_(self.fc2.bias)
+        self.scale = nn.Parameter(torch.tensor(float(scale)))
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.scale * (x + self.fc2(torch.relu(self.fc1(x))))
+
+
+class EmbeddingAdapter(nn.Module):
+    """Text backbone on precomputed ``[B, dim]`` sentence embeddings: a residual adapter
+    (``encoder``) and a linear ``head`` row for head-adapting learners."""
+
+    def __init__(self, dim: int = 384, hidden: int = 512, scale: float = 8.0, head_rows: int = 1) -> None:
+        super().__init__()
+        self.encoder = nn.Sequential(ResidualAdapter(dim, hidden, scale))
+        self.feature_dim = dim
+        self.head = nn.Linear(dim, head_rows)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.encoder(x))
+
+
+BACKBONES: dict[str, type[nn.Module]] = {"conv4": Conv4, "sine_mlp": SineMLP,
+                                         "embedding_adapter": EmbeddingAdapter}
 
 
 def build_backbone(name: str, **kwargs: int) -> nn.Module:

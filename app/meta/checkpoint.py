@@ -117,6 +117,13 @@ def load_version(folder: Path) -> tuple[MetaLearner, Manifest, dict[str, Any]]:
         raise CheckpointError(
             f"{weights} sha256 {actual} does not match the manifest's {manifest.weights_sha256}"
         )
+    if manifest.input.encoder:
+        from app.meta.text_encoder import EncoderUnavailable, check_encoder
+
+        try:
+            check_encoder(manifest.input.encoder)
+        except EncoderUnavailable as exc:
+            raise CheckpointError(str(exc)) from exc
     spec = manifest.model.model_dump()
     spec["hparams"] = manifest.model.hparams.as_dict()
     learner = build_learner(spec, seed=0)

@@ -57,6 +57,9 @@ class InputCodec(ABC):
             rows.append(self.decode_one(item, spec, where, limits))
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
+    def warm(self, spec: dict[str, Any]) -> None:  # noqa: B027 - most codecs need nothing
+        """Load what decoding needs (e.g. a text encoder) before the first request."""
+
     def batch_key(self, x: Tensor) -> tuple:
         """What must be equal for two requests' inputs to share one batched call."""
         return tuple(x.shape)
@@ -137,7 +140,41 @@ class ImageCodec(InputCodec):
         return preprocess_image(image)
 
 
-CODECS: dict[str, InputCodec] = {c.kind: c for c in (VectorCodec(), ImageCodec())}
+class TextCodec(InputCodec):
+    """UTF-8 sentences, embedded by the meta-learner's pinned sentence encoder (``encoder``
+    in the input spec), at most ``max_chars`` characters each."""
+
+    kind = "text"
+
+    def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> Any:
+        if not isinstance(item, str):
+            raise InputError(f"{where}: this meta-learner takes strings (sentences)")
+        if not item.strip():
+            raise InputError(f"{where}: empty or whitespace-only text")
+        max_chars = int(spec.get("max_chars") or 1000)
+        if len(item) > max_chars:
+            raise InputLimitExceeded(f"{where}: text of {len(item)} characters exceeds {max_chars}")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{where}: not valid Unicode (a lone surrogate)") from None
+        return item
+
+    def warm(self, spec: dict[str, Any]) -> None:
+        from app.meta.text_encoder import load_encoder
+
+        load_encoder(spec["encoder"]).encode(["warm up"])
+
+    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+        if not inputs:
+            raise InputError(f"{field}: at least one input is required")
+        sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
+        from app.meta.text_encoder import load_encoder
+
+        return load_encoder(spec["encoder"]).encode(sentences)
+
+
+CODECS: dict[str, InputCodec] = {c.kind: c for c in (VectorCodec(), ImageCodec(), TextCodec())}
 
 
 def codec_for(kind: str) -> InputCodec:

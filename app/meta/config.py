@@ -16,6 +16,11 @@ def omniglot_dir() -> Path:
     return Path(os.environ.get("METASERVE_OMNIGLOT_DIR", str(DEFAULT_OMNIGLOT_DIR)))
 
 
+def text_dir() -> Path:
+    """``METASERVE_TEXT_DIR``, default ``../shared/data/text`` (relative to the cwd)."""
+    return Path(os.environ.get("METASERVE_TEXT_DIR", str(Path("..") / "shared" / "data" / "text")))
+
+
 def cache_dir() -> Path:
     """``METASERVE_CACHE_DIR``, default ``./.cache``: decoded datasets."""
     return Path(os.environ.get("METASERVE_CACHE_DIR", ".cache"))
@@ -26,7 +31,7 @@ class TrainConfig:
     name: str
     algorithm: str
     backbone: str
-    task: str  # "sinusoid" | "omniglot"
+    task: str  # "sinusoid" | "omniglot" | "text"
     task_type: str
     version: str = "1.0.0"
     seed: int = 0
@@ -46,6 +51,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     limits: dict[str, int] = field(default_factory=dict)
     evaluations: list[dict[str, Any]] = field(default_factory=list)
+    # text tasks: {"encoder": NAME, "max_chars": N, "sources": [[dataset, split], ...],
+    # "validation_every": K (every K-th intent, sorted, held out for validation)}
+    text: dict[str, Any] = field(default_factory=dict)
 
     @property
     def model_spec(self) -> dict[str, Any]:

@@ -77,3 +77,18 @@ def evaluate_lake_runs(learner: MetaLearner, runs: list[LakeRun]) -> dict[str, f
         errors += wrong
     items = sum(len(r.test) for r in runs)
     return {"error_rate": errors / items, "errors": errors, "items": items, "per_run": per_run}
+
+
+def evaluate_text_support(learner: MetaLearner, support, test) -> dict[str, float]:
+    """Adapt on a whole support split (every intent at once) and classify a test split."""
+    labels = sorted(set(support.intents))
+    index = {label: i for i, label in enumerate(labels)}
+    y = torch.tensor([index[i] for i in support.intents])
+    state = learner.adapt(support.embeddings, y, len(labels))
+    known = [i for i, intent in enumerate(test.intents) if intent in index]
+    with torch.no_grad():
+        logits = learner.predict(state, test.embeddings[known])
+    truth = torch.tensor([index[test.intents[i]] for i in known])
+    accuracy = float((logits.argmax(-1) == truth).float().mean())
+    return {"accuracy": accuracy, "ways": len(labels), "support": len(support.intents),
+            "test": len(known), "test_unknown_intents": len(test.intents) - len(known)}

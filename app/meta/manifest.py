@@ -57,6 +57,8 @@ class InputSpec(_Strict):
     value_range: list[float] | None = None
     preprocessing: str = ""
     native: str | None = None
+    encoder: str | None = None  # text: the pinned sentence encoder (app.meta.text_encoder)
+    max_chars: int | None = Field(None, ge=1)  # text: characters per input
 
     @model_validator(mode="after")
     def _known_kind(self) -> InputSpec:
@@ -64,6 +66,8 @@ class InputSpec(_Strict):
 
         if self.kind not in CODECS:
             raise ValueError(f"input kind {self.kind!r} has no codec; known: {sorted(CODECS)}")
+        if self.kind == "text" and not (self.encoder and self.max_chars):
+            raise ValueError("text inputs need an encoder and max_chars")
         return self
 
 

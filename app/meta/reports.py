@@ -40,9 +40,40 @@ def protocol_name(task_type: str, ways: int, shots: int, steps: int | None) -> s
     return base + (f"-{steps}-steps" if steps is not None else "")
 
 
+def evaluate_text_protocol(learner, manifest: dict, dataset: str, shots: int, seeds: int):
+    """Cross-dataset intent classification: the dataset's fixed K-shot support, and K-shot
+    draws from its full training split over ``seeds`` seeds (mean ± std), on its test split."""
+    from statistics import mean, stdev
+
+    from app.meta.config import cache_dir, text_dir
+    from app.meta.evaluation import evaluate_text_support
+    from app.meta.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, embed
+    from app.meta.tasks.text import load_split as load_text
+
+    encoder = manifest["input"]["encoder"]
+
+    def load(pair):
+        return embed(load_text(text_dir(), *pair), encoder, cache_dir())
+
+    test = load(TEST_SPLITS[dataset])
+    fixed = evaluate_text_support(learner, load(FIXED_SUPPORTS[(dataset, shots)]), test)
+    full = load(FULL_TRAIN[dataset])
+    draws = [evaluate_text_support(learner, draw_support(full, shots, torch.Generator().manual_seed(s)),
+                                   test)["accuracy"] for s in range(seeds)]
+    result = {"fixed_support": fixed, "random_supports": {
+        "accuracies": draws, "mean": mean(draws), "std": stdev(draws) if len(draws) > 1 else 0.0}}
+    protocol = f"{dataset}-{shots}-shot"
+    data = {test.name: test.sha256, full.name: full.sha256}
+    row = {"protocol": protocol, "metric": "accuracy", "mean": fixed["accuracy"],
+           "random_mean": result["random_supports"]["mean"], "random_std": result["random_supports"]["std"],
+           "items": fixed["test"]}
+    return result, protocol, data, row
+
+
 def evaluate_command(
     model_dir: Path, ways: int, shots: int, tasks: int, queries: int, steps: int | None,
     seed: int, omniglot_runs: Path | None, record: bool, out: Path | None = None,
+    dataset: str | None = None, seeds: int = 5,
 ) -> dict[str, Any]:
     """Evaluate a shipped meta-learner on test tasks and write JSON + PNG.
 
@@ -53,7 +84,10 @@ def evaluate_command(
     model_dir = resolve_version_folder(model_dir)
     learner, manifest = load_meta_learner(model_dir)
     t0 = time.monotonic()
-    if omniglot_runs is not None:
+    if manifest["input"]["kind"] == "text":
+        result, protocol, data, row = evaluate_text_protocol(learner, manifest, dataset, shots, seeds)
+        settings = {"dataset": dataset, "shots": shots, "seeds": seeds, "seed_base": seed}
+    elif omniglot_runs is not None:
         result = evaluate_lake_runs(learner, load_lake_runs(omniglot_runs))
         protocol, data = "lake-20-runs", {"all_runs": sha256_of(Path(omniglot_runs))}
         row = {"protocol": protocol, "metric": "error_rate", "mean": result["error_rate"],

@@ -157,6 +157,16 @@ def train(
 def input_spec(cfg: TrainConfig) -> dict[str, Any]:
     from app.meta.preprocess import IMAGE_SIZE, PREPROCESSING
 
+    if cfg.task == "text":
+        from app.meta.text_encoder import ENCODERS
+
+        encoder = ENCODERS[cfg.text["encoder"]]
+        return {
+            "kind": "text", "shape": [encoder.dim], "dtype": "float32",
+            "preprocessing": f"UTF-8 sentences embedded by the pinned {encoder.name} "
+                             f"(L2-normalised, {encoder.dim}-d); only the adapter is shipped",
+            "encoder": encoder.name, "max_chars": int(cfg.text.get("max_chars", 512)),
+        }
     if cfg.task == "omniglot":
         return {
             "kind": "image", "shape": [1, IMAGE_SIZE, IMAGE_SIZE], "dtype": "float32",

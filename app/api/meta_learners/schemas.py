@@ -8,12 +8,14 @@ from pydantic import BaseModel, Field
 
 
 class InputSpec(BaseModel):
-    kind: str = Field(examples=["image"], description="vector | image")
+    kind: str = Field(examples=["image"], description="vector | image | text")
     shape: list[int] = Field(examples=[[1, 28, 28]])
     dtype: str = Field(examples=["float32"])
     value_range: list[float] | None = Field(None, examples=[[0.0, 1.0]])
     preprocessing: str
     native: str | None = None
+    encoder: str | None = Field(None, description="text: the sentence encoder that embeds inputs")
+    max_chars: int | None = Field(None, description="text: characters per input")
 
 
 class VersionSummary(BaseModel):

@@ -19,6 +19,8 @@ class InputSpec(_Model):
     value_range: list[float] | None = None
     preprocessing: str
     native: str | None = None
+    encoder: str | None = None
+    max_chars: int | None = None
 
 
 class VersionSummary(_Model):

