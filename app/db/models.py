@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, Float, ForeignKey, Index, Integer, String, TypeDecorator
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 
@@ -84,6 +84,8 @@ class AdaptedModelRow(Base):
     meta_learner_weights_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
     task_type: Mapped[str] = mapped_column(String(20))
     labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
+    # classification: predictions whose top probability is below this answer label null
+    abstain_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
     artifact_sha256: Mapped[str] = mapped_column(String(64), index=True)
     artifact_bytes: Mapped[int] = mapped_column(Integer)
     adaptation: Mapped[dict[str, Any]] = mapped_column(JSON)

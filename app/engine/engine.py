@@ -319,7 +319,8 @@ class ServingEngine:
             raise InvalidInputs(str(exc)) from exc
 
     def predict(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
-                inputs: list[Any], top_k: int | None = None, tenant: str = "") -> list[Any]:
+                inputs: list[Any], top_k: int | None = None, tenant: str = "",
+                abstain_threshold: float | None = None) -> list[Any]:
         """Predictions (plain Python) of the adapted state ``artifact_sha256`` for ``inputs``."""
         if len(inputs) > reg.limits["max_queries"]:
             raise LimitExceeded(f"{len(inputs)} inputs exceed the limit of "
@@ -340,7 +341,7 @@ class ServingEngine:
         if not bool(torch.isfinite(served).all()):
             raise InvalidInputs(f"inputs: {reg.ref} produced non-finite outputs for these inputs; "
                                 "they are outside what it can answer")
-        return reg.task.render(served, labels, top_k)
+        return reg.task.render(served, labels, top_k, abstain_threshold)
 
     def _predict_many(self, key: Hashable, items: list[tuple], record: bool = True) -> list[Tensor]:
         reg = items[0][0]

@@ -29,6 +29,7 @@ class HParams(_Strict):
     reference_support: int | None = Field(None, ge=1)
     reference_ways: int | None = Field(None, ge=1)
     width: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, gt=0)  # ProtoNet: logits / T (calibration)
 
     @model_validator(mode="after")
     def _references(self) -> HParams:

@@ -50,10 +50,13 @@ class TaskType(ABC):
     def metric(self, raw: Tensor, targets: Tensor) -> Tensor:
         """Per-task metric over the last two dims (accuracy or MSE)."""
 
+    abstains: ClassVar[bool] = False
+
     @abstractmethod
-    def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None) -> list[Any]:
+    def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None,
+               abstain_threshold: float | None = None) -> list[Any]:
         """Plain-Python predictions, one per input (classification: the ``top_k`` most likely
-        labels' probabilities, all when None)."""
+        labels' probabilities, all when None; label None below ``abstain_threshold``)."""
 
     def response_bytes(self, n_inputs: int, labels: list[Any] | None, top_k: int | None) -> int:
         """An upper estimate of the rendered predictions' JSON size."""
@@ -91,6 +94,7 @@ class Classification(TaskType):
     name = "classification"
     metric_name = "accuracy"
     higher_is_better = True
+    abstains = True
 
     def encode(self, targets: list[Any], max_ways: int, max_shots: int) -> EncodedTargets:
         kinds = {type(t) for t in targets}
@@ -125,14 +129,17 @@ class Classification(TaskType):
     def metric(self, raw: Tensor, targets: Tensor) -> Tensor:
         return (raw.argmax(-1) == targets).float().mean(-1)
 
-    def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None) -> list[Any]:
+    def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None,
+               abstain_threshold: float | None = None) -> list[Any]:
         labels = labels or []
         names = [str(label) for label in labels]
         k = len(names) if top_k is None else min(top_k, len(names))
         out = []
         for p in served:
             best = torch.topk(p, k).indices.tolist() if k < len(names) else range(len(names))
-            out.append({"label": labels[int(p.argmax())],
+            top = int(p.argmax())
+            abstain = abstain_threshold is not None and float(p[top]) < abstain_threshold
+            out.append({"label": None if abstain else labels[top],
                         "probabilities": {names[i]: float(p[i]) for i in best}})
         return out
 
@@ -171,7 +178,8 @@ class Regression(TaskType):
     def metric(self, raw: Tensor, targets: Tensor) -> Tensor:
         return ((raw - targets) ** 2).mean(dim=(-1, -2))
 
-    def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None) -> list[Any]:
+    def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None,
+               abstain_threshold: float | None = None) -> list[Any]:
         return [float(v) for v in served.reshape(-1)]
 
     def dummy_targets(self, n: int) -> EncodedTargets:

@@ -131,7 +131,7 @@ def test_a_deleted_model_answers_404_not_corruption(client, model_id):
 
     real_predict = engine.predict
 
-    def delete_first(reg, artifact_sha256, labels, inputs, top_k=None, tenant=""):
+    def delete_first(reg, artifact_sha256, labels, inputs, top_k=None, tenant="", abstain_threshold=None):
         assert client.delete(f"/v1/adapted-models/{model_id}").status_code == 204
         engine._store.delete(sha)
         engine._cache.discard(sha)

@@ -52,3 +52,23 @@ def test_bad_text_queries(client):
     check_problem(client.post(url, json={"inputs": [None]}), 422)
     check_problem(client.post(url, json={"inputs": ["ok", ""]}), 422, "empty")
     check_problem(client.post(url, json={"inputs": ["x"] * 257}), 422, "limit")
+
+
+def test_out_of_scope_inputs_abstain_below_the_threshold(client):
+    made = client.post("/v1/adapted-models", json={"meta_learner": NAME, "support": SUPPORT,
+                                                   "options": {"abstain_threshold": 0.9}})
+    assert made.status_code == 201 and made.json()["abstain_threshold"] == 0.9
+    r = client.post(f"/v1/adapted-models/{made.json()['id']}/predictions",
+                    json={"inputs": ["what is the capital of mongolia", "the package is late"]})
+    first, second = r.json()["predictions"]
+    assert first["label"] is None and max(first["probabilities"].values()) < 0.9
+    assert second["label"] == "shipping" and second["probabilities"]["shipping"] >= 0.9
+
+
+def test_abstaining_is_for_classification_only(client):
+    r = client.post("/v1/adapted-models", json={
+        "meta_learner": "sinusoid-maml", "options": {"abstain_threshold": 0.5},
+        "support": {"inputs": [[0.0], [1.0]], "targets": [0.0, 1.0]}})
+    check_problem(r, 422, "classification")
+    check_problem(client.post("/v1/adapted-models", json={
+        "meta_learner": NAME, "support": SUPPORT, "options": {"abstain_threshold": 1.5}}), 422)

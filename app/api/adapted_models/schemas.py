@@ -36,6 +36,9 @@ class AdaptOptionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     steps: StrictInt | None = Field(None, ge=0, description="gradient steps (optimization-based only)")
     ttl_seconds: StrictInt | None = Field(None, ge=1, description="lifetime; default and maximum in settings")
+    abstain_threshold: StrictFloat | None = Field(
+        None, gt=0, lt=1, description="classification: inputs whose top probability is below this "
+        "come back with label null (out of scope)")
 
 
 class AdaptedModelCreate(BaseModel):
@@ -64,6 +67,7 @@ class AdaptedModelRead(BaseModel):
     status: str = "ready"
     task_type: str
     labels: list[Label] | None = None
+    abstain_threshold: float | None = None
     adaptation: AdaptationReport
     created_at: datetime
     expires_at: datetime
@@ -82,7 +86,7 @@ class PredictionRequest(BaseModel):
 
 
 class ClassPrediction(BaseModel):
-    label: Label
+    label: Label | None = Field(description="null when the model abstains (below its abstain_threshold)")
     probabilities: dict[str, float] = Field(description="per class label (as a string)")
 
 

@@ -94,6 +94,9 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
         raise InvalidOptions(f"options.ttl_seconds={ttl} exceeds the maximum of "
                              f"{settings.max_ttl_seconds}")
     reg = engine.resolve(adapted_model_in.meta_learner)
+    if options.abstain_threshold is not None and not reg.task.abstains:
+        raise InvalidOptions(f"options.abstain_threshold applies to classification; {reg.name} "
+                             f"is {reg.task_type}")
     support = adapted_model_in.support
     task = engine.prepare(reg, support.inputs, support.targets, options.steps)
 
@@ -114,7 +117,7 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     row = AdaptedModelRow(
         id=uuid.uuid4().hex, tenant=tenant, meta_learner=reg.name,
         meta_learner_version=reg.version, meta_learner_weights_sha256=reg.weights_sha256,
-        task_type=reg.task_type, labels=made.labels,
+        task_type=reg.task_type, labels=made.labels, abstain_threshold=options.abstain_threshold,
         artifact_sha256=made.artifact_sha256, artifact_bytes=made.artifact_bytes,
         adaptation=made.report.as_dict(), created_at=created,
         expires_at=created + timedelta(seconds=ttl),
@@ -208,9 +211,10 @@ def predict(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
     """Predictions on the exact meta-learner version and weights that adapted ``row``."""
     reg = engine.bound(row.meta_learner, row.meta_learner_version, row.meta_learner_weights_sha256)
     ident, sha, labels, tenant = row.id, row.artifact_sha256, row.labels, row.tenant
+    abstain = row.abstain_threshold
     end_transaction(session)  # no connection held while predicting
     try:
-        return engine.predict(reg, sha, labels, inputs, top_k, tenant=tenant)
+        return engine.predict(reg, sha, labels, inputs, top_k, tenant=tenant, abstain_threshold=abstain)
     except StateMissing:
         # deleted (or expired and swept) between reading the row and loading its state
         still_there = session.scalar(select(AdaptedModelRow.id).where(AdaptedModelRow.id == ident))

@@ -2,7 +2,9 @@
 
 Snell, Swersky, Zemel (2017), "Prototypical Networks for Few-shot Learning", NeurIPS. A task
 is adapted by embedding its support set and averaging each class's embeddings into a
-prototype c_k; a query's logits are −‖f(x) − c_k‖². No gradient steps at adaptation time.
+prototype c_k; a query's logits are −‖f(x) − c_k‖² / T. No gradient steps at adaptation time.
+``hparams["temperature"]`` (T, default 1) is fitted after meta-training on validation
+episodes so that the served probabilities are calibrated; it never changes the argmax.
 
 Adapted state: ``prototypes`` ``[ways, feature_dim]``.
 """
@@ -46,4 +48,4 @@ class ProtoNet(MetaLearner):
         z = self.embed(params, x)
         protos = state["prototypes"]
         sq = (z * z).sum(-1, keepdim=True) - 2 * z @ protos.T + (protos * protos).sum(-1)
-        return -sq
+        return -sq / float(self.hparams.get("temperature", 1.0))

@@ -67,6 +67,7 @@ class AdaptedModel(_Model):
     status: str = "ready"
     task_type: Literal["classification", "regression"]
     labels: list[int | str] | None = None
+    abstain_threshold: float | None = None
     adaptation: AdaptationReport | None = None
     created_at: datetime
     expires_at: datetime

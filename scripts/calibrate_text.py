@@ -1,0 +1,120 @@
+"""Fit a ProtoNet's temperature on validation episodes and measure out-of-scope detection.
+
+1. Temperature: on episodes of the held-out validation intents (every 5th training intent),
+   the T minimising the query NLL of logits / T (grid over log T); reports the expected
+   calibration error (ECE, 15 bins) before and after. 2. Out-of-scope: with CLINC150's fixed
+   10-shot support, the abstain threshold on the top probability that maximises the mean of
+   in-scope accuracy and out-of-scope recall on CLINC150 *validation* (val + oos_val), then
+   both figures on the test split (test + oos_test), as in Larson et al. (2019).
+
+    python scripts/calibrate_text.py models/text-protonet/1.0.0 [--write]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from pathlib import Path
+
+import torch
+
+from app.atomic_io import atomic_write_bytes
+from app.meta.checkpoint import load_meta_learner, read_manifest, write_json
+from app.meta.config import TrainConfig, cache_dir, text_dir
+from app.meta.samplers import text_training_splits
+from app.meta.tasks.text import TextTasks, embed, load_split
+
+
+def ece(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> float:
+    conf, pred = probs.max(-1)
+    correct = (pred == truth).float()
+    total = 0.0
+    for lo in range(bins):
+        mask = (conf > lo / bins) & (conf <= (lo + 1) / bins)
+        if mask.any():
+            total += float(mask.float().mean() * (correct[mask].mean() - conf[mask].mean()).abs())
+    return total
+
+
+def validation_logits(learner, cfg: TrainConfig, n_tasks: int = 200):
+    _, val, _ = text_training_splits(cfg)
+    batch = TextTasks(val, cfg.ways, cfg.shots, cfg.queries).sample(n_tasks, torch.Generator().manual_seed(5))
+    learner.hparams["temperature"] = 1.0
+    states = learner.adapt_batch(batch.support_x, batch.support_y, batch.ways)
+    logits = learner.predict_batch(states, batch.query_x)
+    return logits.reshape(-1, batch.ways), batch.query_y.reshape(-1)
+
+
+def fit_temperature(logits: torch.Tensor, truth: torch.Tensor) -> float:
+    best = (math.inf, 1.0)
+    for log_t in torch.linspace(-3, 6, 181).tolist():
+        t = math.exp(log_t)
+        nll = float(torch.nn.functional.cross_entropy(logits / t, truth))
+        best = min(best, (nll, t))
+    return best[1]
+
+
+def oos_figures(learner, encoder: str) -> dict:
+    def load(dataset, split):
+        return embed(load_split(text_dir(), dataset, split), encoder, cache_dir())
+
+    support = load("clinc150-fewshot", "train_10")
+    labels = sorted(set(support.intents))
+    index = {label: i for i, label in enumerate(labels)}
+    state = learner.adapt(support.embeddings, torch.tensor([index[i] for i in support.intents]), len(labels))
+
+    def scored(in_split, oos_split):
+        ins, oos = load("clinc150", in_split), load("clinc150", oos_split)
+        with torch.no_grad():
+            p_in = torch.softmax(learner.predict(state, ins.embeddings), -1)
+            p_oos = torch.softmax(learner.predict(state, oos.embeddings), -1)
+        truth = torch.tensor([index[i] for i in ins.intents])
+        return p_in, truth, p_oos
+
+    def rates(p_in, truth, p_oos, threshold):
+        conf, pred = p_in.max(-1)
+        in_acc = float(((pred == truth) & (conf >= threshold)).float().mean())
+        oos_recall = float((p_oos.max(-1).values < threshold).float().mean())
+        return in_acc, oos_recall
+
+    val = scored("val", "oos_val")
+    grid = [i / 200 for i in range(0, 200)]
+    threshold = max(grid, key=lambda t: sum(rates(*val, t)) / 2)
+    test = scored("test", "oos_test")
+    in_acc, recall = rates(*test, threshold)
+    no_abstain = rates(*test, 0.0)
+    return {"threshold_chosen_on_validation": threshold, "test_in_scope_accuracy": in_acc,
+            "test_oos_recall": recall, "test_in_scope_accuracy_without_abstaining": no_abstain[0],
+            "support": "clinc150-fewshot/train_10", "test": "clinc150 test (4,500) + oos_test (1,000)"}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap.add_argument("model", type=Path)
+    ap.add_argument("--config", type=Path, default=Path("configs/text-protonet.toml"))
+    ap.add_argument("--write", action="store_true", help="record the temperature in the manifest")
+    args = ap.parse_args()
+    learner, manifest = load_meta_learner(args.model)
+    cfg = TrainConfig.from_file(args.config)
+    logits, truth = validation_logits(learner, cfg)
+    t = fit_temperature(logits, truth)
+    before = ece(torch.softmax(logits, -1), truth)
+    after = ece(torch.softmax(logits / t, -1), truth)
+    learner.hparams["temperature"] = t
+    report = {"temperature": t, "validation_ece_before": before, "validation_ece_after": after,
+              "validation": "200 episodes of held-out training intents (10-way 5-shot, 10 queries)",
+              "out_of_scope": oos_figures(learner, manifest["input"]["encoder"])}
+    print(json.dumps(report, indent=2))
+    out = Path("reports/text/calibration.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
+    if args.write:
+        raw = read_manifest(args.model)
+        raw["model"]["hparams"]["temperature"] = round(t, 6)
+        raw.setdefault("training", {})["calibration"] = {k: v for k, v in report.items() if k != "temperature"}
+        write_json(Path(args.model) / "manifest.json", raw)
+
+
+if __name__ == "__main__":
+    main()
