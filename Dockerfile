@@ -9,7 +9,9 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     METASERVE_HOST=0.0.0.0 \
     METASERVE_PORT=8000 \
     METASERVE_DATA_DIR=/data \
-    METASERVE_MODELS_DIR=/app/models
+    METASERVE_MODELS_DIR=/app/models \
+    HF_HUB_OFFLINE=1 \
+    TRANSFORMERS_OFFLINE=1
 
 WORKDIR /app
 RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
