@@ -22,10 +22,11 @@ def adapt(client, support=SUPPORT):
     return client.post("/v1/adapted-models", json={"meta_learner": NAME, "support": support})
 
 
-def test_text_adapt_and_predict(client):
-    described = client.get(f"/v1/meta-learners/{NAME}").json()
+@pytest.mark.parametrize("name", [NAME])
+def test_text_adapt_and_predict(client, name):
+    described = client.get(f"/v1/meta-learners/{name}").json()
     assert described["input"]["kind"] == "text" and described["input"]["encoder"] == "all-MiniLM-L6-v2"
-    made = adapt(client)
+    made = client.post("/v1/adapted-models", json={"meta_learner": name, "support": SUPPORT})
     assert made.status_code == 201, made.text
     assert made.json()["labels"] == ["login", "shipping", "refund"]
     r = client.post(f"/v1/adapted-models/{made.json()['id']}/predictions",
