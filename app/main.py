@@ -23,6 +23,7 @@ from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.middleware import RequestContextMiddleware
 from app.core.problems import install_problem_handlers
+from app.db.migrate import check_schema
 from app.db.session import make_engine, make_session_factory
 from app.engine.admission import TenantAdmission
 from app.engine.cache import StateCache
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         anyio.to_thread.current_default_thread_limiter().total_tokens = request_threads(settings)
         db = make_engine(settings.resolved_database_url, settings.db_pool_size,
                          settings.db_max_overflow, settings.db_pool_timeout)
+        check_schema(db)  # a database behind this code's migrations is refused, loudly
         app.state.session_factory = make_session_factory(db)
         registry = load_registry(settings.models_dir)
         executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)

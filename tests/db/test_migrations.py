@@ -31,3 +31,23 @@ def test_0003_backfills_weights_of_the_version_that_made_each_row(database_url):
     # the row made by the version the mirror recorded gets its weights; an older one cannot
     # be proven to match any installed weights, so it stays unbound (its predictions: 410)
     assert bound == {"current": "a" * 64, "older": None}
+
+
+def test_a_server_refuses_a_database_behind_its_migrations(database_url, tmp_path):
+    import pytest
+    from fastapi.testclient import TestClient
+
+    from app.core.config import Settings
+    from app.db.migrate import SchemaOutOfDate
+    from app.main import create_app
+    from tests.conftest import REPO
+
+    upgrade(database_url, "0004")
+    settings = Settings(data_dir=tmp_path / "var", database_url=database_url, models_dir=REPO / "models",
+                        warm_up=False, auth_enabled=False)
+    with pytest.raises(SchemaOutOfDate, match="metaserve db upgrade"):
+        with TestClient(create_app(settings)):
+            pass
+    upgrade(database_url)
+    with TestClient(create_app(settings)) as c:
+        assert c.get("/readyz").status_code == 200

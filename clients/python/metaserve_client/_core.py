@@ -106,9 +106,11 @@ def input_kind(client: Any, meta_learner: str) -> Op:
 
 def create_adapted_model(client: Any, meta_learner: str, inputs: Any, targets: Any,
                          steps: int | None, ttl_seconds: int | None, wait: bool,
-                         idempotency_key: str | None, timeout: float) -> Op:
+                         idempotency_key: str | None, timeout: float,
+                         abstain_threshold: float | None = None) -> Op:
     kind = yield from input_kind(client, meta_learner)
-    options = {k: v for k, v in (("steps", steps), ("ttl_seconds", ttl_seconds)) if v is not None}
+    options = {k: v for k, v in (("steps", steps), ("ttl_seconds", ttl_seconds),
+                                 ("abstain_threshold", abstain_threshold)) if v is not None}
     body: dict[str, Any] = {"meta_learner": meta_learner,
                             "support": {"inputs": encode_inputs(inputs, kind),
                                         "targets": encode_targets(targets)}}

@@ -102,11 +102,12 @@ class AsyncAdaptedModels:
 
     async def create(self, meta_learner: str, inputs: Any, targets: Any, *, steps: int | None = None,
                      ttl_seconds: int | None = None, wait: bool = True,
-                     idempotency_key: str | None = None, timeout: float = 300.0) -> AdaptedModel:
+                     idempotency_key: str | None = None, timeout: float = 300.0,
+                     abstain_threshold: float | None = None) -> AdaptedModel:
         """Adapt ``meta_learner`` to a support set (see ``Client.adapted_models.create``)."""
         made = await self._client._run(_core.create_adapted_model(
             self._client, meta_learner, inputs, targets, steps, ttl_seconds, wait,
-            idempotency_key, timeout))
+            idempotency_key, timeout, abstain_threshold))
         return made.bind(self._client)
 
     async def get(self, adapted_model_id: str) -> AdaptedModel:
