@@ -5,44 +5,27 @@ from __future__ import annotations
 import importlib
 import json
 import shutil
-import socket
 import subprocess
 import sys
-import threading
-import time
 
 import httpx
 import pytest
-import uvicorn
 
 from app.api.auth.service import create_key
 from app.main import create_app
 from tests.api.helpers import sine_support
+from tests.live_server import serve_in_thread
 
 pytestmark = pytest.mark.slow
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def server(settings):
     app = create_app(settings.model_copy(update={"auth_enabled": True}))
-    port = free_port()
-    srv = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline and not srv.started:
-        time.sleep(0.05)
-    with app.state.session_factory() as session:
-        _, key = create_key(session=session, tenant="generated")
-    yield f"http://127.0.0.1:{port}", key
-    srv.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as url:
+        with app.state.session_factory() as session:
+            _, key = create_key(session=session, tenant="generated")
+        yield url, key
 
 
 def test_generated_client_walks_through_with_typed_problems(server, tmp_path):

@@ -3,29 +3,20 @@
 from __future__ import annotations
 
 import socket
-import threading
 import time
 
 import pytest
-import uvicorn
 
 from app.main import create_app
+from tests.live_server import serve_in_thread
 
 pytestmark = pytest.mark.slow
 
 
 def test_a_stalled_body_is_cut_off_at_the_deadline(settings):
     app = create_app(settings.model_copy(update={"body_timeout_seconds": 1.0}))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    try:
+    with serve_in_thread(app) as url:
+        port = int(url.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
             conn.sendall(b"POST /v1/adapted-models HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
                          b"Content-Length: 1000\r\n\r\n" + b'{"meta_learner": "sinusoid-maml", ')
@@ -40,6 +31,3 @@ def test_a_stalled_body_is_cut_off_at_the_deadline(settings):
         assert reply.startswith(b"HTTP/1.1 408"), reply[:200]
         assert b"application/problem+json" in reply and b"body-timeout" in reply
         assert 0.9 <= waited < 3.0, waited
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)

@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from app.api.auth.service import create_key
@@ -17,6 +13,7 @@ from app.core.config import Settings
 from app.db.migrate import upgrade
 from app.main import create_app
 from tests.conftest import REPO
+from tests.live_server import serve_in_thread
 
 
 @dataclass
@@ -34,17 +31,7 @@ def live_server(tmp_path) -> Iterator[LiveServer]:
                         workers=2, torch_threads=1, warm_up=False, auth_enabled=True,
                         rate_limit_per_minute=0, log_level="warning")
     app = create_app(settings)
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    with app.state.session_factory() as session:
-        _, key = create_key(session=session, tenant="client-tests")
-    yield LiveServer(f"http://127.0.0.1:{port}", key, app)
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serve_in_thread(app) as base:
+        with app.state.session_factory() as session:
+            _, key = create_key(session=session, tenant="client-tests")
+        yield LiveServer(base, key, app)
