@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -64,16 +65,14 @@ class Registry:
     versions: dict[str, dict[str, RegisteredLearner]]  # name -> version -> learner, oldest first
     refused: dict[str, str]
 
-    @property
+    @cached_property
     def learners(self) -> dict[str, RegisteredLearner]:
-        """The newest version of each meta-learner, by name."""
+        """The newest version of each meta-learner, by name (the registry never changes after
+        loading, so this is computed once)."""
         return {name: list(v.values())[-1] for name, v in sorted(self.versions.items())}
 
     def all(self) -> list[RegisteredLearner]:
         return [reg for name in sorted(self.versions) for reg in self.versions[name].values()]
-
-    def get(self, name: str) -> RegisteredLearner | None:
-        return self.learners.get(name)
 
     def resolve(self, ref: str) -> RegisteredLearner:
         """``name`` (newest version) or ``name@version``; 404 problem when unknown."""
@@ -83,7 +82,7 @@ class Registry:
             known = ", ".join(sorted(self.versions)) or "none"
             raise UnknownMetaLearner(f"no meta-learner named {name!r}; this deployment serves: {known}")
         if not version:
-            return list(versions.values())[-1]
+            return self.learners[name]
         if version not in versions:
             raise UnknownMetaLearner(f"{name} has no version {version!r}; installed: "
                                      f"{', '.join(versions)}")

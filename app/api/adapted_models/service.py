@@ -67,6 +67,18 @@ def replay(*, session: Session, tenant: str, key: str, digest: str) -> AdaptedMo
     return earlier
 
 
+def live_models(*, session: Session, tenant: str) -> int:
+    """The tenant's adapted models that count against its quota (expired ones do not)."""
+    return session.scalar(select(func.count()).where(
+        AdaptedModelRow.tenant == tenant, AdaptedModelRow.expires_at > now_utc()))
+
+
+def refuse_over_quota(*, count: int, settings: Settings) -> None:
+    if count >= settings.max_models_per_tenant:
+        raise QuotaExceeded(f"tenant holds {count} adapted models, the maximum is "
+                            f"{settings.max_models_per_tenant}; delete some first")
+
+
 def create(*, session: Session, engine: ServingEngine, settings: Settings,
            adapted_model_in: AdaptedModelCreate, tenant: str,
            idempotency_key: str | None = None) -> tuple[AdaptedModelRow, bool]:
@@ -82,12 +94,9 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
         if earlier is not None:
             end_transaction(session)
             return earlier, True
-    count = session.scalar(select(func.count()).where(  # expired rows no longer count
-        AdaptedModelRow.tenant == tenant, AdaptedModelRow.expires_at > now_utc()))
+    count = live_models(session=session, tenant=tenant)
     end_transaction(session)
-    if count >= settings.max_models_per_tenant:
-        raise QuotaExceeded(f"tenant holds {count} adapted models, the maximum is "
-                            f"{settings.max_models_per_tenant}; delete some first")
+    refuse_over_quota(count=count, settings=settings)
     options = adapted_model_in.options
     ttl = options.ttl_seconds or settings.default_ttl_seconds
     if ttl > settings.max_ttl_seconds:
@@ -106,13 +115,12 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     # 3. persist: the row, committed only now that the state is durable; the quota is checked
     # again under a per-tenant lock, so simultaneous creates cannot overshoot it
     lock_tenant(session, tenant)
-    count = session.scalar(select(func.count()).where(
-        AdaptedModelRow.tenant == tenant, AdaptedModelRow.expires_at > now_utc()))
-    if count >= settings.max_models_per_tenant:
+    try:
+        refuse_over_quota(count=live_models(session=session, tenant=tenant), settings=settings)
+    except QuotaExceeded:
         session.rollback()
         release(session=session, states=engine, sha256=made.artifact_sha256)
-        raise QuotaExceeded(f"tenant holds {count} adapted models, the maximum is "
-                            f"{settings.max_models_per_tenant}; delete some first")
+        raise
     created = now_utc()
     row = AdaptedModelRow(
         id=uuid.uuid4().hex, tenant=tenant, meta_learner=reg.name,

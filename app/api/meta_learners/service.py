@@ -14,8 +14,8 @@ from app.engine.registry import RegisteredLearner, Registry
 def describe(reg: RegisteredLearner, registry: Registry) -> MetaLearnerRead:
     """One version, with the list of every installed version of the same meta-learner."""
     spec = reg.spec
-    versions = [VersionSummary(version=v.version, weights_sha256=v.weights_sha256,
-                               newest=v is registry.learners[reg.name])
+    newest = registry.learners[reg.name]
+    versions = [VersionSummary(version=v.version, weights_sha256=v.weights_sha256, newest=v is newest)
                 for v in registry.versions[reg.name].values()]
     return MetaLearnerRead(
         name=reg.name, version=reg.version, ref=reg.ref, weights_sha256=reg.weights_sha256,
