@@ -18,7 +18,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import AdaptedModelRow, IdempotencyRow, StoreBindingRow
+from app.db.models import AdaptationJobRow, AdaptedModelRow, IdempotencyRow, StoreBindingRow
 
 log = logging.getLogger("metaserve.lifecycle")
 
@@ -51,8 +51,11 @@ def delete_rows(*, session: Session, states: States, ids: Iterable[str]) -> int:
     ids = list(ids)
     if not ids:
         return 0
-    shas = set(session.scalars(select(AdaptedModelRow.artifact_sha256).where(AdaptedModelRow.id.in_(ids))))
+    shas = set(session.scalars(select(AdaptedModelRow.artifact_sha256).where(
+        AdaptedModelRow.id.in_(ids), AdaptedModelRow.artifact_sha256.is_not(None))))
     session.execute(delete(IdempotencyRow).where(IdempotencyRow.adapted_model_id.in_(ids)))
+    # a pending model's job goes with it (a worker running it finds it gone and releases)
+    session.execute(delete(AdaptationJobRow).where(AdaptationJobRow.adapted_model_id.in_(ids)))
     removed = session.execute(delete(AdaptedModelRow).where(AdaptedModelRow.id.in_(ids))).rowcount
     session.commit()
     for sha in shas:
@@ -111,7 +114,8 @@ def collect_orphans(*, session: Session, states: States) -> dict[str, int]:
     unmounted store, not evidence that the row is garbage (it answers 500 artifact-missing
     and is counted, and a correctly configured replica still serves it).
     """
-    referenced = set(session.scalars(select(AdaptedModelRow.artifact_sha256).distinct()))
+    referenced = set(session.scalars(select(AdaptedModelRow.artifact_sha256).where(
+        AdaptedModelRow.artifact_sha256.is_not(None)).distinct()))
     session.commit()
     orphans = 0
     for sha in list(states.stored_states()):

@@ -30,6 +30,7 @@ from app.engine.cache import StateCache
 from app.engine.engine import BatchingPolicy, ServingEngine
 from app.engine.executor import Executor
 from app.engine.registry import load_registry
+from app.jobs.runner import InProcessRunner
 from app.lifecycle import ExpirySweeper, bind_store, collect_orphans
 from app.meta.codecs import InputLimits
 from app.storage.artifacts import LocalArtifactStore
@@ -79,14 +80,20 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         if settings.warm_up and app.state.store_mismatch is None:
             engine.warm_up()
         sweeper = ExpirySweeper(app.state.session_factory, engine, settings.sweep_interval_seconds)
+        app.state.jobs = jobs = InProcessRunner(
+            app.state.session_factory, engine, threads=settings.job_threads,
+            lease_seconds=settings.job_lease_seconds, poll_seconds=settings.job_poll_seconds,
+            max_attempts=settings.job_max_attempts)
         if app.state.store_mismatch is None:
             sweeper.start()
+            jobs.start()
         if not settings.auth_enabled:
             log.warning("authentication is OFF (METASERVE_AUTH_ENABLED=false): every client "
                         "acts as tenant 'default'; use this for local development only")
         log.info("ready", extra={"meta_learners": [r.ref for r in registry.all()],
                                  "refused": registry.refused, "batched": engine.batched})
         yield
+        jobs.stop()
         sweeper.stop()
         executor.shutdown()
         predict_executor.shutdown()

@@ -13,6 +13,7 @@ from app.core.config import Settings, get_settings
 from app.core.problems import StoreMismatch
 from app.engine.engine import ServingEngine
 from app.engine.registry import Registry
+from app.jobs.runner import JobRunner
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -22,6 +23,10 @@ def get_session(request: Request) -> Iterator[Session]:
 
 def get_engine(request: Request) -> ServingEngine:
     return request.app.state.engine
+
+
+def get_jobs(request: Request) -> JobRunner | None:
+    return getattr(request.app.state, "jobs", None)
 
 
 def require_store(request: Request) -> None:
@@ -39,3 +44,4 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 EngineDep = Annotated[ServingEngine, Depends(get_engine)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]
+JobsDep = Annotated[JobRunner | None, Depends(get_jobs)]

@@ -39,6 +39,15 @@ class Settings(BaseSettings):
     max_wait_ms: float = Field(2.0, ge=0, description="how long a batch waits to fill")
     warm_up: bool = Field(True, description="adapt once per meta-learner at start-up")
 
+    job_threads: int = Field(1, ge=0, le=64, description="threads of this process that run "
+                             "adaptation jobs (202 responses); 0 = leave them to other processes")
+    job_lease_seconds: float = Field(30.0, gt=0, description="a job whose worker has not renewed "
+                                     "its lease for this long (it died) goes back to the queue")
+    job_poll_seconds: float = Field(1.0, gt=0, description="how often idle job threads look "
+                                    "for jobs other processes queued")
+    job_max_attempts: int = Field(3, ge=1, description="a job is marked failed after this many "
+                                  "attempts whose worker died or errored")
+
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_response_bytes: int = Field(4 * 1024 * 1024, ge=1024, description="predictions larger "
                                     "than this are refused (422: ask for top_k)")

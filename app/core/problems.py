@@ -90,6 +90,26 @@ class QuotaExceeded(Problem):
     status, slug, title = 409, "quota-exceeded", "Adapted-model quota exceeded"
 
 
+class ModelNotReady(Problem):
+    """Predictions on an adapted model whose adaptation is queued, running or failed."""
+
+    status, slug, title = 409, "adapted-model-not-ready", "Adapted model not ready"
+
+    @classmethod
+    def for_row(cls, row: Any) -> ModelNotReady:
+        where = f"/v1/adapted-models/{row.id}"
+        if row.status == "failed":
+            reason = (row.error or {}).get("detail", "see the model's error")
+            problem = cls(f"adapted model {row.id} failed to adapt and cannot predict: {reason}; "
+                          "create it again", adapted_model_status=row.status)
+        else:
+            problem = cls(f"adapted model {row.id} is {row.status} (progress "
+                          f"{row.progress or 0.0:.0%}); poll GET {where} until its status is "
+                          "ready", adapted_model_status=row.status)
+            problem.headers = {"Retry-After": "1", "Location": where}
+        return problem
+
+
 class Overloaded(RetryLater):
     status, slug, title = 503, "overloaded", "Too many requests in progress"
 

@@ -86,13 +86,31 @@ class AdaptedModelRow(Base):
     labels: Mapped[list[Any] | None] = mapped_column(JSON, nullable=True)
     # classification: predictions whose top probability is below this answer label null
     abstain_threshold: Mapped[float | None] = mapped_column(Float, nullable=True)
-    artifact_sha256: Mapped[str] = mapped_column(String(64), index=True)
-    artifact_bytes: Mapped[int] = mapped_column(Integer)
-    adaptation: Mapped[dict[str, Any]] = mapped_column(JSON)
+    # queued -> running -> ready | failed; only a ready model has a stored state
+    status: Mapped[str] = mapped_column(String(12), default="ready", server_default="ready")
+    progress: Mapped[float | None] = mapped_column(Float, nullable=True)
+    error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # problem body
+    artifact_sha256: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    artifact_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    adaptation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
     __table_args__ = (Index("ix_adapted_models_tenant_created", "tenant", "created_at", "id"),)
+
+
+class AdaptationJobRow(Base):
+    """The durable job of an adapted model that is not ready yet: its request, and which
+    worker holds it until when (a lease that runs out puts the job back in the queue)."""
+
+    __tablename__ = "adaptation_jobs"
+
+    adapted_model_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    request: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    worker: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class ApiKeyRow(Base):

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Hashable, Iterator
+from collections.abc import Callable, Hashable, Iterator
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -69,6 +69,7 @@ class PreparedTask:
     labels: list[Any] | None
     steps: int  # resolved (0 for learners without gradient steps)
     tenant: str = ""  # whose work it is (fair scheduling)
+    progress: Callable[[float], None] | None = None  # told the fraction done (long adaptations)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,8 @@ class Adaptation:
 
 
 def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
+    if not reg.learner.batchable:
+        return False
     if policy.mode != "auto":
         return policy.mode == "on"
     state = reg.learner.initial_state(2) if reg.learner.has_steps else None
@@ -178,16 +181,22 @@ class ServingEngine:
         x = self._decode(reg, inputs, "support.inputs")
         return PreparedTask(reg, x, encoded.y, encoded.ways, encoded.labels, resolved)
 
-    def adapt(self, task: PreparedTask, tenant: str) -> Adaptation:
+    def adapt(self, task: PreparedTask, tenant: str,
+              progress: Callable[[float], None] | None = None) -> Adaptation:
         """Adapt in a worker, store the state durably (before any row may reference it) and
         cache it. Returns where the state lives and a report of the adaptation. A tenant runs
-        at most ``max_adaptations_per_tenant`` adaptations at once (429 beyond)."""
+        at most ``max_adaptations_per_tenant`` adaptations at once (429 beyond). ``progress``
+        is told the fraction done by learners whose adaptation is long."""
         with self._admission.admit(tenant):
-            return self._adapt_admitted(replace(task, tenant=tenant))
+            return self._adapt_admitted(replace(task, tenant=tenant, progress=progress))
+
+    def is_asynchronous(self, reg: RegisteredLearner) -> bool:
+        """Whether this meta-learner's adaptations always run as jobs (202)."""
+        return reg.spec.serving.asynchronous
 
     def _adapt_admitted(self, task: PreparedTask) -> Adaptation:
         reg = task.learner
-        if self.batched.get(reg.ref):
+        if self.batched.get(reg.ref) and task.progress is None:
             key = ("adapt", reg.ref, self._codec(reg).batch_key(task.x), tuple(task.y.shape),
                    task.ways, task.steps)
             state, report = self.adapt_batcher.submit(key, task)
@@ -211,7 +220,7 @@ class ServingEngine:
 
         def work() -> list[tuple[State, AdaptationReport]]:
             t0 = time.perf_counter()
-            options = AdaptOptions(steps=first.steps)
+            options = AdaptOptions(steps=first.steps, progress=first.progress)
             if len(tasks) == 1:
                 states = [learner.adapt(first.x, first.y, first.ways, options)]
             else:

@@ -92,6 +92,11 @@ class AdaptationDefaults(_Strict):
     steps: int | None = Field(None, ge=0)
 
 
+class Serving(_Strict):
+    # adaptations take seconds (fine-tuning): every one runs as a job (202, then poll)
+    asynchronous: bool = False
+
+
 class Manifest(_Strict):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,99}$")
     version: str = Field(pattern=r"^[0-9A-Za-z][0-9A-Za-z.+-]{0,39}$")
@@ -103,6 +108,7 @@ class Manifest(_Strict):
     targets: TargetSpec | None = None
     adaptation_defaults: AdaptationDefaults = AdaptationDefaults()
     limits: Limits = Limits()
+    serving: Serving = Serving()
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     training: dict[str, Any] = {}
     evaluation: dict[str, Any] = {}

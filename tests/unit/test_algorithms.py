@@ -194,7 +194,8 @@ def test_meta_training_steps_improve_query_loss():
 
 
 def test_every_algorithm_is_registered():
-    assert set(ALGORITHMS) == {"maml", "metasgd", "reptile", "anil", "protonet", "hypernet"}
+    assert set(ALGORITHMS) == {"maml", "metasgd", "reptile", "anil", "protonet", "protonet-finetune",
+                               "hypernet"}
 
 
 def test_adapt_options_steps_changes_adaptation():
@@ -237,3 +238,45 @@ def test_inner_loss_weight_rules():
     assert learner("maml").inner_loss_weight(5, 5) == 1.0 == learner("maml").inner_loss_weight(50, 5)
     with pytest.raises(ValueError):
         learner("maml", inner_loss_scale="nonsense").inner_loss_weight(5, 5)
+
+
+def finetune_pair(seed: int = 0):
+    from app.meta.algorithms.protonet_finetune import ProtoNetFineTune
+    from app.meta.backbones import build_backbone
+
+    torch.manual_seed(seed)
+    model = build_backbone("embedding_adapter", dim=16, hidden=8, scale=1.0)
+    base = ALGORITHMS["protonet"](model, "classification", temperature=2.0)
+    tuned = ProtoNetFineTune(model, "classification", temperature=2.0, eval_steps=20, inner_lr=1e-2)
+    tuned.load_state_dict(base.state_dict())
+    x = torch.randn(12, 16)
+    y = torch.arange(3).repeat_interleave(4)
+    return base, tuned, x, y
+
+
+def test_protonet_finetune_without_steps_is_protonet():
+    base, tuned, x, y = finetune_pair()
+    state = tuned.adapt(x, y, 3, AdaptOptions(steps=0))
+    queries = torch.randn(5, 16)
+    assert torch.allclose(tuned.predict(state, queries), base.predict(base.adapt(x, y, 3), queries),
+                          atol=1e-5)
+
+
+def test_protonet_finetune_is_deterministic_fits_the_support_and_reports_progress():
+    base, tuned, x, y = finetune_pair()
+    seen = []
+    first = tuned.adapt(x, y, 3, AdaptOptions(progress=seen.append))
+    again = tuned.adapt(x, y, 3)
+    assert all(torch.equal(first[k], again[k]) for k in first)  # same support, same state
+    assert seen == [pytest.approx((i + 1) / 20) for i in range(20)]
+    before = base.support_loss(base.adapt(x, y, 3), x, y)
+    assert tuned.support_loss(first, x, y) < before
+    assert not any(torch.equal(first[k], tuned.params[k]) for k in tuned.params)
+    assert not tuned.batchable and tuned.has_steps
+
+
+def test_protonet_finetune_with_one_shot_classes_is_protonet():
+    base, tuned, _, _ = finetune_pair()
+    x, y = torch.randn(3, 16), torch.arange(3)
+    state = tuned.adapt(x, y, 3)
+    assert torch.allclose(state["prototypes"], base.adapt(x, y, 3)["prototypes"], atol=1e-6)

@@ -21,32 +21,55 @@ from app.api.adapted_models.schemas import (
     row_to_read,
 )
 from app.api.auth.dependencies import TenantDep
-from app.api.deps import EngineDep, SessionDep, SettingsDep
+from app.api.deps import EngineDep, JobsDep, SessionDep, SettingsDep
 from app.api.schemas import check_depth, problem_responses
 from app.core.problems import InvalidInputs
+from app.jobs.queue import QUEUED, RUNNING
 
 router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
 MAX_LIST_LIMIT = 200
 
 
+def prefers_async(prefer: str | None) -> bool:
+    """RFC 7240 ``Prefer: respond-async`` (among other preferences, any case)."""
+    if not prefer:
+        return False
+    return any(p.split(";")[0].strip().lower() == "respond-async" for p in prefer.split(","))
+
+
 @router.post("", status_code=status.HTTP_201_CREATED, operation_id="createAdaptedModel",
              response_model=AdaptedModelRead,
-             responses=problem_responses(401, 404, 409, 413, 422, 429, 503))
+             responses={202: {"model": AdaptedModelRead, "description": "Accepted: the adaptation "
+                              "runs as a job; poll the Location until status is ready or failed"},
+                        **problem_responses(401, 404, 409, 413, 422, 429, 503)})
 def create_adapted_model(
     body: Annotated[AdaptedModelCreate, Body(openapi_examples={
         "regression": {"summary": "sinusoid regression, 5 points", "value": SINE_EXAMPLE},
         "image": {"summary": "image classification from PNGs", "value": IMAGE_EXAMPLE}})],
-    session: SessionDep, engine: EngineDep, settings: SettingsDep,
+    session: SessionDep, engine: EngineDep, settings: SettingsDep, jobs: JobsDep,
     tenant: TenantDep, response: Response,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    prefer: Annotated[str | None, Header(max_length=200, description="respond-async: run the "
+                                         "adaptation as a job and answer 202 at once")] = None,
 ) -> AdaptedModelRead:
-    """Adapt a meta-learner to a support set; returns the adapted model's ID."""
+    """Adapt a meta-learner to a support set; returns the adapted model's ID.
+
+    Meta-learners whose adaptation takes seconds (fine-tuning), and any request with
+    ``Prefer: respond-async``, answer ``202 Accepted`` with status ``queued``: poll the
+    ``Location`` until the status is ``ready`` (or ``failed``, with a problem body)."""
+    wants_async = prefers_async(prefer)
     row, replayed = service.create(session=session, engine=engine, settings=settings,
                                    adapted_model_in=body, tenant=tenant,
-                                   idempotency_key=idempotency_key)
+                                   idempotency_key=idempotency_key, respond_async=wants_async,
+                                   jobs=jobs)
     response.headers["Location"] = f"/v1/adapted-models/{row.id}"
     if replayed:
         response.headers["Idempotent-Replayed"] = "true"
+    if row.status in (QUEUED, RUNNING):
+        response.status_code = status.HTTP_202_ACCEPTED
+        response.headers["Retry-After"] = "1"
+    if wants_async:
+        response.headers["Preference-Applied"] = "respond-async"
     return row_to_read(row)
 
 
@@ -79,7 +102,7 @@ def delete_adapted_model(row: OwnedAdaptedModel, session: SessionDep, engine: En
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
-PREDICT_ERRORS = problem_responses(401, 404, 410, 413, 422, 429, 503)
+PREDICT_ERRORS = problem_responses(401, 404, 409, 410, 413, 422, 429, 503)
 
 
 @router.post("/{adapted_model_id}/predictions", operation_id="predict",

@@ -64,11 +64,16 @@ class AdaptedModelRead(BaseModel):
     meta_learner: str
     meta_learner_version: str = Field(description="the exact version that adapted this model; "
                                       "its predictions always run on that version's weights")
-    status: str = "ready"
+    status: Literal["queued", "running", "ready", "failed"] = Field(
+        description="queued -> running -> ready | failed; only a ready model predicts")
+    progress: float | None = Field(None, ge=0, le=1, description="fraction of the adaptation "
+                                   "done (jobs)")
+    error: dict[str, Any] | None = Field(None, description="failed: the problem body (RFC 9457) "
+                                         "that says why")
     task_type: str
     labels: list[Label] | None = None
     abstain_threshold: float | None = None
-    adaptation: AdaptationReport
+    adaptation: AdaptationReport | None = Field(None, description="set once ready")
     created_at: datetime
     expires_at: datetime
 

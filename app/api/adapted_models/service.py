@@ -27,12 +27,16 @@ from app.core.problems import (
     IdempotencyConflict,
     InvalidCursor,
     InvalidOptions,
+    ModelNotReady,
     QuotaExceeded,
     StateMissing,
 )
 from app.db.models import AdaptedModelRow, IdempotencyRow
 from app.db.session import lock_tenant
 from app.engine.engine import ServingEngine
+from app.jobs.adaptation import job_request
+from app.jobs.queue import READY, enqueue
+from app.jobs.runner import JobRunner
 from app.lifecycle import delete_rows, now_utc, release
 
 log = logging.getLogger("metaserve.adapted_models")
@@ -81,11 +85,14 @@ def refuse_over_quota(*, count: int, settings: Settings) -> None:
 
 def create(*, session: Session, engine: ServingEngine, settings: Settings,
            adapted_model_in: AdaptedModelCreate, tenant: str,
-           idempotency_key: str | None = None) -> tuple[AdaptedModelRow, bool]:
+           idempotency_key: str | None = None, respond_async: bool = False,
+           jobs: JobRunner | None = None) -> tuple[AdaptedModelRow, bool]:
     """Adapt a meta-learner to a support set, store the state durably, then commit the row.
 
-    Returns (row, replayed): with an ``Idempotency-Key`` seen before and the same body, the
-    earlier adapted model is returned and nothing new is created.
+    With ``respond_async`` (or a meta-learner whose adaptations always run as jobs, and a job
+    runner), the validated request is committed as a queued job instead, with its row, and
+    the row comes back ``queued``. Returns (row, replayed): with an ``Idempotency-Key`` seen
+    before and the same body, the earlier adapted model is returned and nothing new is made.
     """
     # 1. prepare: database checks, then validation (no connection held past this phase)
     digest = request_digest(adapted_model_in)
@@ -108,37 +115,47 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
                              f"is {reg.task_type}")
     support = adapted_model_in.support
     task = engine.prepare(reg, support.inputs, support.targets, options.steps)
-
-    # 2. compute: adapt and store the state durably (no session in use)
-    made = engine.adapt(task, tenant=tenant)
-
-    # 3. persist: the row, committed only now that the state is durable; the quota is checked
-    # again under a per-tenant lock, so simultaneous creates cannot overshoot it
-    lock_tenant(session, tenant)
-    try:
-        refuse_over_quota(count=live_models(session=session, tenant=tenant), settings=settings)
-    except QuotaExceeded:
-        session.rollback()
-        release(session=session, states=engine, sha256=made.artifact_sha256)
-        raise
     created = now_utc()
     row = AdaptedModelRow(
         id=uuid.uuid4().hex, tenant=tenant, meta_learner=reg.name,
         meta_learner_version=reg.version, meta_learner_weights_sha256=reg.weights_sha256,
-        task_type=reg.task_type, labels=made.labels, abstain_threshold=options.abstain_threshold,
-        artifact_sha256=made.artifact_sha256, artifact_bytes=made.artifact_bytes,
-        adaptation=made.report.as_dict(), created_at=created,
-        expires_at=created + timedelta(seconds=ttl),
-    )
-    session.add(row)
+        task_type=reg.task_type, labels=task.labels, abstain_threshold=options.abstain_threshold,
+        created_at=created, expires_at=created + timedelta(seconds=ttl))
+    asynchronous = jobs is not None and (respond_async or engine.is_asynchronous(reg))
+
+    # 2. compute: adapt and store the state durably (no session in use), unless queued
+    made = None
+    if asynchronous:
+        request = job_request(inputs=support.inputs, targets=support.targets, steps=options.steps)
+    else:
+        made = engine.adapt(task, tenant=tenant)
+        row.artifact_sha256, row.artifact_bytes = made.artifact_sha256, made.artifact_bytes
+        row.labels, row.adaptation = made.labels, made.report.as_dict()
+
+    # 3. persist: the row (and the job), committed only now that the state is durable; the
+    # quota is checked again under a per-tenant lock, so simultaneous creates cannot overshoot it
+    def undo() -> None:
+        session.rollback()
+        if made is not None:
+            release(session=session, states=engine, sha256=made.artifact_sha256)
+
+    lock_tenant(session, tenant)
+    try:
+        refuse_over_quota(count=live_models(session=session, tenant=tenant), settings=settings)
+    except QuotaExceeded:
+        undo()
+        raise
+    if asynchronous:
+        enqueue(session, row, request)
+    else:
+        session.add(row)
     if idempotency_key:
         session.add(IdempotencyRow(tenant=tenant, key=idempotency_key, request_sha256=digest,
                                    adapted_model_id=row.id, created_at=created))
     try:
         session.commit()
     except IntegrityError:
-        session.rollback()
-        release(session=session, states=engine, sha256=made.artifact_sha256)
+        undo()
         if idempotency_key:  # a concurrent request with the same key won the race
             earlier = replay(session=session, tenant=tenant, key=idempotency_key, digest=digest)
             if earlier is not None:
@@ -146,9 +163,10 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
                 return earlier, True
         raise
     except Exception:
-        session.rollback()
-        release(session=session, states=engine, sha256=made.artifact_sha256)
+        undo()
         raise
+    if asynchronous:
+        jobs.notify()
     return row, False
 
 
@@ -217,6 +235,8 @@ def delete(*, session: Session, engine: ServingEngine, row: AdaptedModelRow) -> 
 def predict(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
             inputs: list[Any], top_k: int | None = None) -> list[Any]:
     """Predictions on the exact meta-learner version and weights that adapted ``row``."""
+    if row.status != READY:
+        raise ModelNotReady.for_row(row)
     reg = engine.bound(row.meta_learner, row.meta_learner_version, row.meta_learner_weights_sha256)
     ident, sha, labels, tenant = row.id, row.artifact_sha256, row.labels, row.tenant
     abstain = row.abstain_threshold

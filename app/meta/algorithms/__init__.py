@@ -6,10 +6,11 @@ from app.meta.algorithms.hypernet import HyperNet
 from app.meta.algorithms.maml import MAML
 from app.meta.algorithms.metasgd import MetaSGD
 from app.meta.algorithms.protonet import ProtoNet
+from app.meta.algorithms.protonet_finetune import ProtoNetFineTune
 from app.meta.algorithms.reptile import Reptile
 
 ALGORITHMS: dict[str, type[MetaLearner]] = {
-    cls.name: cls for cls in (MAML, MetaSGD, Reptile, ANIL, ProtoNet, HyperNet)
+    cls.name: cls for cls in (MAML, MetaSGD, Reptile, ANIL, ProtoNet, ProtoNetFineTune, HyperNet)
 }
 
 __all__ = ["ALGORITHMS", "AdaptOptions", "MetaLearner"]

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import threading
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -30,6 +31,8 @@ class AdaptOptions:
     """Per-request adaptation options; ``None`` means the meta-learner's default."""
 
     steps: int | None = None
+    # called with the fraction done by learners whose adaptation is long (fine-tuning)
+    progress: Callable[[float], None] | None = None
 
 
 class MetaLearner(ABC):
@@ -38,6 +41,7 @@ class MetaLearner(ABC):
     name: ClassVar[str]
     family: ClassVar[str]  # "optimization" | "metric" | "parameter-generating"
     has_steps: ClassVar[bool] = False
+    batchable: ClassVar[bool] = True  # adapt_batch (vmap) gives the same states as adapt
 
     def __init__(self, model: nn.Module, task_type: str, **hparams: Any) -> None:
         self.task = task_type_for(task_type)  # raises on an unknown task type

@@ -1,0 +1,76 @@
+"""Run one claimed adaptation job: the same engine calls as a synchronous adaptation
+(prepare -> adapt -> durable state), then the row is marked ready, or failed with the problem
+body a synchronous request would have answered."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.core.problems import Problem, RetryLater, problem_body
+from app.engine.engine import ServingEngine
+from app.jobs import queue
+from app.lifecycle import release
+
+log = logging.getLogger("metaserve.jobs")
+
+
+def instance(adapted_model_id: str) -> str:
+    return f"/v1/adapted-models/{adapted_model_id}"
+
+
+def problem_of(exc: Problem, adapted_model_id: str) -> dict[str, Any]:
+    return problem_body(exc.status, exc.title, exc.detail, exc.slug, instance(adapted_model_id),
+                        **exc.extra)
+
+
+def worker_lost(adapted_model_id: str, attempts: int) -> dict[str, Any]:
+    return problem_body(500, "Adaptation failed", f"the adaptation was started {attempts} times "
+                        "and its worker stopped each time; create the model again, or contact the "
+                        "operator if this repeats", "adaptation-failed", instance(adapted_model_id))
+
+
+def job_request(*, inputs: list[Any], targets: list[Any], steps: int | None) -> dict[str, Any]:
+    """What a job keeps of its request: enough to run it in any process."""
+    return {"inputs": inputs, "targets": targets, "steps": steps}
+
+
+def run_claimed(*, factory: sessionmaker[Session], engine: ServingEngine, job: queue.ClaimedJob,
+                worker: str, max_attempts: int, progress: Callable[[float], None]) -> str:
+    """Adapt, store and mark the model ready (or failed). Returns the final status, or
+    ``queued`` when the job went back to the queue for another attempt."""
+    ident = job.adapted_model_id
+    try:
+        reg = engine.bound(job.meta_learner, job.meta_learner_version, job.weights_sha256)
+        task = engine.prepare(reg, job.request["inputs"], job.request["targets"], job.request["steps"])
+        made = engine.adapt(task, tenant=job.tenant, progress=progress)
+    except RetryLater:  # the engine is saturated: try again later, not the job's fault
+        with factory() as session:
+            queue.give_back(session, ident, worker, count_attempt=False)
+        return queue.QUEUED
+    except Problem as exc:  # what a synchronous request would have answered
+        with factory() as session:
+            queue.fail(session, ident, worker, problem_of(exc, ident))
+        return queue.FAILED
+    except Exception:
+        log.exception("adaptation job failed", extra={"adapted_model_id": ident, "attempt": job.attempts})
+        with factory() as session:
+            if job.attempts < max_attempts:
+                queue.give_back(session, ident, worker, count_attempt=True)
+                return queue.QUEUED
+            queue.fail(session, ident, worker, problem_body(
+                500, "Adaptation failed", f"the adaptation failed {job.attempts} times on the "
+                "server; the operator's logs hold the cause", "adaptation-failed", instance(ident)))
+        return queue.FAILED
+    with factory() as session:
+        done = queue.complete(session, ident, worker, artifact_sha256=made.artifact_sha256,
+                              artifact_bytes=made.artifact_bytes, labels=made.labels,
+                              adaptation=made.report.as_dict())
+        if not done:  # deleted meanwhile, or the lease ran out and another worker has it
+            release(session=session, states=engine, sha256=made.artifact_sha256)
+            session.commit()
+            return "lost"
+    return queue.READY

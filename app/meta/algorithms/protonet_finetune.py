@@ -1,0 +1,110 @@
+"""Prototypical Networks with per-task fine-tuning of the meta-learned embedding.
+
+Hu, Li, Stühmer, Kim, Hospedales (2022), "Pushing the Limits of Simple Pipelines for Few-Shot
+Learning: External Data and Fine-Tuning Make a Difference" (P>M>F), CVPR: a ProtoNet
+meta-trained episodically is, at deployment, fine-tuned on pseudo-episodes drawn from the
+new task's own support set, starting from the meta-learned initialisation.
+
+Adaptation runs ``steps`` Adam steps on the embedding (the meta-learned adapter): each step
+splits every class with at least two shots into a pseudo-support half and a pseudo-query
+half, builds prototypes from the first and takes the cross-entropy of the second. The split
+is drawn from a generator seeded by the support set itself, so the same support set always
+adapts to the same state. Prototypes are then computed over the whole support set with the
+fine-tuned embedding. A task whose classes all have a single example has nothing to hold out
+and is adapted exactly as by :class:`ProtoNet`.
+
+Adapted state: the fine-tuned ``encoder.*`` tensors and ``prototypes`` ``[ways, dim]``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from app.meta.algorithms.base import AdaptOptions
+from app.meta.algorithms.protonet import ProtoNet
+from app.meta.types import AdaptedState
+
+
+def support_seed(x: Tensor, y: Tensor) -> int:
+    digest = hashlib.sha256(x.detach().cpu().numpy().tobytes() + y.cpu().numpy().tobytes())
+    return int.from_bytes(digest.digest()[:8], "little") & 0x7FFF_FFFF_FFFF_FFFF
+
+
+def prototypes(z: Tensor, y: Tensor, ways: int) -> Tensor:
+    onehot = F.one_hot(y, ways).to(z.dtype)
+    return (onehot.T @ z) / onehot.sum(0).clamp_min(1.0)[:, None]
+
+
+def squared_distances(z: Tensor, protos: Tensor) -> Tensor:
+    return (z * z).sum(-1, keepdim=True) - 2 * z @ protos.T + (protos * protos).sum(-1)
+
+
+class ProtoNetFineTune(ProtoNet):
+    """ProtoNet whose adaptation fine-tunes the embedding on the support set (slow: served
+    as an asynchronous job). Not meta-trained itself: it starts from a ProtoNet checkpoint."""
+
+    name = "protonet-finetune"
+    family = "optimization"
+    has_steps = True
+    batchable = False  # per-task optimiser state and random splits: one task at a time
+
+    def train_steps(self) -> int:
+        return int(self.hparams.get("eval_steps", 0))
+
+    def adapt_params(
+        self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int,
+        progress=None,
+    ) -> AdaptedState:
+        encoder = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        generator = torch.Generator().manual_seed(support_seed(x, y))
+        by_class = [torch.nonzero(y == c).flatten() for c in range(ways)]
+        splittable = [rows for rows in by_class if rows.numel() >= 2]
+        temperature = float(self.hparams.get("temperature", 1.0))
+        if steps > 0 and splittable:
+            optimiser = torch.optim.Adam(encoder.values(), lr=float(self.hparams.get("inner_lr", 1e-4)))
+            for step in range(steps):
+                support_rows, query_rows, query_y = [], [], []
+                for c, rows in enumerate(by_class):
+                    if rows.numel() < 2:
+                        support_rows.append(rows)
+                        continue
+                    order = rows[torch.randperm(rows.numel(), generator=generator)]
+                    half = order.numel() // 2
+                    query_rows.append(order[:half])
+                    support_rows.append(order[half:])
+                    query_y.append(torch.full((half,), c))
+                s_rows, q_rows = torch.cat(support_rows), torch.cat(query_rows)
+                with torch.enable_grad():
+                    z = self.embed(encoder, x)
+                    protos = prototypes(z[s_rows], y[s_rows], ways)
+                    logits = -squared_distances(z[q_rows], protos) / temperature
+                    loss = F.cross_entropy(logits, torch.cat(query_y))
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                optimiser.step()
+                if progress is not None:
+                    progress((step + 1) / steps)
+        with torch.no_grad():
+            state = {k: v.detach() for k, v in encoder.items()}  # keys "encoder.*"
+            state["prototypes"] = prototypes(self.embed(state, x), y, ways)
+        return state
+
+    def adapt(self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None
+              ) -> AdaptedState:
+        progress = options.progress if options is not None else None
+        state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options), progress)
+        return {k: v.detach().contiguous() for k, v in state.items()}
+
+    def predict_params(
+        self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
+    ) -> Tensor:
+        z = self.embed({k: v for k, v in state.items() if k.startswith("encoder.")}, x)
+        return -squared_distances(z, state["prototypes"]) / float(self.hparams.get("temperature", 1.0))
+
+    def meta_gradient(self, batch):  # noqa: ANN001, ANN201
+        raise NotImplementedError("protonet-finetune is not meta-trained: it starts from a "
+                                  "ProtoNet checkpoint (train text-protonet instead)")
