@@ -16,6 +16,8 @@ import json
 import time
 from pathlib import Path
 
+import torch
+
 from app.meta.algorithms.protonet_finetune import ProtoNetFineTune
 from app.meta.checkpoint import load_meta_learner
 from app.meta.config import cache_dir, text_dir
@@ -25,11 +27,16 @@ from app.meta.tasks.text import FIXED_SUPPORTS, embed, load_split
 VALIDATION = {"hwu64": ("hwu64", "valid"), "clinc150": ("clinc150", "val")}
 
 
-def finetuner(folder: Path, steps: int, lr: float) -> ProtoNetFineTune:
+def finetuner(folder: Path, steps: int, lr: float, identity: bool = False) -> ProtoNetFineTune:
+    """The checkpoint as a fine-tuning learner; ``identity``: start instead from the frozen
+    encoder (the adapter's last layer zeroed: no meta-learning), for comparison."""
     base, manifest = load_meta_learner(folder)
     hparams = dict(base.hparams, eval_steps=steps, inner_lr=lr)
     tuned = ProtoNetFineTune(base.model, "classification", **hparams)
-    tuned.load_state_dict(base.state_dict())
+    weights = base.state_dict()
+    if identity:
+        weights = {k: torch.zeros_like(v) if ".fc2." in k else v for k, v in weights.items()}
+    tuned.load_state_dict(weights)
     return tuned, manifest
 
 
@@ -44,6 +51,8 @@ def main() -> None:
     parser.add_argument("--grid", default="0,25,50,100")
     parser.add_argument("--lrs", default="1e-4,3e-4,1e-3")
     parser.add_argument("--test", action="store_true", help="also measure the test splits")
+    parser.add_argument("--identity", action="store_true",
+                        help="start from the frozen encoder instead of the meta-learned adapter")
     parser.add_argument("--out", type=Path, default=Path("reports/text/finetune.json"))
     args = parser.parse_args()
     folders = {"hwu64": args.no_hwu64, "clinc150": args.no_clinc150}
@@ -52,7 +61,7 @@ def main() -> None:
         for lr in [float(v) for v in args.lrs.split(",")] if steps else [0.0]:
             row = {"steps": steps, "lr": lr}
             for dataset, folder in folders.items():
-                learner, manifest = finetuner(folder, steps, lr or 1e-4)
+                learner, manifest = finetuner(folder, steps, lr or 1e-4, args.identity)
                 encoder = manifest["input"]["encoder"]
                 support = load(FIXED_SUPPORTS[(dataset, 10)], encoder)
                 t0 = time.perf_counter()

@@ -60,6 +60,7 @@ class ProtoNetFineTune(ProtoNet):
         progress=None,
     ) -> AdaptedState:
         encoder = {k: v.detach().clone().requires_grad_(True) for k, v in params.items()}
+        x = x.clone()  # inputs encoded under inference_mode cannot enter autograd as they are
         generator = torch.Generator().manual_seed(support_seed(x, y))
         by_class = [torch.nonzero(y == c).flatten() for c in range(ways)]
         splittable = [rows for rows in by_class if rows.numel() >= 2]
