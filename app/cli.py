@@ -16,6 +16,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default=None, help="default: METASERVE_HOST (127.0.0.1)")
     serve.add_argument("--port", type=int, default=None, help="default: METASERVE_PORT (8000)")
 
+    sub.add_parser("worker", help="run adaptation jobs only (no HTTP); scale these separately")
+
     db = sub.add_parser("db", help="database migrations")
     db.add_argument("action", choices=["upgrade"])
 

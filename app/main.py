@@ -25,15 +25,9 @@ from app.core.middleware import RequestContextMiddleware
 from app.core.problems import install_problem_handlers
 from app.db.migrate import check_schema
 from app.db.session import make_engine, make_session_factory
-from app.engine.admission import TenantAdmission
-from app.engine.cache import StateCache
-from app.engine.engine import BatchingPolicy, ServingEngine
-from app.engine.executor import Executor
-from app.engine.registry import load_registry
+from app.engine.build import build_engine, shutdown_engine
 from app.jobs.runner import InProcessRunner
 from app.lifecycle import ExpirySweeper, bind_store, collect_orphans
-from app.meta.codecs import InputLimits
-from app.storage import make_store
 
 log = logging.getLogger("metaserve")
 
@@ -59,19 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          settings.db_max_overflow, settings.db_pool_timeout)
         check_schema(db)  # a database behind this code's migrations is refused, loudly
         app.state.session_factory = make_session_factory(db)
-        registry = load_registry(settings.models_dir)
-        executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
-        predict_executor = Executor(settings.prediction_workers, settings.max_queue,
-                                    settings.resolved_torch_threads, name="metaserve-predict")
-        store = make_store(settings)
-        app.state.engine = engine = ServingEngine(
-            registry, store, StateCache(settings.cache_bytes), executor, metrics,
-            BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms),
-            artifact_grace_seconds=settings.orphan_grace_seconds,
-            input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels),
-            predict_executor=predict_executor,
-            admission=TenantAdmission(settings.max_adaptations_per_tenant),
-            max_response_bytes=settings.max_response_bytes)
+        app.state.engine = engine = build_engine(settings, metrics)
+        registry = engine.registry
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
             app.state.store_mismatch = bind_store(session=session, states=engine)
@@ -95,8 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         yield
         jobs.stop()
         sweeper.stop()
-        executor.shutdown()
-        predict_executor.shutdown()
+        shutdown_engine(engine)
         db.dispose()
 
     app = FastAPI(

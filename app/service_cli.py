@@ -20,6 +20,10 @@ def run_service_command(args: argparse.Namespace) -> int:
         uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
                     access_log=False, limit_concurrency=settings.max_connections,
                     timeout_keep_alive=5)
+    elif args.command == "worker":
+        from app.jobs.worker import run_worker
+
+        return run_worker(settings)
     elif args.command == "db":
         from app.db.migrate import upgrade
 

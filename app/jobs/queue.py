@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db.models import AdaptationJobRow, AdaptedModelRow
@@ -40,12 +40,18 @@ class ClaimedJob:
     attempts: int
 
 
+CHANNEL = "metaserve_jobs"
+
+
 def enqueue(session: Session, row: AdaptedModelRow, request: dict[str, Any]) -> None:
-    """Add a queued model and its job to the session (the caller commits both at once)."""
+    """Add a queued model and its job to the session (the caller commits both at once). On
+    PostgreSQL a NOTIFY in the same transaction wakes every listening worker at commit."""
     row.status, row.progress = QUEUED, 0.0
     session.add(row)
     session.add(AdaptationJobRow(adapted_model_id=row.id, request=request, attempts=0,
                                  queued_at=row.created_at))
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_notify(:channel, :id)"), {"channel": CHANNEL, "id": row.id})
 
 
 def queued_ids(session: Session, limit: int = 16) -> list[str]:

@@ -50,11 +50,14 @@ class InProcessRunner:
         self._threads = [threading.Thread(target=self._work, name=f"metaserve-job-{i}", daemon=True)
                          for i in range(threads)]
         self._keeper = threading.Thread(target=self._keep, name="metaserve-job-leases", daemon=True)
+        self._listener = threading.Thread(target=self._listen, name="metaserve-job-listen", daemon=True)
         self._started = False
 
     def start(self) -> None:
         for thread in [*self._threads, self._keeper]:
             thread.start()
+        if self._threads and self._postgres_url() is not None:
+            self._listener.start()
         self._started = True
 
     def notify(self) -> None:
@@ -124,6 +127,28 @@ class InProcessRunner:
         finally:
             with self._lock:
                 self._progress.pop(ident, None)
+
+    def _postgres_url(self) -> str | None:
+        url = self.factory.kw["bind"].url
+        if url.get_backend_name() != "postgresql":
+            return None
+        return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+    def _listen(self) -> None:
+        """PostgreSQL: LISTEN for jobs committed by any process and wake a job thread at
+        once (polling stays as the fallback, e.g. while the connection is re-established)."""
+        import psycopg  # noqa: PLC0415 - PostgreSQL deployments only
+
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(self._postgres_url(), autocommit=True) as conn:
+                    conn.execute(f"LISTEN {queue.CHANNEL}")
+                    while not self._stop.is_set():
+                        for _ in conn.notifies(timeout=self.poll, stop_after=1):
+                            self._wake.set()
+            except Exception:  # noqa: BLE001 - reconnect after a database restart
+                log.warning("job notification listener reconnecting", exc_info=True)
+                self._stop.wait(self.poll)
 
     def _keep(self) -> None:
         interval = max(self.lease / 3, 0.05)

@@ -89,7 +89,14 @@ class SeaweedFS:
         self.stop()
 
 
+def _exit(*_: object) -> None:
+    raise SystemExit(0)
+
+
 if __name__ == "__main__":
+    import signal
+
+    signal.signal(signal.SIGTERM, _exit)  # stop SeaweedFS too, not only this wrapper
     with SeaweedFS(Path(sys.argv[1] if len(sys.argv) > 1 else "./var/seaweedfs")) as url:
         print(url, flush=True)
         try:

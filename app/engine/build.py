@@ -1,0 +1,35 @@
+"""Build the serving engine from settings: registry, worker pools, artifact store, cache.
+Shared by the HTTP service (``app.main``) and the job worker (``app.jobs.worker``)."""
+
+from __future__ import annotations
+
+from app.core.config import Settings
+from app.core.metrics import Metrics
+from app.engine.admission import TenantAdmission
+from app.engine.cache import StateCache
+from app.engine.engine import BatchingPolicy, ServingEngine
+from app.engine.executor import Executor
+from app.engine.registry import load_registry
+from app.meta.codecs import InputLimits
+from app.storage import make_store
+
+
+def build_engine(settings: Settings, metrics: Metrics) -> ServingEngine:
+    registry = load_registry(settings.models_dir)
+    executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
+    predict_executor = Executor(settings.prediction_workers, settings.max_queue,
+                                settings.resolved_torch_threads, name="metaserve-predict")
+    return ServingEngine(
+        registry, make_store(settings), StateCache(settings.cache_bytes), executor, metrics,
+        BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms),
+        artifact_grace_seconds=settings.orphan_grace_seconds,
+        input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels),
+        predict_executor=predict_executor,
+        admission=TenantAdmission(settings.max_adaptations_per_tenant),
+        max_response_bytes=settings.max_response_bytes)
+
+
+def shutdown_engine(engine: ServingEngine) -> None:
+    engine.executor.shutdown()
+    if engine.predict_executor is not engine.executor:
+        engine.predict_executor.shutdown()
