@@ -10,7 +10,7 @@ METASERVE_PORT ?= 8000
 METASERVE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export METASERVE_HOST METASERVE_PORT
 
-.PHONY: run test lint install install-dev migrate evaluate clean
+.PHONY: run test lint install install-dev migrate evaluate clean cluster-up cluster-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 $(VENV)/.installed-dev: $(VENV)/.installed clients/python/pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	$(BIN)/pip install --quiet -e "./clients/python[images]"
+	bash scripts/ensure_nginx.sh
 	touch $@
 
 install: $(VENV)/.installed
@@ -36,8 +37,16 @@ migrate: install
 run: migrate
 	METASERVE_AUTH_ENABLED=false $(BIN)/metaserve serve
 
+# The scale-out topology on this machine (PostgreSQL on :5432, SeaweedFS, 2 API replicas,
+# 2 workers, nginx); ports and sizes from METASERVE_CLUSTER_* (deploy/local_cluster.py).
+cluster-up: install-dev
+	METASERVE_AUTH_ENABLED=$${METASERVE_AUTH_ENABLED:-false} $(BIN)/python -m deploy.local_cluster up
+
+cluster-down:
+	$(BIN)/python -m deploy.local_cluster down
+
 lint: install-dev
-	$(BIN)/ruff check app tests benchmarks alembic scripts clients
+	$(BIN)/ruff check app tests benchmarks alembic scripts clients deploy
 	$(BIN)/hadolint Dockerfile
 
 test: install-dev lint

@@ -173,10 +173,8 @@ class Cluster:
         return self._spawn(f"worker-{i}", [sys.executable, "-m", "app.cli", "worker"], env)
 
     def _start_nginx(self) -> None:
-        servers = "\n".join(f"        server 127.0.0.1:{self.api_port + i} max_fails=1 fail_timeout=2s;"
-                            for i in range(self.replicas))
         conf = self.root / "nginx.conf"
-        conf.write_text(NGINX_CONF.format(dir=self.root, servers=servers, port=self.port))
+        conf.write_text(nginx_config(self.root, [self.api_port + i for i in range(self.replicas)], self.port))
         self._spawn("nginx", [nginx_binary(), "-c", str(conf), "-p", str(self.root), "-g", "daemon off;"],
                     dict(os.environ))
 
@@ -206,6 +204,11 @@ class Cluster:
                     pass
                 wait_gone(pids[name], 5)
         self.pids_file.unlink(missing_ok=True)
+
+
+def nginx_config(root: Path, api_ports: list[int], port: int) -> str:
+    servers = "\n".join(f"        server 127.0.0.1:{p} max_fails=1 fail_timeout=2s;" for p in api_ports)
+    return NGINX_CONF.format(dir=root, servers=servers, port=port)
 
 
 def port_in_use(port: int) -> bool:

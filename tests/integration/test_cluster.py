@@ -16,7 +16,7 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from deploy.local_cluster import Cluster, port_in_use
+from deploy.local_cluster import Cluster, nginx_binary, port_in_use
 from tests.api.helpers import sine_support
 from tests.api.test_text import SUPPORT as TEXT_SUPPORT
 from tests.live_server import free_port
@@ -31,6 +31,10 @@ def cluster(tmp_path_factory):
 
     if not POSTGRES_URL:
         pytest.skip("METASERVE_TEST_POSTGRES_URL not set (make test sets it)")
+    try:
+        nginx_binary()
+    except FileNotFoundError:
+        pytest.skip("nginx is not installed (make install-dev installs nginx-light with apt)")
     schema = postgres_schema_url(POSTGRES_URL)
     database_url = next(schema)
     api_port = free_port()
