@@ -13,7 +13,7 @@ from app import __version__
 from app.api import health
 from app.api.adapted_models.router import router as adapted_models_router
 from app.api.auth.dependencies import get_tenant
-from app.api.auth.rate_limit import RateLimiter
+from app.api.auth.rate_limit import make_rate_limiter
 from app.api.deps import require_store
 from app.api.meta_learners.router import router as meta_learners_router
 from app.api.meta_learners.service import mirror_registry
@@ -91,8 +91,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.openapi = lambda: problem_openapi(app)
     app.state.metrics = metrics
-    app.state.rate_limiter = RateLimiter(settings.rate_limit_per_minute)
-    app.state.auth_failure_limiter = RateLimiter(settings.auth_failures_per_minute, burst=10)
+    app.state.rate_limiter = make_rate_limiter(settings.rate_limit_per_minute,
+                                               settings.rate_limit_storage, "keys")
+    app.state.auth_failure_limiter = make_rate_limiter(settings.auth_failures_per_minute,
+                                                       settings.rate_limit_storage, "auth-failures",
+                                                       burst=10)
     app.dependency_overrides[get_settings] = lambda: settings
     install_problem_handlers(app)
     # authenticated by default; the public list: health, readiness, metrics and the API docs

@@ -70,7 +70,11 @@ class Settings(BaseSettings):
     max_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
 
     auth_enabled: bool = Field(True, description="require API keys on /v1 (off only for local use)")
-    rate_limit_per_minute: int = Field(600, ge=0, description="per API key and process; 0 = off")
+    rate_limit_per_minute: int = Field(600, ge=0, description="per API key (per process, or across "
+                                       "replicas with METASERVE_RATE_LIMIT_STORAGE); 0 = off")
+    rate_limit_storage: str = Field("memory", description="where rate limits are counted: memory "
+                                    "(per process) or a storage URI every replica shares, e.g. "
+                                    "redis://127.0.0.1:6379 (the limits library)")
     auth_failures_per_minute: int = Field(30, ge=0, description="failed authentications per client "
                                           "address and process before 429; 0 = off")
     max_models_per_tenant: int = Field(100_000, ge=1)
