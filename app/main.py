@@ -23,6 +23,7 @@ from app.core.logging import configure_logging
 from app.core.metrics import Metrics
 from app.core.middleware import RequestContextMiddleware
 from app.core.problems import install_problem_handlers
+from app.core.tracing import configure_tracing
 from app.db.migrate import check_schema
 from app.db.session import make_engine, make_session_factory
 from app.engine.build import build_engine, shutdown_engine
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                                                        burst=10)
     app.dependency_overrides[get_settings] = lambda: settings
     install_problem_handlers(app)
+    configure_tracing(settings.otel_enabled)
     # authenticated by default; the public list: health, readiness, metrics and the API docs
     authenticated = [Depends(require_store), Depends(get_tenant)]
     app.include_router(meta_learners_router, dependencies=authenticated)

@@ -30,6 +30,8 @@ class Settings(BaseSettings):
     db_pool_timeout: float = Field(30.0, gt=0, description="seconds to wait for a free connection")
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
+    otel_enabled: bool = Field(False, description="export OpenTelemetry traces over OTLP/HTTP "
+                               "(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME configure it)")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
     workers: int = Field(2, ge=1, le=64, description="adaptation worker threads")

@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.problems import Problem, RetryLater, problem_body
+from app.core.tracing import attach_carrier, detach, tracer
 from app.engine.engine import ServingEngine
 from app.jobs import queue
 from app.lifecycle import release
@@ -33,15 +34,34 @@ def worker_lost(adapted_model_id: str, attempts: int) -> dict[str, Any]:
                         "operator if this repeats", "adaptation-failed", instance(adapted_model_id))
 
 
-def job_request(*, inputs: list[Any], targets: list[Any], steps: int | None) -> dict[str, Any]:
-    """What a job keeps of its request: enough to run it in any process."""
-    return {"inputs": inputs, "targets": targets, "steps": steps}
+def job_request(*, inputs: list[Any], targets: list[Any], steps: int | None,
+                trace: dict[str, str] | None = None) -> dict[str, Any]:
+    """What a job keeps of its request: enough to run it in any process, and the trace
+    context of the request that queued it (W3C traceparent; empty when tracing is off)."""
+    return {"inputs": inputs, "targets": targets, "steps": steps, "trace": trace or {}}
 
 
 def run_claimed(*, factory: sessionmaker[Session], engine: ServingEngine, job: queue.ClaimedJob,
                 worker: str, max_attempts: int, progress: Callable[[float], None]) -> str:
-    """Adapt, store and mark the model ready (or failed). Returns the final status, or
-    ``queued`` when the job went back to the queue for another attempt."""
+    """Adapt, store and mark the model ready (or failed), in a span that continues the trace
+    of the request that queued the job. Returns the final status, or ``queued`` when the job
+    went back to the queue for another attempt."""
+    token = attach_carrier(job.request.get("trace"))
+    try:
+        with tracer.start_as_current_span("adaptation-job", attributes={
+                "metaserve.adapted_model_id": job.adapted_model_id,
+                "metaserve.meta_learner": f"{job.meta_learner}@{job.meta_learner_version}",
+                "metaserve.attempt": job.attempts}) as span:
+            status = _run(factory=factory, engine=engine, job=job, worker=worker,
+                          max_attempts=max_attempts, progress=progress)
+            span.set_attribute("metaserve.status", status)
+            return status
+    finally:
+        detach(token)
+
+
+def _run(*, factory: sessionmaker[Session], engine: ServingEngine, job: queue.ClaimedJob,
+         worker: str, max_attempts: int, progress: Callable[[float], None]) -> str:
     ident = job.adapted_model_id
     try:
         reg = engine.bound(job.meta_learner, job.meta_learner_version, job.weights_sha256)

@@ -14,6 +14,7 @@ import threading
 from app.core.config import Settings
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
+from app.core.tracing import configure_tracing
 from app.db.migrate import check_schema
 from app.db.session import make_engine, make_session_factory
 from app.engine.build import build_engine, shutdown_engine
@@ -25,6 +26,7 @@ log = logging.getLogger("metaserve.worker")
 
 def run_worker(settings: Settings, stop: threading.Event | None = None) -> int:
     configure_logging(settings.log_level)
+    configure_tracing(settings.otel_enabled, "metaserve-worker")
     stop = stop or threading.Event()
     db = make_engine(settings.resolved_database_url, settings.db_pool_size, settings.db_max_overflow,
                      settings.db_pool_timeout)

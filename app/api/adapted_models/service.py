@@ -16,6 +16,7 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from opentelemetry import trace
 from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -31,6 +32,7 @@ from app.core.problems import (
     QuotaExceeded,
     StateMissing,
 )
+from app.core.tracing import current_context_carrier, tracer
 from app.db.models import AdaptedModelRow, IdempotencyRow
 from app.db.session import lock_tenant
 from app.engine.engine import ServingEngine
@@ -125,10 +127,16 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
 
     # 2. compute: adapt and store the state durably (no session in use), unless queued
     made = None
+    span = trace.get_current_span()
+    span.set_attribute("metaserve.adapted_model_id", row.id)
+    span.set_attribute("metaserve.meta_learner", reg.ref)
     if asynchronous:
-        request = job_request(inputs=support.inputs, targets=support.targets, steps=options.steps)
+        request = job_request(inputs=support.inputs, targets=support.targets, steps=options.steps,
+                              trace=current_context_carrier())
     else:
-        made = engine.adapt(task, tenant=tenant)
+        with tracer.start_as_current_span("adapt", attributes={
+                "metaserve.adapted_model_id": row.id, "metaserve.meta_learner": reg.ref}):
+            made = engine.adapt(task, tenant=tenant)
         row.artifact_sha256, row.artifact_bytes = made.artifact_sha256, made.artifact_bytes
         row.labels, row.adaptation = made.labels, made.report.as_dict()
 
@@ -242,7 +250,10 @@ def predict(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
     abstain = row.abstain_threshold
     end_transaction(session)  # no connection held while predicting
     try:
-        return engine.predict(reg, sha, labels, inputs, top_k, tenant=tenant, abstain_threshold=abstain)
+        with tracer.start_as_current_span("predict", attributes={
+                "metaserve.adapted_model_id": ident, "metaserve.meta_learner": reg.ref}):
+            return engine.predict(reg, sha, labels, inputs, top_k, tenant=tenant,
+                                  abstain_threshold=abstain)
     except StateMissing:
         # deleted (or expired and swept) between reading the row and loading its state
         still_there = session.scalar(select(AdaptedModelRow.id).where(AdaptedModelRow.id == ident))
