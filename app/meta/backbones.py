@@ -16,6 +16,7 @@ and is invariant to the order of the labels.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -46,6 +47,17 @@ class Conv4(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.encoder(x))
 
+    def functional(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """``forward`` with ``params`` in place of the module's own tensors (the same ops as
+        ``functional_call``, without swapping them into the module)."""
+        groups = self.encoder[0][1].num_groups
+        for i in range(4):
+            p = f"encoder.{i}"
+            x = F.conv2d(x, params[f"{p}.0.weight"], params[f"{p}.0.bias"], padding=1)
+            x = F.group_norm(x, groups, params[f"{p}.1.weight"], params[f"{p}.1.bias"])
+            x = F.max_pool2d(F.relu(x), 2)
+        return F.linear(x.flatten(1), params["head.weight"], params["head.bias"])
+
 
 class SineMLP(nn.Module):
     """1-40-40-1 ReLU regression network."""
@@ -60,6 +72,12 @@ class SineMLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.encoder(x))
+
+    def functional(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """``forward`` with ``params`` in place of the module's own tensors."""
+        x = F.relu(F.linear(x, params["encoder.0.weight"], params["encoder.0.bias"]))
+        x = F.relu(F.linear(x, params["encoder.2.weight"], params["encoder.2.bias"]))
+        return F.linear(x, params["head.weight"], params["head.bias"])
 
 
 class ResidualAdapter(nn.Module):

@@ -1,14 +1,21 @@
-"""Gradient descent on a support set, written with ``torch.func.grad``.
+"""Gradient descent on a support set.
 
 Shared by MAML, Meta-SGD, ANIL and Reptile. Differentiable through the steps (second-order
 MAML) unless ``first_order`` is set, in which case each step's gradient is detached so the
 outer gradient is the first-order approximation (Finn et al., 2017, section 5.2).
+
+Two exact paths: ``torch.func.grad`` whenever a function transform is active (``vmap`` over
+tasks, meta-training's ``grad``) or a starting tensor carries an outer graph; otherwise — one
+task adapted for serving — plain ``torch.autograd.grad`` on leaf tensors, which computes the
+same gradients at about half the per-step overhead on CPU (``../shared/peers``: sinusoid MLP,
+10 steps, 2.6 ms vs 5.1 ms per task).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import torch
 from torch import Tensor
 from torch.func import grad
 
@@ -23,6 +30,8 @@ def gradient_descent(
     first_order: bool = False,
 ) -> dict[str, Tensor]:
     """``steps`` SGD steps on ``loss_fn`` from ``fast``; ``lrs`` scalar or per tensor."""
+    if plain_autograd_applies(fast, lrs):
+        return autograd_descent(loss_fn, fast, lrs, steps)
     step_fn = grad(loss_fn)
     for _ in range(steps):
         grads = step_fn(fast)
@@ -32,3 +41,28 @@ def gradient_descent(
             k: fast[k] - (lrs[k] if isinstance(lrs, dict) else lrs) * grads[k] for k in fast
         }
     return fast
+
+
+def plain_autograd_applies(fast: dict[str, Tensor], lrs: dict[str, Tensor] | float) -> bool:
+    """No function transform is active and nothing needs an outer graph (serving one task)."""
+    if torch._C._functorch.peek_interpreter_stack() is not None:
+        return False
+    tensors = [*fast.values(), *(lrs.values() if isinstance(lrs, dict) else [])]
+    return not any(t.requires_grad for t in tensors)
+
+
+def autograd_descent(loss_fn: LossFn, fast: dict[str, Tensor], lrs: dict[str, Tensor] | float,
+                     steps: int) -> dict[str, Tensor]:
+    """The same steps with ``torch.autograd.grad`` on leaf tensors (no outer graph)."""
+    names = list(fast)
+    current = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
+    for _ in range(steps):
+        with torch.enable_grad():
+            grads = torch.autograd.grad(loss_fn(current), [current[k] for k in names], allow_unused=True)
+        with torch.no_grad():
+            current = {
+                k: (current[k] if g is None else current[k] - (lrs[k] if isinstance(lrs, dict) else lrs) * g)
+                .detach().requires_grad_(True)
+                for k, g in zip(names, grads, strict=True)
+            }
+    return {k: v.detach() for k, v in current.items()}
