@@ -160,6 +160,11 @@ class Cluster:
             time.sleep(0.2)
         raise TimeoutError("SeaweedFS did not start")
 
+    def wait_replicas_ready(self, timeout: float = 120.0) -> None:
+        deadline = time.monotonic() + timeout
+        for url in [*self.replica_urls(), self.url]:
+            wait_ready(url, deadline)
+
     def env_for_services(self) -> dict[str, str]:
         return self.service_env((self.root / "endpoint").read_text().strip())
 

@@ -25,5 +25,7 @@ class Metrics:
                                    registry=r)
         self.cache_lookups = Counter("metaserve_state_cache_lookups", "state cache lookups",
                                      ["result"], registry=r)
+        self.batch_size = Histogram("metaserve_batch_size", "requests served by one micro-batch",
+                                    ["kind"], buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
         self.corrupt_artifacts = Counter("metaserve_corrupt_artifacts",
                                          "artifacts refused for a checksum mismatch", registry=r)

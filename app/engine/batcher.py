@@ -4,6 +4,12 @@ The first caller for a key becomes the leader: it waits up to ``max_wait_ms`` (o
 ``max_batch`` items are queued), takes the batch, runs it once, and hands every caller its own
 result. A leader with no other call in progress runs at once: a lone request never waits.
 
+Adaptive window (Clipper, Crankshaw et al. 2017; Ray Serve's dynamic batching): while the
+worker pool is busy (``busy()``: every worker computing or work already queued), waiting costs
+nothing — the batch could not start anyway — so the leader keeps collecting until a worker is
+free (or the batch is full, or ``max_busy_wait_ms`` passed). Under load, batches grow with the
+queue; when idle, nobody waits. Every batch's size is reported to ``observe``.
+
 Used for adaptations of one meta-learner with one task shape (one vmapped adaptation) and for
 predictions of different adapted models of one meta-learner (stacked states, one
 vmapped forward), in the spirit of LoRAX/Punica's many-adapter batching.
@@ -12,6 +18,7 @@ vmapped forward), in the spirit of LoRAX/Punica's many-adapter batching.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Hashable
 from concurrent.futures import Future
 from typing import Any, Generic, TypeVar
@@ -28,10 +35,14 @@ class _Pending(Generic[Item, Result]):
 
 class MicroBatcher(Generic[Item, Result]):
     def __init__(self, run_batch: Callable[[Hashable, list[Item]], list[Result]],
-                 max_batch: int, max_wait_ms: float) -> None:
+                 max_batch: int, max_wait_ms: float, busy: Callable[[], bool] | None = None,
+                 max_busy_wait_ms: float = 50.0, observe: Callable[[int], None] | None = None) -> None:
         self.run_batch = run_batch
         self.max_batch = max(1, max_batch)
         self.max_wait = max_wait_ms / 1000.0
+        self.busy = busy or (lambda: False)
+        self.max_busy_wait = max_busy_wait_ms / 1000.0
+        self.observe = observe or (lambda size: None)
         self._pending: dict[Hashable, _Pending[Item, Result]] = {}
         self._lock = threading.Lock()
         self.batches = 0
@@ -55,6 +66,9 @@ class MicroBatcher(Generic[Item, Result]):
             if leader:
                 if not alone:
                     pending.full.wait(self.max_wait)
+                deadline = time.monotonic() + self.max_busy_wait
+                while not pending.full.is_set() and self.busy() and time.monotonic() < deadline:
+                    pending.full.wait(0.0005)
                 with self._lock:
                     if self._pending.get(key) is pending:
                         self._pending.pop(key)
@@ -67,6 +81,7 @@ class MicroBatcher(Generic[Item, Result]):
     def _run(self, key: Hashable, batch: list[tuple[Any, Future[Any]]]) -> None:
         self.batches += 1
         self.items += len(batch)
+        self.observe(len(batch))
         try:
             results = self.run_batch(key, [item for item, _ in batch])
         except BaseException as exc:  # every waiter sees the failure

@@ -124,9 +124,12 @@ class ServingEngine:
         self.warmed_up: list[str] = []
         self.policy = batching or BatchingPolicy()
         self.batched = {reg.ref: batching_pays(reg, self.policy) for reg in registry.all()}
-        self.adapt_batcher = MicroBatcher(self._adapt_many, self.policy.max_batch, self.policy.max_wait_ms)
-        self.predict_batcher = MicroBatcher(self._predict_many, self.policy.max_batch,
-                                             self.policy.max_wait_ms)
+        self.adapt_batcher = MicroBatcher(
+            self._adapt_many, self.policy.max_batch, self.policy.max_wait_ms, busy=executor.busy,
+            observe=metrics.batch_size.labels("adapt").observe)
+        self.predict_batcher = MicroBatcher(
+            self._predict_many, self.policy.max_batch, self.policy.max_wait_ms,
+            busy=self.predict_executor.busy, observe=metrics.batch_size.labels("predict").observe)
 
     # ----- meta-learners -------------------------------------------------------------------
     def resolve(self, ref: str) -> RegisteredLearner:

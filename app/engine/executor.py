@@ -33,6 +33,8 @@ class Executor:
         self._turns: deque[str] = deque()  # tenants with work waiting, in serving order
         self._cond = threading.Condition()
         self._stopped = False
+        self.workers = workers
+        self._running = 0  # jobs being executed right now
         self._threads = [threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
                          for i in range(workers)]
         for thread in self._threads:
@@ -55,6 +57,11 @@ class Executor:
         finally:
             self._slots.release()
 
+    def busy(self) -> bool:
+        """Every worker is computing, or work is already waiting: a new job would queue."""
+        with self._cond:
+            return self._running >= self.workers or bool(self._turns)
+
     def _next(self) -> tuple[Callable[[], Any], Future[Any]] | None:
         with self._cond:
             while not self._turns and not self._stopped:
@@ -75,10 +82,15 @@ class Executor:
             fn, future = job
             if not future.set_running_or_notify_cancel():
                 continue
+            with self._cond:
+                self._running += 1
             try:
                 future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
                 future.set_exception(exc)
+            finally:
+                with self._cond:
+                    self._running -= 1
 
     def shutdown(self) -> None:
         with self._cond:

@@ -140,6 +140,7 @@ def test_api_replica_killed_under_load_no_5xx_no_lost_ids(cluster):
         cluster.start_replica(0)
         time.sleep(5)
         stop.set()
+    cluster.wait_replicas_ready()
     assert acknowledged, "no request succeeded"
     assert failures == []
     with httpx.Client(base_url=cluster.url, timeout=30) as client:
@@ -149,6 +150,7 @@ def test_api_replica_killed_under_load_no_5xx_no_lost_ids(cluster):
 
 
 def test_one_idempotency_key_on_two_replicas_makes_one_model(cluster):
+    cluster.wait_replicas_ready()
     key = {"Idempotency-Key": f"twice-{uuid.uuid4().hex}"}
     body = {**SINE, "options": {"ttl_seconds": 4242}}
     with ThreadPoolExecutor(2) as pool:

@@ -93,3 +93,36 @@ def test_a_failing_job_reaches_its_caller_and_the_worker_survives():
         ex.run(lambda: 1 / 0, tenant="t")
     assert ex.run(lambda: 42, tenant="t") == 42
     ex.shutdown()
+
+
+def test_batch_window_grows_while_the_workers_are_busy():
+    """With a fixed window of 0 ms, callers arriving while the pool is busy still meet in one
+    batch (the leader collects until a worker is free); when idle, a lone caller never waits."""
+    import threading
+    import time
+
+    from app.engine.batcher import MicroBatcher
+
+    busy_until = time.monotonic() + 0.15
+    sizes: list[int] = []
+    batcher = MicroBatcher(lambda key, items: [i * 10 for i in items], max_batch=32, max_wait_ms=0.0,
+                           busy=lambda: time.monotonic() < busy_until, max_busy_wait_ms=1000,
+                           observe=sizes.append)
+    results: dict[int, int] = {}
+    gate = threading.Barrier(6)
+
+    def call(i: int) -> None:
+        gate.wait()
+        time.sleep(0.01 * i)  # staggered arrivals, all inside the busy period
+        results[i] = batcher.submit("k", i)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: i * 10 for i in range(6)}
+    assert sizes == [6]
+    t0 = time.perf_counter()
+    assert batcher.submit("k", 7) == 70  # idle now: runs at once
+    assert time.perf_counter() - t0 < 0.05 and sizes == [6, 1]
