@@ -17,9 +17,14 @@ def run_service_command(args: argparse.Namespace) -> int:
 
         host = args.host or settings.host
         port = args.port or settings.port
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=settings.log_level,
-                    access_log=False, limit_concurrency=settings.max_connections,
-                    timeout_keep_alive=5)
+        common = {"host": host, "port": port, "log_level": settings.log_level, "access_log": False,
+                  "limit_concurrency": settings.max_connections, "timeout_keep_alive": 5}
+        if settings.processes > 1:
+            # several server processes behind the one port (uvicorn's supervisor), each with its
+            # own engine, batcher and state cache, sharing the database and the artifact store
+            uvicorn.run("app.main:create_app", factory=True, workers=settings.processes, **common)
+        else:
+            uvicorn.run(create_app(settings), **common)
     elif args.command == "worker":
         from app.jobs.worker import run_worker
 

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
                                "(OTEL_EXPORTER_OTLP_ENDPOINT, OTEL_SERVICE_NAME configure it)")
     log_level: str = Field("info", pattern="^(debug|info|warning|error)$")
 
+    processes: int = Field(1, ge=1, le=64, description="server processes behind the one port "
+                           "(each with its own worker threads, batcher and state cache)")
     workers: int = Field(2, ge=1, le=64, description="adaptation worker threads")
     prediction_workers: int = Field(1, ge=1, le=64, description="prediction worker threads (a pool "
                                     "of their own: predictions never wait behind adaptations)")
