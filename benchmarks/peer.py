@@ -58,7 +58,7 @@ def library_ms(tasks: int) -> float:
     for i in range(tasks + 20):
         x, y, q = sine_task(rng)
         t0 = time.perf_counter()
-        state = learner.adapt(torch.tensor(x), torch.tensor(y), 0, AdaptOptions(steps=STEPS))
+        state = learner.adapt(torch.tensor(x), torch.tensor(y).unsqueeze(-1), 0, AdaptOptions(steps=STEPS))
         learner.predict(state, torch.tensor(q)).tolist()
         if i >= 20:
             times.append(time.perf_counter() - t0)

@@ -9,11 +9,16 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
-from app.core.config import Settings, get_settings
+from app.core.config import Settings
 from app.core.problems import StoreMismatch
 from app.engine.engine import ServingEngine
 from app.engine.registry import Registry
 from app.jobs.runner import JobRunner
+
+
+def get_app_settings(request: Request) -> Settings:
+    """The settings this application was built with."""
+    return request.app.state.settings
 
 
 def get_session(request: Request) -> Iterator[Session]:
@@ -40,7 +45,7 @@ def get_registry(request: Request) -> Registry:
     return request.app.state.engine.registry
 
 
-SettingsDep = Annotated[Settings, Depends(get_settings)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 EngineDep = Annotated[ServingEngine, Depends(get_engine)]
 RegistryDep = Annotated[Registry, Depends(get_registry)]

@@ -134,13 +134,16 @@ class Classification(TaskType):
         labels = labels or []
         names = [str(label) for label in labels]
         k = len(names) if top_k is None else min(top_k, len(names))
+        # one conversion to Python lists, not an element-wise walk over tensors
+        probabilities = served.tolist()
+        tops = served.argmax(-1).tolist()
+        bests = torch.topk(served, k, dim=-1).indices.tolist() if k < len(names) else None
         out = []
-        for p in served:
-            best = torch.topk(p, k).indices.tolist() if k < len(names) else range(len(names))
-            top = int(p.argmax())
-            abstain = abstain_threshold is not None and float(p[top]) < abstain_threshold
+        for row, (p, top) in enumerate(zip(probabilities, tops, strict=True)):
+            best = bests[row] if bests is not None else range(len(names))
+            abstain = abstain_threshold is not None and p[top] < abstain_threshold
             out.append({"label": None if abstain else labels[top],
-                        "probabilities": {names[i]: float(p[i]) for i in best}})
+                        "probabilities": {names[i]: p[i] for i in best}})
         return out
 
     def response_bytes(self, n_inputs: int, labels: list[Any] | None, top_k: int | None) -> int:
@@ -180,7 +183,7 @@ class Regression(TaskType):
 
     def render(self, served: Tensor, labels: list[Any] | None, top_k: int | None = None,
                abstain_threshold: float | None = None) -> list[Any]:
-        return [float(v) for v in served.reshape(-1)]
+        return served.reshape(-1).tolist()
 
     def dummy_targets(self, n: int) -> EncodedTargets:
         return EncodedTargets(torch.zeros(n, 1), 0, None)

@@ -96,16 +96,15 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     the row comes back ``queued``. Returns (row, replayed): with an ``Idempotency-Key`` seen
     before and the same body, the earlier adapted model is returned and nothing new is made.
     """
-    # 1. prepare: database checks, then validation (no connection held past this phase)
+    # 1. prepare: the idempotency lookup, then validation (no connection held past this
+    # phase); the quota is counted once, under the tenant's lock, before the commit
     digest = request_digest(adapted_model_in)
     if idempotency_key:
         earlier = replay(session=session, tenant=tenant, key=idempotency_key, digest=digest)
         if earlier is not None:
             end_transaction(session)
             return earlier, True
-    count = live_models(session=session, tenant=tenant)
     end_transaction(session)
-    refuse_over_quota(count=count, settings=settings)
     options = adapted_model_in.options
     ttl = options.ttl_seconds or settings.default_ttl_seconds
     if ttl > settings.max_ttl_seconds:
