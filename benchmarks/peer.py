@@ -127,15 +127,17 @@ def main() -> None:
     parser.add_argument("--peer-python", default=str(Path.home() / ".cache/metaserve-peers-venv/bin/python"))
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--clients", type=int, default=32)
+    parser.add_argument("--processes", type=int, default=1, help="METASERVE_PROCESSES of the server")
     args = parser.parse_args()
     peer = peer_ms(args.peer_python, args.tasks)
     library = library_ms(args.tasks)
     with BenchServer(METASERVE_AUTH_ENABLED="false", METASERVE_RATE_LIMIT_PER_MINUTE="0",
-                     METASERVE_MAX_REQUESTS_PER_CLIENT="0") as url:
+                     METASERVE_MAX_REQUESTS_PER_CLIENT="0", METASERVE_PROCESSES=str(args.processes)) as url:
         service = http_rows(url, args.tasks, args.clients)
     concurrent = service[f"concurrent_{args.clients}_ms_per_task"]
     report = {"work": f"sinusoid MAML, {SHOTS} shots, {STEPS} steps, {QUERIES} predictions",
-              "cpus": os.cpu_count(), "learn2learn_in_process_ms": round(peer, 3),
+              "cpus": os.cpu_count(), "server_processes": args.processes,
+              "learn2learn_in_process_ms": round(peer, 3),
               "metaserve_library_ms": round(library, 3),
               **{k: round(v, 3) for k, v in service.items()},
               "ratios_vs_learn2learn": {
@@ -143,7 +145,7 @@ def main() -> None:
                   "http_sequential": round(service["sequential_ms_per_task_p50"] / peer, 2),
                   f"http_{args.clients}_clients": round(concurrent / peer, 2)}}
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "peer.json").write_text(json.dumps(report, indent=2) + "\n")
+    (RESULTS / f"peer-{args.processes}p.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 
