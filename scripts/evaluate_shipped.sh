@@ -12,12 +12,17 @@ case "${1:-all}" in
     ms models/sinusoid-maml/1.0.0 --shots 5 --queries 100 --tasks 600 --steps 1
     ms models/sinusoid-metasgd/1.0.0 --shots 5 --queries 100 --tasks 600 --steps 1
     ms models/sinusoid-hypernet/1.0.0 --shots 5 --queries 100 --tasks 600
+    ms models/sinusoid-neural-process/1.0.0 --shots 5 --queries 100 --tasks 600
     ;;&
   omniglot-a|all)
     for shape in "5 1" "5 5" "20 1" "20 5"; do
       set -- $shape; ms models/omniglot-protonet/1.0.0 --ways "$1" --shots "$2" --tasks 600
     done
     ms models/omniglot-protonet/1.0.0 --omniglot-runs "$DATA/all_runs.zip"
+    for shape in "5 1" "5 5" "20 1" "20 5"; do
+      set -- $shape; ms models/omniglot-matchingnet/1.0.0 --ways "$1" --shots "$2" --tasks 600
+    done
+    ms models/omniglot-matchingnet/1.0.0 --omniglot-runs "$DATA/all_runs.zip"
     for shape in "5 1 600" "5 5 600" "20 1 600" "20 5 600"; do
       set -- $shape; ms models/omniglot-anil/1.1.0 --ways "$1" --shots "$2" --tasks "$3"
     done

@@ -110,8 +110,20 @@ class ModelNotReady(Problem):
         return problem
 
 
+class ExamplesNotSupported(Problem):
+    status, slug, title = 409, "examples-not-supported", "This meta-learner cannot add examples"
+
+
+class RevisionConflict(Problem):
+    status, slug, title = 409, "revision-conflict", "The adapted model changed meanwhile"
+
+
 class Overloaded(RetryLater):
     status, slug, title = 503, "overloaded", "Too many requests in progress"
+
+
+class StoreUnavailable(RetryLater):
+    status, slug, title = 503, "artifact-store-unavailable", "Artifact store unavailable"
 
 
 class StoreMismatch(Problem):

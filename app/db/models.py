@@ -90,6 +90,8 @@ class AdaptedModelRow(Base):
     status: Mapped[str] = mapped_column(String(12), default="ready", server_default="ready")
     progress: Mapped[float | None] = mapped_column(Float, nullable=True)
     error: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)  # problem body
+    # adding examples replaces the state and increments this (compare-and-set: no lost update)
+    revision: Mapped[int] = mapped_column(Integer, default=1, server_default="1")
     artifact_sha256: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
     artifact_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
     adaptation: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)

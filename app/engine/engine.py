@@ -26,11 +26,13 @@ from torch import Tensor
 from app.core.metrics import Metrics
 from app.core.problems import (
     ArtifactCorrupt,
+    ExamplesNotSupported,
     InvalidInputs,
     InvalidOptions,
     InvalidSupportSet,
     LimitExceeded,
     StateMissing,
+    StoreUnavailable,
 )
 from app.engine.admission import TenantAdmission
 from app.engine.batcher import MicroBatcher
@@ -44,6 +46,7 @@ from app.storage.artifacts import (
     ArtifactCorrupted,
     ArtifactMissing,
     ArtifactStore,
+    ArtifactStoreUnavailable,
     decode_state,
     encode_state,
 )
@@ -77,7 +80,7 @@ class AdaptationReport:
     steps: int
     duration_ms: float
     support_loss_before: float | None
-    support_loss_after: float
+    support_loss_after: float | None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -92,6 +95,12 @@ class Adaptation:
     artifact_bytes: int
     labels: list[Any] | None
     report: AdaptationReport
+
+
+@dataclass(frozen=True)
+class Served:
+    predictions: list[Any]
+    std: list[float] | None = None  # regression learners with a predictive distribution
 
 
 def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
@@ -212,9 +221,60 @@ class ServingEngine:
                 "loss or weights); targets and inputs must be of the scale the meta-learner was "
                 "trained on")
         artifact = encode_state(state)
-        sha = self._store.put(artifact)
+        sha = self._put(artifact)
         self._remember(sha, state)
         return Adaptation(reg, sha, len(artifact), task.labels, report)
+
+    def extend(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
+               inputs: list[Any], targets: list[Any], tenant: str = "") -> Adaptation:
+        """Add labelled examples (new labels included) to an adapted state, where the family
+        makes that exact (memory-based learners): store the new state and return it."""
+        learner, limits = reg.learner, reg.limits
+        if not learner.extends:
+            raise ExamplesNotSupported(
+                f"{reg.ref} ({reg.spec.algorithm}, {reg.spec.family}) cannot add examples to an "
+                "adapted model exactly; adapt a new model on the whole support set instead")
+        if len(targets) != len(inputs):
+            raise InvalidSupportSet(f"inputs has {len(inputs)} items but targets has {len(targets)}")
+        try:
+            if labels is not None:  # old labels keep their places; new ones come after them
+                encoded = reg.task.encode(list(labels) + list(targets), limits["max_ways"],
+                                          limits["max_shots"] + 1)
+                y, ways, new_labels = encoded.y[len(labels):], encoded.ways, encoded.labels
+            else:
+                encoded = reg.task.encode(targets, limits["max_ways"], limits["max_shots"])
+                y, ways, new_labels = encoded.y, 0, None
+        except InvalidTargets as exc:
+            raise InvalidSupportSet(f"targets: {exc}") from exc
+        except TargetLimitExceeded as exc:
+            raise LimitExceeded(f"targets: {exc} for {reg.name}") from exc
+        self._check_target_range(reg, y)
+        x = self._decode(reg, inputs, "inputs")
+        state = self.load_state(artifact_sha256)
+        total = learner.memory_size(state) + len(inputs)
+        if total > limits["max_support"]:
+            raise LimitExceeded(f"the model would hold {total} examples, over the limit of "
+                                f"{limits['max_support']} for {reg.name}")
+
+        def work() -> tuple[State, float]:
+            t0 = time.perf_counter()
+            grown = learner.extend(state, x, y, ways)
+            return grown, time.perf_counter() - t0
+
+        grown, seconds = self.executor.run(work, tenant=tenant)
+        artifact = encode_state(grown)
+        sha = self._put(artifact)
+        self._remember(sha, grown)
+        report = AdaptationReport(steps=0, duration_ms=round(seconds * 1000, 3), support_loss_before=None,
+                                  support_loss_after=None)
+        return Adaptation(reg, sha, len(artifact), new_labels, report)
+
+    def _check_target_range(self, reg: RegisteredLearner, y: Tensor) -> None:
+        if reg.spec.targets is not None:
+            low, high = reg.spec.targets.value_range
+            if bool((y < low).any() or (y > high).any()):
+                raise InvalidSupportSet(f"targets must lie in [{low}, {high}], the range "
+                                        f"{reg.ref} was trained on")
 
     def _adapt_many(self, key: Hashable, tasks: list[PreparedTask], record: bool = True
                     ) -> list[tuple[State, AdaptationReport]]:
@@ -271,6 +331,9 @@ class ServingEngine:
                 self.metrics.corrupt_artifacts.inc()
                 raise ArtifactCorrupt(f"the stored state {sha256} does not match its checksum; "
                                       "it will not be served") from exc
+            except ArtifactStoreUnavailable as exc:
+                raise StoreUnavailable(f"the artifact store did not answer ({exc}); retry shortly",
+                                       retry_after=2) from exc
             except ArtifactMissing as exc:
                 raise StateMissing(f"the stored state {sha256} is missing from this store; check "
                                    "METASERVE_DATA_DIR") from exc
@@ -279,6 +342,13 @@ class ServingEngine:
         self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
         self._gauge_cache()
         return state
+
+    def _put(self, artifact: bytes) -> str:
+        try:
+            return self._store.put(artifact)
+        except ArtifactStoreUnavailable as exc:
+            raise StoreUnavailable(f"the artifact store did not answer ({exc}); nothing was "
+                                   "created, retry shortly", retry_after=2) from exc
 
     def _remember(self, sha256: str, state: State) -> None:
         self._cache.put(sha256, state)
@@ -332,8 +402,9 @@ class ServingEngine:
 
     def predict(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
                 inputs: list[Any], top_k: int | None = None, tenant: str = "",
-                abstain_threshold: float | None = None) -> list[Any]:
-        """Predictions (plain Python) of the adapted state ``artifact_sha256`` for ``inputs``."""
+                abstain_threshold: float | None = None) -> Served:
+        """Predictions (plain Python) of the adapted state ``artifact_sha256`` for ``inputs``,
+        with a standard deviation per prediction from learners that give one."""
         if len(inputs) > reg.limits["max_queries"]:
             raise LimitExceeded(f"{len(inputs)} inputs exceed the limit of "
                                 f"{reg.limits['max_queries']} per request for {reg.name}")
@@ -353,7 +424,11 @@ class ServingEngine:
         if not bool(torch.isfinite(served).all()):
             raise InvalidInputs(f"inputs: {reg.ref} produced non-finite outputs for these inputs; "
                                 "they are outside what it can answer")
-        return reg.task.render(served, labels, top_k, abstain_threshold)
+        std = None
+        if reg.learner.gives_std:  # one more forward pass for the predictive spread
+            spread = self.predict_executor.run(lambda: reg.learner.predict_std(state, x), tenant=tenant)
+            std = spread.reshape(-1).tolist()
+        return Served(reg.task.render(served, labels, top_k, abstain_threshold), std)
 
     def _predict_many(self, key: Hashable, items: list[tuple], record: bool = True) -> list[Tensor]:
         reg = items[0][0]

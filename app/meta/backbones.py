@@ -113,8 +113,31 @@ class EmbeddingAdapter(nn.Module):
         return self.head(self.encoder(x))
 
 
+def mlp(sizes: list[int]) -> nn.Sequential:
+    layers: list[nn.Module] = []
+    for i, (a, b) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(a, b))
+        if i < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers)
+
+
+class NeuralProcessNet(nn.Module):
+    """The three networks of an attentive neural process on ``x_dim``-d inputs and ``y_dim``-d
+    targets: ``keys`` (x -> d, for attention), ``values`` ((x, y) -> d, the memory) and
+    ``decoder`` ((x, r) -> mean and raw standard deviation)."""
+
+    def __init__(self, x_dim: int = 1, y_dim: int = 1, width: int = 128) -> None:
+        super().__init__()
+        self.keys = mlp([x_dim, width, width])
+        self.values = mlp([x_dim + y_dim, width, width, width])
+        self.decoder = mlp([x_dim + width, width, width, 2 * y_dim])
+        self.feature_dim = width
+
+
 BACKBONES: dict[str, type[nn.Module]] = {"conv4": Conv4, "sine_mlp": SineMLP,
-                                         "embedding_adapter": EmbeddingAdapter}
+                                         "embedding_adapter": EmbeddingAdapter,
+                                         "neural_process": NeuralProcessNet}
 
 
 def build_backbone(name: str, **kwargs: int) -> nn.Module:

@@ -54,6 +54,9 @@ class TrainConfig:
     # text tasks: {"encoder": NAME, "max_chars": N, "sources": [[dataset, split], ...],
     # "validation_every": K (every K-th intent, sorted, held out for validation)}
     text: dict[str, Any] = field(default_factory=dict)
+    # a shipped model folder whose weights start the training (matching names only); its
+    # weights' sha256 is recorded in the manifest
+    init_from: str = ""
 
     @property
     def model_spec(self) -> dict[str, Any]:

@@ -30,6 +30,7 @@ class HParams(_Strict):
     reference_ways: int | None = Field(None, ge=1)
     width: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, gt=0)  # ProtoNet: logits / T (calibration)
+    scale: float | None = Field(None, gt=0)  # Matching Networks: cosine attention sharpness
 
     @model_validator(mode="after")
     def _references(self) -> HParams:

@@ -54,6 +54,7 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     learner = build_learner(cfg.model_spec, seed=cfg.seed)
+    initialisation = initialise_from(learner, cfg.init_from) if cfg.init_from else None
     for p in learner.params.values():
         p.data = p.data.to(device)
     opt = make_optimizer(cfg, learner)
@@ -145,6 +146,7 @@ def train(
             "seconds": round(time.monotonic() - t0, 1),
             "hardware": hardware(device),
             "data_checksums": checksums,
+            **({"initialised_from": initialisation} if initialisation else {}),
             "library_versions": {"python": sys.version.split()[0], "torch": torch.__version__},
         },
         "weights_sha256": weights_sha,
@@ -152,6 +154,24 @@ def train(
     }
     write_json(out_dir / "manifest.json", manifest)
     return manifest
+
+
+def initialise_from(learner: MetaLearner, folder: str) -> dict[str, Any]:
+    """Start from a shipped model's weights (the meta-parameters with the same names)."""
+    from safetensors.torch import load_file
+
+    from app.meta.checkpoint import file_sha256, resolve_version_folder
+
+    version = resolve_version_folder(Path(folder))
+    weights = version / "weights.safetensors"
+    tensors = load_file(str(weights))
+    shared = {k: v for k, v in tensors.items() if k in learner.params}
+    if not shared:
+        raise ValueError(f"{weights} holds none of {sorted(learner.params)[:3]}...")
+    with torch.no_grad():
+        for k, v in shared.items():
+            learner.params[k].copy_(v)
+    return {"folder": str(version), "weights_sha256": file_sha256(weights), "tensors": len(shared)}
 
 
 def input_spec(cfg: TrainConfig) -> dict[str, Any]:

@@ -30,6 +30,10 @@ class ArtifactCorrupted(Exception):
     pass
 
 
+class ArtifactStoreUnavailable(Exception):
+    """The store did not answer (network, 5xx after retries): try again later."""
+
+
 class ArtifactStore(Protocol):
     def put(self, data: bytes) -> str: ...
     def get(self, sha256: str) -> bytes: ...

@@ -16,7 +16,12 @@ import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
-from app.storage.artifacts import ArtifactCorrupted, ArtifactMissing, sha256_hex
+from app.storage.artifacts import (
+    ArtifactCorrupted,
+    ArtifactMissing,
+    ArtifactStoreUnavailable,
+    sha256_hex,
+)
 
 IDENTITY_KEY = "STORE_ID"
 
@@ -38,9 +43,10 @@ class S3ArtifactStore:
                  region: str | None = None, client: object | None = None) -> None:
         import boto3  # noqa: PLC0415 - only deployments that choose S3 need it
         from botocore.config import Config  # noqa: PLC0415
-        from botocore.exceptions import ClientError  # noqa: PLC0415
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
         self._client_error = ClientError
+        self._transport_errors = (BotoCoreError,)
         self.bucket, self.prefix = bucket, prefix
         self.s3 = client or boto3.client(
             "s3", endpoint_url=endpoint_url or None, region_name=region or "us-east-1",
@@ -67,6 +73,12 @@ class S3ArtifactStore:
         return f"{self.prefix}states/{sha256[:2]}/{sha256}.safetensors"
 
     def put(self, data: bytes) -> str:
+        try:
+            return self._put(data)
+        except (self._client_error, *self._transport_errors) as exc:
+            raise ArtifactStoreUnavailable(f"S3 PUT failed: {exc}") from exc
+
+    def _put(self, data: bytes) -> str:
         sha = sha256_hex(data)
         key = self.key(sha)
         if self.exists(sha):  # young again, so that garbage collection spares it
@@ -83,7 +95,9 @@ class S3ArtifactStore:
         except self._client_error as exc:
             if _missing(exc):
                 raise ArtifactMissing(sha256) from exc
-            raise
+            raise ArtifactStoreUnavailable(f"S3 GET failed: {exc}") from exc
+        except self._transport_errors as exc:
+            raise ArtifactStoreUnavailable(f"S3 GET failed: {exc}") from exc
         if sha256_hex(data) != sha256:
             raise ArtifactCorrupted(sha256)
         return data

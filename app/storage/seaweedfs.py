@@ -65,13 +65,38 @@ class SeaweedFS:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"SeaweedFS exited; see {self.data_dir / 'weed.log'}")
-            try:
-                httpx.get(self.endpoint, timeout=1)
+            if self._round_trip():
                 return self.endpoint
-            except httpx.HTTPError:
-                time.sleep(0.2)
+            time.sleep(0.2)
         self.stop()
         raise TimeoutError("SeaweedFS did not start")
+
+    def _round_trip(self) -> bool:
+        """Ready means an object can be written and read back (the S3 port answers before
+        the volume server behind it is up)."""
+        try:
+            httpx.get(self.endpoint, timeout=1)
+        except httpx.HTTPError:
+            return False
+        import boto3  # noqa: PLC0415
+        from botocore.config import Config  # noqa: PLC0415
+        from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
+
+        s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
+                          aws_access_key_id=self.env.get("AWS_ACCESS_KEY_ID"),
+                          aws_secret_access_key=self.env.get("AWS_SECRET_ACCESS_KEY"),
+                          config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2))
+        try:
+            try:
+                s3.create_bucket(Bucket="seaweedfs-ready")
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
+                                                                      "BucketAlreadyExists"):
+                    return False
+            s3.put_object(Bucket="seaweedfs-ready", Key="probe", Body=b"ok")
+            return s3.get_object(Bucket="seaweedfs-ready", Key="probe")["Body"].read() == b"ok"
+        except (ClientError, BotoCoreError):
+            return False
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:

@@ -6,7 +6,6 @@ import os
 import tempfile
 from pathlib import Path
 
-import httpx
 import pytest
 import schemathesis
 from fastapi.testclient import TestClient
@@ -57,7 +56,9 @@ def test_no_5xx_and_problem_bodies(case, client):
         kwargs["content"] = kwargs.pop("data")
     try:
         response = client.request(**kwargs)
-    except httpx.InvalidURL:
+    except Exception as exc:  # the test client's own httpx build (httpx or httpx2)
+        if type(exc).__name__ != "InvalidURL":
+            raise
         reject()  # the HTTP client itself refuses to send it (e.g. a query over its length limit)
     SEEN.append((client.backend, case.operation.label, response.status_code))
     assert response.status_code < 500, (case.method, case.path, response.text[:500])

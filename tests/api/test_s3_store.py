@@ -45,3 +45,26 @@ def test_s3_and_local_stores_are_different_stores(settings, s3_store_settings):
     with TestClient(create_app(settings.model_copy(update=s3_store_settings))) as client:
         r = client.get("/v1/meta-learners")
         assert r.status_code == 503 and "store" in r.json()["detail"]
+
+
+def test_an_unreachable_store_is_503_not_500(settings, s3_store_settings, seaweedfs):
+    s3 = settings.model_copy(update=s3_store_settings)
+    with TestClient(create_app(s3)) as client:
+        ident = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
+                                                        "support": sine_support()}).json()["id"]
+        with client.app.state.session_factory() as session:
+            from app.db.models import AdaptedModelRow
+            sha = session.get(AdaptedModelRow, ident).artifact_sha256
+        client.app.state.engine._cache.discard(sha)  # a cold state: it must be read from the store
+        seaweedfs.stop()
+        try:
+            r = client.post(f"/v1/adapted-models/{ident}/predictions", json=QUERIES)
+            assert r.status_code == 503 and r.headers["Retry-After"] == "2"
+            assert r.json()["type"].endswith("artifact-store-unavailable")
+            made = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
+                                                           "support": sine_support(1.0)})
+            assert made.status_code == 503  # nothing half-made: no row without its state
+        finally:
+            seaweedfs.start()
+        assert client.post(f"/v1/adapted-models/{ident}/predictions", json=QUERIES).status_code == 200
+        assert len(client.get("/v1/adapted-models").json()["items"]) == 1

@@ -216,11 +216,11 @@ def test_client_models_match_the_openapi_document(live_server, client_model, ser
         assert client_model.model_fields[name].is_required() or name in lenient, name
 
 
-def test_add_examples_fails_clearly_where_the_server_lacks_it(live_server):
-    from metaserve_client import MethodNotAllowed
+def test_add_examples_fails_clearly_where_the_family_cannot(live_server):
+    from metaserve_client.errors import Conflict
 
     with Client(live_server.url, api_key=live_server.key) as client:
         made = client.adapted_models.create("sinusoid-maml", XS, YS)
-        with pytest.raises((NotFound, MethodNotAllowed)):
+        with pytest.raises(Conflict, match="cannot add examples"):
             made.add_examples([[1.0]], [0.5])
         assert made.predict([[0.5]])  # the model is untouched

@@ -17,6 +17,7 @@ from app.api.adapted_models.schemas import (
     AdaptedModelRead,
     PredictionRequest,
     PredictionResponse,
+    SupportSet,
     predictions_response,
     row_to_read,
 )
@@ -102,6 +103,22 @@ def delete_adapted_model(row: OwnedAdaptedModel, session: SessionDep, engine: En
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
+@router.post("/{adapted_model_id}/examples", operation_id="addExamples",
+             response_model=AdaptedModelRead, responses=problem_responses(401, 404, 409, 410, 413, 422, 429, 503))
+def add_examples(
+    row: OwnedAdaptedModel, body: SupportSet, session: SessionDep, engine: EngineDep, response: Response,
+    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+) -> AdaptedModelRead:
+    """Add labelled examples (new labels too) to an adapted model whose family makes that
+    exact (memory-based: its memory grows); the ID stays, ``revision`` goes up by one.
+    Others answer 409 examples-not-supported; a concurrent update answers 409 revision-conflict."""
+    updated, replayed = service.add_examples(session=session, engine=engine, row=row, examples=body,
+                                             idempotency_key=idempotency_key)
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return row_to_read(updated)
+
+
 PREDICT_ERRORS = problem_responses(401, 404, 409, 410, 413, 422, 429, 503)
 
 
@@ -110,9 +127,9 @@ PREDICT_ERRORS = problem_responses(401, 404, 409, 410, 413, 422, 429, 503)
 def predict(row: OwnedAdaptedModel, body: PredictionRequest, session: SessionDep,
             engine: EngineDep) -> PredictionResponse:
     """Predict with an adapted model."""
-    preds = service.predict(session=session, engine=engine, row=row, inputs=body.inputs,
-                            top_k=body.top_k)
-    return predictions_response(row.task_type, preds)
+    served = service.predict(session=session, engine=engine, row=row, inputs=body.inputs,
+                             top_k=body.top_k)
+    return predictions_response(row.task_type, served.predictions, served.std)
 
 
 @router.get("/{adapted_model_id}/predictions", operation_id="predictQuery",
@@ -135,5 +152,5 @@ def predict_query(
         check_depth(parsed)
     except ValueError as exc:
         raise InvalidInputs(f"inputs: {exc}") from exc
-    preds = service.predict(session=session, engine=engine, row=row, inputs=parsed, top_k=top_k)
-    return predictions_response(row.task_type, preds)
+    served = service.predict(session=session, engine=engine, row=row, inputs=parsed, top_k=top_k)
+    return predictions_response(row.task_type, served.predictions, served.std)

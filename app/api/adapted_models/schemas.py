@@ -55,7 +55,7 @@ class AdaptationReport(BaseModel):
     steps: int
     duration_ms: float
     support_loss_before: float | None
-    support_loss_after: float
+    support_loss_after: float | None
 
 
 class AdaptedModelRead(BaseModel):
@@ -64,6 +64,7 @@ class AdaptedModelRead(BaseModel):
     meta_learner: str
     meta_learner_version: str = Field(description="the exact version that adapted this model; "
                                       "its predictions always run on that version's weights")
+    revision: int = Field(1, description="1 when adapted; +1 each time examples are added")
     status: Literal["queued", "running", "ready", "failed"] = Field(
         description="queued -> running -> ready | failed; only a ready model predicts")
     progress: float | None = Field(None, ge=0, le=1, description="fraction of the adaptation "
@@ -108,16 +109,18 @@ class RegressionPredictions(BaseModel):
         "task_type": "regression", "predictions": [0.53, -1.2]}]})
     task_type: Literal["regression"] = "regression"
     predictions: list[float]
+    std: list[float] | None = Field(None, description="the predictive standard deviation of each "
+                                    "prediction, from learners that give one (neural processes)")
 
 
 PredictionResponse = Annotated[ClassificationPredictions | RegressionPredictions,
                                Field(discriminator="task_type")]
 
 
-def predictions_response(task_type: str, predictions: list[Any]) -> Any:
+def predictions_response(task_type: str, predictions: list[Any], std: list[float] | None = None) -> Any:
     if task_type == ClassificationPredictions.model_fields["task_type"].default:
         return ClassificationPredictions(predictions=predictions)
-    return RegressionPredictions(predictions=predictions)
+    return RegressionPredictions(predictions=predictions, std=std)
 
 
 def row_to_read(row: Any) -> AdaptedModelRead:

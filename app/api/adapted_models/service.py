@@ -17,11 +17,11 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from app.api.adapted_models.schemas import AdaptedModelCreate
+from app.api.adapted_models.schemas import AdaptedModelCreate, SupportSet
 from app.core.config import Settings
 from app.core.problems import (
     AdaptedModelNotFound,
@@ -30,12 +30,13 @@ from app.core.problems import (
     InvalidOptions,
     ModelNotReady,
     QuotaExceeded,
+    RevisionConflict,
     StateMissing,
 )
 from app.core.tracing import current_context_carrier, tracer
 from app.db.models import AdaptedModelRow, IdempotencyRow
 from app.db.session import lock_tenant
-from app.engine.engine import ServingEngine
+from app.engine.engine import Served, ServingEngine
 from app.jobs.adaptation import job_request
 from app.jobs.queue import READY, enqueue
 from app.jobs.runner import JobRunner
@@ -177,6 +178,60 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     return row, False
 
 
+def add_examples(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
+                 examples: SupportSet, idempotency_key: str | None = None) -> tuple[AdaptedModelRow, bool]:
+    """Add labelled examples to an adapted model (memory-based learners): a new state, the
+    same ID, ``revision`` + 1. Compare-and-set on the revision: of two concurrent updates one
+    lands and the other gets 409 (never a lost update). With an ``Idempotency-Key`` seen
+    before for this model and the same body, nothing is added again."""
+    if row.status != READY:
+        raise ModelNotReady.for_row(row)
+    reg = engine.bound(row.meta_learner, row.meta_learner_version, row.meta_learner_weights_sha256)
+    digest = hashlib.sha256(json.dumps([row.id, examples.model_dump(mode="json")], sort_keys=True,
+                                       separators=(",", ":")).encode()).hexdigest()
+    key = f"examples:{row.id}:{idempotency_key}" if idempotency_key else None
+    if key:
+        previous = session.get(IdempotencyRow, (row.tenant, key))
+        if previous is not None:
+            if previous.request_sha256 != digest:
+                raise IdempotencyConflict(f"Idempotency-Key {idempotency_key!r} was used with a "
+                                          "different request body")
+            end_transaction(session)
+            return row, True
+    ident, tenant, revision, old_sha = row.id, row.tenant, row.revision, row.artifact_sha256
+    end_transaction(session)  # no connection held while computing
+    made = engine.extend(reg, old_sha, row.labels, examples.inputs, examples.targets, tenant=tenant)
+    updated = session.execute(
+        update(AdaptedModelRow)
+        .where(AdaptedModelRow.id == ident, AdaptedModelRow.revision == revision)
+        .values(revision=revision + 1, artifact_sha256=made.artifact_sha256,
+                artifact_bytes=made.artifact_bytes, labels=made.labels)).rowcount
+    if updated != 1:
+        session.rollback()
+        release(session=session, states=engine, sha256=made.artifact_sha256)
+        session.commit()
+        raise RevisionConflict(f"adapted model {ident} changed while these examples were added "
+                               f"(revision {revision} is no longer current); read it and retry")
+    if key:
+        session.add(IdempotencyRow(tenant=tenant, key=key, request_sha256=digest,
+                                   adapted_model_id=ident, created_at=now_utc()))
+    try:
+        session.commit()
+    except IntegrityError:  # the same key raced in on another request: that one landed
+        session.rollback()
+        release(session=session, states=engine, sha256=made.artifact_sha256)
+        session.commit()
+        raise RevisionConflict(f"adapted model {ident} changed while these examples were added; "
+                               "read it and retry") from None
+    if old_sha != made.artifact_sha256:
+        release(session=session, states=engine, sha256=old_sha)
+        session.commit()
+    fresh = session.get(AdaptedModelRow, ident)
+    session.refresh(fresh)
+    end_transaction(session)
+    return fresh, False
+
+
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 
 
@@ -240,7 +295,7 @@ def delete(*, session: Session, engine: ServingEngine, row: AdaptedModelRow) -> 
 
 
 def predict(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
-            inputs: list[Any], top_k: int | None = None) -> list[Any]:
+            inputs: list[Any], top_k: int | None = None) -> Served:
     """Predictions on the exact meta-learner version and weights that adapted ``row``."""
     if row.status != READY:
         raise ModelNotReady.for_row(row)

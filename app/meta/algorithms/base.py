@@ -42,6 +42,8 @@ class MetaLearner(ABC):
     family: ClassVar[str]  # "optimization" | "metric" | "parameter-generating"
     has_steps: ClassVar[bool] = False
     batchable: ClassVar[bool] = True  # adapt_batch (vmap) gives the same states as adapt
+    gives_std: ClassVar[bool] = False  # predict_std gives a predictive standard deviation
+    extends: ClassVar[bool] = False  # extend adds examples exactly (memory-based learners)
 
     def __init__(self, model: nn.Module, task_type: str, **hparams: Any) -> None:
         self.task = task_type_for(task_type)  # raises on an unknown task type
@@ -104,6 +106,18 @@ class MetaLearner(ABC):
     def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
         with torch.no_grad():
             return self.predict_params(self.frozen(), state, x)
+
+    def extend(self, state: AdaptedState, x: Tensor, y: Tensor, ways: int) -> AdaptedState:
+        """The state adapted to its support set plus (x, y): only where that is exact."""
+        raise NotImplementedError(f"{self.name} cannot add examples to an adapted state")
+
+    def memory_size(self, state: AdaptedState) -> int:
+        """Examples held by a memory-based state."""
+        return 0
+
+    def predict_std(self, state: AdaptedState, x: Tensor) -> Tensor | None:
+        """The predictive standard deviation per output, where the family has one."""
+        return None
 
     def adapt_batch(
         self, xs: Tensor, ys: Tensor, ways: int = 0, options: AdaptOptions | None = None

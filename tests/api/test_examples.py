@@ -1,0 +1,127 @@
+"""Incremental adaptation: POST /v1/adapted-models/{id}/examples on memory-based learners.
+The grown model predicts exactly like one adapted from scratch on the union; the ID stays and
+the revision goes up; concurrent updates never lose one; other families answer 409."""
+
+from __future__ import annotations
+
+import math
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from fastapi.testclient import TestClient
+
+from app.main import create_app
+from tests.api.helpers import glyph, image_support, png_b64
+from tests.api.test_errors import check_problem
+from tests.api.test_tenancy_and_reliability import auth, keys
+
+FIRST = image_support(labels=("a", "b"), shots=1)
+MORE = image_support(labels=("b", "c"), shots=2)  # an old label and a new one
+QUERIES = {"inputs": [png_b64(glyph(k, jitter=1)) for k in range(3)]}
+
+
+def union(*parts: dict) -> dict:
+    return {"inputs": [i for p in parts for i in p["inputs"]],
+            "targets": [t for p in parts for t in p["targets"]]}
+
+
+def adapt(client, name, support, headers=None):
+    r = client.post("/v1/adapted-models", json={"meta_learner": name, "support": support},
+                    headers=headers or {})
+    assert r.status_code == 201, r.text
+    return r.json()
+
+
+def predictions(client, ident, queries, headers=None):
+    r = client.post(f"/v1/adapted-models/{ident}/predictions", json=queries, headers=headers or {})
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def close(a, b, tol=1e-5):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(close(a[k], b[k], tol) for k in a)
+    if isinstance(a, list):
+        return len(a) == len(b) and all(close(x, y, tol) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return math.isclose(a, b, rel_tol=tol, abs_tol=tol)
+    return a == b
+
+
+def test_matchingnet_grows_exactly_like_adapting_on_the_union(client):
+    model = adapt(client, "omniglot-matchingnet", FIRST)
+    r = client.post(f"/v1/adapted-models/{model['id']}/examples", json=MORE)
+    assert r.status_code == 200, r.text
+    grown = r.json()
+    assert grown["id"] == model["id"] and grown["revision"] == model["revision"] + 1 == 2
+    assert grown["labels"] == ["a", "b", "c"]
+    scratch = adapt(client, "omniglot-matchingnet", union(FIRST, MORE))
+    assert close(predictions(client, model["id"], QUERIES), predictions(client, scratch["id"], QUERIES))
+    assert client.get(f"/v1/adapted-models/{model['id']}").json()["revision"] == 2
+
+
+def test_neural_process_memory_grows_exactly(client):
+    first = {"inputs": [[-3.0], [0.0]], "targets": [0.3, -1.0]}
+    more = {"inputs": [[2.0], [4.0]], "targets": [1.2, 0.4]}
+    model = adapt(client, "sinusoid-neural-process", first)
+    assert client.post(f"/v1/adapted-models/{model['id']}/examples", json=more).status_code == 200
+    scratch = adapt(client, "sinusoid-neural-process", union(first, more))
+    queries = {"inputs": [[-4.0], [1.0], [3.0]]}
+    assert close(predictions(client, model["id"], queries), predictions(client, scratch["id"], queries))
+
+
+def test_other_families_refuse_and_bad_examples_are_422(client):
+    protonet = adapt(client, "omniglot-protonet", FIRST)
+    r = client.post(f"/v1/adapted-models/{protonet['id']}/examples", json=MORE)
+    check_problem(r, 409, "cannot add examples")
+    model = adapt(client, "omniglot-matchingnet", FIRST)
+    bad = {"inputs": MORE["inputs"][:1], "targets": MORE["targets"]}
+    check_problem(client.post(f"/v1/adapted-models/{model['id']}/examples", json=bad), 422, "inputs")
+    assert client.get(f"/v1/adapted-models/{model['id']}").json()["revision"] == 1
+
+
+def test_idempotent_examples_are_added_once(client):
+    model = adapt(client, "omniglot-matchingnet", FIRST)
+    key = {"Idempotency-Key": "grow-1"}
+    first = client.post(f"/v1/adapted-models/{model['id']}/examples", json=MORE, headers=key)
+    again = client.post(f"/v1/adapted-models/{model['id']}/examples", json=MORE, headers=key)
+    assert first.status_code == again.status_code == 200
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json()["revision"] == 2
+    other = client.post(f"/v1/adapted-models/{model['id']}/examples", json=FIRST, headers=key)
+    check_problem(other, 409, "different request body")
+
+
+def test_concurrent_updates_are_never_lost(client):
+    model = adapt(client, "omniglot-matchingnet", FIRST)
+    batches = [image_support(labels=("a", "b"), shots=1) for _ in range(4)]
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(pool.map(lambda b: client.post(f"/v1/adapted-models/{model['id']}/examples",
+                                                      json=b), batches))
+    landed = [a for a in answers if a.status_code == 200]
+    assert {a.status_code for a in answers} <= {200, 409} and landed
+    for a in answers:
+        if a.status_code == 409:
+            assert a.json()["type"].endswith("revision-conflict")
+    final = client.get(f"/v1/adapted-models/{model['id']}").json()
+    assert final["revision"] == 1 + len(landed)
+    # the memory holds the first support set plus exactly the updates that landed
+    engine = client.app.state.engine
+    with client.app.state.session_factory() as session:
+        from app.db.models import AdaptedModelRow
+        sha = session.get(AdaptedModelRow, model["id"]).artifact_sha256
+    assert engine.load_state(sha)["keys"].shape[0] == 2 + 2 * len(landed)
+
+
+def test_examples_respect_tenancy(settings):
+    authed = settings.model_copy(update={"auth_enabled": True, "rate_limit_per_minute": 0})
+    with TestClient(create_app(authed)) as client:
+        alice, bob = (auth(secret) for _, secret in keys(client, "alice", "bob"))
+        model = adapt(client, "omniglot-matchingnet", FIRST, alice)
+        r = client.post(f"/v1/adapted-models/{model['id']}/examples", json=MORE, headers=bob)
+        assert r.status_code == 404
+        assert client.get(f"/v1/adapted-models/{model['id']}", headers=alice).json()["revision"] == 1
+
+
+@pytest.mark.parametrize("name", ["omniglot-matchingnet", "sinusoid-neural-process"])
+def test_memory_learners_declare_their_family(client, name):
+    assert client.get(f"/v1/meta-learners/{name}").json()["family"] == "memory"
