@@ -54,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                          settings.db_max_overflow, settings.db_pool_timeout)
         check_schema(db)  # a database behind this code's migrations is refused, loudly
         app.state.session_factory = make_session_factory(db)
-        app.state.engine = engine = build_engine(settings, metrics)
+        app.state.engine = engine = build_engine(settings, metrics, app.state.session_factory)
         registry = engine.registry
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)

@@ -1,4 +1,5 @@
-"""Cold state loads: the local store against S3 (a private SeaweedFS on loopback), for the
+"""Cold state loads: the local store against S3 (a private SeaweedFS on loopback) and small
+states inline in the database (SQLite, and PostgreSQL when METASERVE_TEST_POSTGRES_URL is set), for the
 state sizes the shipped meta-learners produce; p50/p99 of ``get`` (read + sha256 check) and
 of ``put``. Writes ``benchmarks/results/store_latency.json``.
 
@@ -37,6 +38,21 @@ def timed(fn, n: int) -> dict[str, float]:
     return {"p50_ms": round(float(np.percentile(a, 50)), 3), "p99_ms": round(float(np.percentile(a, 99)), 3)}
 
 
+def database_store(url: str):
+    """The inline store on ``url`` (migrated); PostgreSQL's table is emptied first."""
+    from sqlalchemy import text  # noqa: PLC0415
+
+    from app.db.migrate import upgrade  # noqa: PLC0415
+    from app.db.session import make_engine, make_session_factory  # noqa: PLC0415
+    from app.storage.tiered import DatabaseArtifactStore  # noqa: PLC0415
+
+    upgrade(url)
+    engine = make_engine(url)
+    with engine.begin() as conn:
+        conn.execute(text("DELETE FROM inline_states"))
+    return DatabaseArtifactStore(make_session_factory(engine))
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=200)
@@ -46,12 +62,26 @@ def main() -> None:
     report: dict = {"n": args.n, "sizes": SIZES}
     with tempfile.TemporaryDirectory() as tmp, SeaweedFS(Path(tmp) / "weed") as endpoint:
         stores = {"local": LocalArtifactStore(Path(tmp) / "local"),
-                  "s3": S3ArtifactStore(bucket="bench", endpoint_url=endpoint)}
+                  "s3": S3ArtifactStore(bucket="bench", endpoint_url=endpoint),
+                  "database-sqlite": database_store(f"sqlite:///{tmp}/inline.db")}
+        if os.environ.get("METASERVE_TEST_POSTGRES_URL"):  # a database of its own on that server
+            from sqlalchemy.engine import make_url  # noqa: PLC0415
+
+            from deploy.local_cluster import ensure_database  # noqa: PLC0415
+
+            url = make_url(os.environ["METASERVE_TEST_POSTGRES_URL"]).set(database="metaserve_bench")
+            url = url.render_as_string(hide_password=False)
+            ensure_database(url)
+            stores["database-postgresql"] = database_store(url)
         rng = np.random.default_rng(0)
         for label, size in SIZES.items():
             n = args.n if size < 100_000 else max(args.n // 10, 10)
+            if size >= 100_000:  # inline only for small states
+                stores_now = {k: v for k, v in stores.items() if not k.startswith("database")}
+            else:
+                stores_now = stores
             blobs = [rng.bytes(size) for _ in range(n)]
-            for kind, store in stores.items():
+            for kind, store in stores_now.items():
                 shas: list[str] = []
                 put = timed(lambda i, s=store, sh=shas: sh.append(s.put(blobs[i])), n)  # noqa: B023
                 get = timed(lambda i, s=store, sh=shas: s.get(sh[i]), n)

@@ -3,6 +3,8 @@ Shared by the HTTP service (``app.main``) and the job worker (``app.jobs.worker`
 
 from __future__ import annotations
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from app.core.config import Settings
 from app.core.metrics import Metrics
 from app.engine.admission import TenantAdmission
@@ -14,13 +16,14 @@ from app.meta.codecs import InputLimits
 from app.storage import make_store
 
 
-def build_engine(settings: Settings, metrics: Metrics) -> ServingEngine:
+def build_engine(settings: Settings, metrics: Metrics,
+                 factory: sessionmaker[Session] | None = None) -> ServingEngine:
     registry = load_registry(settings.models_dir)
     executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
     predict_executor = Executor(settings.prediction_workers, settings.max_queue,
                                 settings.resolved_torch_threads, name="metaserve-predict")
     return ServingEngine(
-        registry, make_store(settings), StateCache(settings.cache_bytes), executor, metrics,
+        registry, make_store(settings, factory), StateCache(settings.cache_bytes), executor, metrics,
         BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms),
         artifact_grace_seconds=settings.orphan_grace_seconds,
         input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels),

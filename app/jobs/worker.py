@@ -32,7 +32,7 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> int:
                      settings.db_pool_timeout)
     check_schema(db)
     factory = make_session_factory(db)
-    engine = build_engine(settings, Metrics())
+    engine = build_engine(settings, Metrics(), factory)
     with factory() as session:
         mismatch = bind_store(session=session, states=engine)
     if mismatch:

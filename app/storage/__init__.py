@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from app.core.config import Settings
 from app.storage.artifacts import ArtifactStore, LocalArtifactStore
 
@@ -23,5 +25,12 @@ def _s3(settings: Settings) -> ArtifactStore:
 STORES: dict[str, Callable[[Settings], ArtifactStore]] = {"local": _local, "s3": _s3}
 
 
-def make_store(settings: Settings) -> ArtifactStore:
-    return STORES[settings.artifact_store](settings)
+def make_store(settings: Settings, factory: sessionmaker[Session] | None = None) -> ArtifactStore:
+    """The configured store; with ``METASERVE_INLINE_STATE_BYTES`` > 0 (and a database),
+    states up to that size live in the database instead."""
+    large = STORES[settings.artifact_store](settings)
+    if settings.inline_state_bytes > 0 and factory is not None:
+        from app.storage.tiered import DatabaseArtifactStore, TieredArtifactStore  # noqa: PLC0415
+
+        return TieredArtifactStore(DatabaseArtifactStore(factory), large, settings.inline_state_bytes)
+    return large

@@ -68,3 +68,17 @@ def test_an_unreachable_store_is_503_not_500(settings, s3_store_settings, seawee
             seaweedfs.start()
         assert client.post(f"/v1/adapted-models/{ident}/predictions", json=QUERIES).status_code == 200
         assert len(client.get("/v1/adapted-models").json()["items"]) == 1
+
+
+def test_small_states_inline_in_the_database(settings):
+    inline = settings.model_copy(update={"inline_state_bytes": 16_384, "orphan_grace_seconds": 0.0})
+    with TestClient(create_app(inline)) as client:
+        small = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
+                                                        "support": sine_support()}).json()["id"]
+        answer = client.post(f"/v1/adapted-models/{small}/predictions", json=QUERIES).json()
+        store = client.app.state.engine._store
+        assert len(list(store.inline.keys())) == 1 and list(store.large.keys()) == []
+    with TestClient(create_app(inline)) as client:  # cold: read back from the database
+        assert client.post(f"/v1/adapted-models/{small}/predictions", json=QUERIES).json() == answer
+        assert client.delete(f"/v1/adapted-models/{small}").status_code == 204
+        assert list(client.app.state.engine._store.keys()) == []
