@@ -78,4 +78,4 @@ def test_fuzz_exercised_every_operation():
         codes = Counter(code // 100 for _, code in seen)
         print(f"fuzz on {backend}: {len(seen)} cases, {len(operations)} operations, "
               f"status classes {dict(codes)}")
-        assert len(operations) == 11 and codes[2] > 0 and codes[4] > 0 and codes[5] == 0
+        assert len(operations) == 12 and codes[2] > 0 and codes[4] > 0 and codes[5] == 0

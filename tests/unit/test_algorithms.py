@@ -195,7 +195,7 @@ def test_meta_training_steps_improve_query_loss():
 
 def test_every_algorithm_is_registered():
     assert set(ALGORITHMS) == {"maml", "metasgd", "reptile", "anil", "protonet", "protonet-finetune",
-                               "hypernet"}
+                               "matchingnet", "neural-process", "hypernet"}
 
 
 def test_adapt_options_steps_changes_adaptation():
