@@ -40,9 +40,16 @@ def ece(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> float:
 def validation_logits(learner, cfg: TrainConfig, n_tasks: int = 200):
     _, val, _ = text_training_splits(cfg)
     batch = TextTasks(val, cfg.ways, cfg.shots, cfg.queries).sample(n_tasks, torch.Generator().manual_seed(5))
+    served = learner.hparams.get("temperature", 1.0)
+    learner.hparams.setdefault("inner_temperature", served)  # fine-tuning keeps its own loss
     learner.hparams["temperature"] = 1.0
-    states = learner.adapt_batch(batch.support_x, batch.support_y, batch.ways)
-    logits = learner.predict_batch(states, batch.query_x)
+    if learner.batchable:
+        states = learner.adapt_batch(batch.support_x, batch.support_y, batch.ways)
+        logits = learner.predict_batch(states, batch.query_x)
+    else:  # per-task fine-tuning: one task at a time
+        logits = torch.stack([learner.predict(learner.adapt(sx, sy, batch.ways), qx)
+                              for sx, sy, qx in zip(batch.support_x, batch.support_y, batch.query_x,
+                                                    strict=True)])
     return logits.reshape(-1, batch.ways), batch.query_y.reshape(-1)
 
 
@@ -94,6 +101,7 @@ def main() -> None:
     ap.add_argument("model", type=Path)
     ap.add_argument("--config", type=Path, default=Path("configs/text-protonet.toml"))
     ap.add_argument("--write", action="store_true", help="record the temperature in the manifest")
+    ap.add_argument("--out", type=Path, default=Path("reports/text/calibration.json"))
     args = ap.parse_args()
     learner, manifest = load_meta_learner(args.model)
     cfg = TrainConfig.from_file(args.config)
@@ -106,11 +114,13 @@ def main() -> None:
               "validation": "200 episodes of held-out training intents (10-way 5-shot, 10 queries)",
               "out_of_scope": oos_figures(learner, manifest["input"]["encoder"])}
     print(json.dumps(report, indent=2))
-    out = Path("reports/text/calibration.json")
+    out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
     if args.write:
         raw = read_manifest(args.model)
+        if "inner_temperature" in learner.hparams and not learner.batchable:
+            raw["model"]["hparams"]["inner_temperature"] = learner.hparams["inner_temperature"]
         raw["model"]["hparams"]["temperature"] = round(t, 6)
         raw.setdefault("training", {})["calibration"] = {k: v for k, v in report.items() if k != "temperature"}
         write_json(Path(args.model) / "manifest.json", raw)

@@ -31,6 +31,8 @@ class HParams(_Strict):
     width: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, gt=0)  # ProtoNet: logits / T (calibration)
     scale: float | None = Field(None, gt=0)  # Matching Networks: cosine attention sharpness
+    # per-task fine-tuning: the temperature of its loss, when the served one was refitted after
+    inner_temperature: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")
     def _references(self) -> HParams:

@@ -280,3 +280,19 @@ def test_protonet_finetune_with_one_shot_classes_is_protonet():
     x, y = torch.randn(3, 16), torch.arange(3)
     state = tuned.adapt(x, y, 3)
     assert torch.allclose(state["prototypes"], base.adapt(x, y, 3)["prototypes"], atol=1e-6)
+
+
+def test_protonet_finetune_served_temperature_does_not_change_the_fine_tuning():
+    """A refitted output temperature (calibration) leaves the fine-tuned state and the argmax
+    alone when the loss keeps its own inner_temperature."""
+    from app.meta.algorithms.protonet_finetune import ProtoNetFineTune
+
+    base, tuned, x, y = finetune_pair()
+    recalibrated = ProtoNetFineTune(tuned.model, "classification", temperature=5.0,
+                                    inner_temperature=2.0, eval_steps=20, inner_lr=1e-2)
+    recalibrated.load_state_dict(tuned.state_dict())
+    a, b = tuned.adapt(x, y, 3), recalibrated.adapt(x, y, 3)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    queries = torch.randn(6, 16)
+    assert torch.equal(tuned.predict(a, queries).argmax(-1), recalibrated.predict(b, queries).argmax(-1))
+    assert torch.allclose(recalibrated.predict(b, queries) * 5.0, tuned.predict(a, queries) * 2.0, atol=1e-5)

@@ -64,7 +64,9 @@ class ProtoNetFineTune(ProtoNet):
         generator = torch.Generator().manual_seed(support_seed(x, y))
         by_class = [torch.nonzero(y == c).flatten() for c in range(ways)]
         splittable = [rows for rows in by_class if rows.numel() >= 2]
-        temperature = float(self.hparams.get("temperature", 1.0))
+        # the loss's temperature: the one the steps were chosen with, even when the served
+        # temperature (calibration of the outputs) was refitted afterwards
+        temperature = float(self.hparams.get("inner_temperature", self.hparams.get("temperature", 1.0)))
         if steps > 0 and splittable:
             optimiser = torch.optim.Adam(encoder.values(), lr=float(self.hparams.get("inner_lr", 1e-4)))
             for step in range(steps):
