@@ -22,19 +22,9 @@ import torch
 from app.atomic_io import atomic_write_bytes
 from app.meta.checkpoint import load_meta_learner, read_manifest, write_json
 from app.meta.config import TrainConfig, cache_dir, text_dir
+from app.meta.evaluation import expected_calibration_error as ece
 from app.meta.samplers import text_training_splits
 from app.meta.tasks.text import TextTasks, embed, load_split
-
-
-def ece(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> float:
-    conf, pred = probs.max(-1)
-    correct = (pred == truth).float()
-    total = 0.0
-    for lo in range(bins):
-        mask = (conf > lo / bins) & (conf <= (lo + 1) / bins)
-        if mask.any():
-            total += float(mask.float().mean() * (correct[mask].mean() - conf[mask].mean()).abs())
-    return total
 
 
 def validation_logits(learner, cfg: TrainConfig, n_tasks: int = 200):

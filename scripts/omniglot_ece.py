@@ -17,20 +17,10 @@ import torch
 
 from app.meta.algorithms import AdaptOptions
 from app.meta.checkpoint import load_meta_learner
+from app.meta.evaluation import expected_calibration_error as ece
 from app.meta.samplers import test_sampler
 
 MODELS = ["omniglot-protonet", "omniglot-matchingnet", "omniglot-maml", "omniglot-anil", "omniglot-reptile"]
-
-
-def ece(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> float:
-    conf, pred = probs.max(-1)
-    correct = (pred == truth).float()
-    total = 0.0
-    for lo in range(bins):
-        mask = (conf > lo / bins) & (conf <= (lo + 1) / bins)
-        if mask.any():
-            total += float(mask.float().mean() * (correct[mask].mean() - conf[mask].mean()).abs())
-    return total
 
 
 def main() -> None:

@@ -179,11 +179,7 @@ class ServingEngine:
             raise InvalidSupportSet(f"support.targets: {exc}") from exc
         except TargetLimitExceeded as exc:
             raise LimitExceeded(f"support.targets: {exc} for {reg.name}") from exc
-        if reg.spec.targets is not None:
-            low, high = reg.spec.targets.value_range
-            if bool((encoded.y < low).any() or (encoded.y > high).any()):
-                raise InvalidSupportSet(f"support.targets must lie in [{low}, {high}], the range "
-                                        f"{reg.ref} was trained on")
+        self._check_target_range(reg, encoded.y, "support.targets")
         work = len(inputs) * max(resolved, 1)
         if reg.learner.has_steps and work > limits["max_example_steps"]:
             raise LimitExceeded(
@@ -248,7 +244,7 @@ class ServingEngine:
             raise InvalidSupportSet(f"targets: {exc}") from exc
         except TargetLimitExceeded as exc:
             raise LimitExceeded(f"targets: {exc} for {reg.name}") from exc
-        self._check_target_range(reg, y)
+        self._check_target_range(reg, y, "targets")
         x = self._decode(reg, inputs, "inputs")
         state = self.load_state(artifact_sha256)
         total = learner.memory_size(state) + len(inputs)
@@ -269,11 +265,13 @@ class ServingEngine:
                                   support_loss_after=None)
         return Adaptation(reg, sha, len(artifact), new_labels, report)
 
-    def _check_target_range(self, reg: RegisteredLearner, y: Tensor) -> None:
+    @staticmethod
+    def _check_target_range(reg: RegisteredLearner, y: Tensor, field: str) -> None:
+        """Regression targets within the range the meta-learner was trained on."""
         if reg.spec.targets is not None:
             low, high = reg.spec.targets.value_range
             if bool((y < low).any() or (y > high).any()):
-                raise InvalidSupportSet(f"targets must lie in [{low}, {high}], the range "
+                raise InvalidSupportSet(f"{field} must lie in [{low}, {high}], the range "
                                         f"{reg.ref} was trained on")
 
     def _adapt_many(self, key: Hashable, tasks: list[PreparedTask], record: bool = True

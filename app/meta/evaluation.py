@@ -45,6 +45,19 @@ def summarise(values: Iterable[float]) -> dict[str, float]:
     return {"mean": float(t.mean()), "ci95": 1.96 * std / math.sqrt(n), "tasks": n}
 
 
+def expected_calibration_error(probs: torch.Tensor, truth: torch.Tensor, bins: int = 15) -> float:
+    """ECE: the gap between confidence and accuracy, averaged over equal-width confidence bins
+    weighted by how many predictions fall in each."""
+    conf, pred = probs.max(-1)
+    correct = (pred == truth).float()
+    total = 0.0
+    for lo in range(bins):
+        mask = (conf > lo / bins) & (conf <= (lo + 1) / bins)
+        if mask.any():
+            total += float(mask.float().mean() * (correct[mask].mean() - conf[mask].mean()).abs())
+    return total
+
+
 def evaluate_tasks(
     learner: MetaLearner, sampler, n_tasks: int, seed: int, batch_size: int = 20,
     steps: int | None = None, progress: bool = True, batched: bool | None = None,
