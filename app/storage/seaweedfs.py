@@ -82,20 +82,17 @@ class SeaweedFS:
         from botocore.config import Config  # noqa: PLC0415
         from botocore.exceptions import BotoCoreError, ClientError  # noqa: PLC0415
 
+        from app.storage.artifacts import ArtifactMissing, ArtifactStoreUnavailable  # noqa: PLC0415
+        from app.storage.s3 import S3ArtifactStore  # noqa: PLC0415
+
         s3 = boto3.client("s3", endpoint_url=self.endpoint, region_name="us-east-1",
                           aws_access_key_id=self.env.get("AWS_ACCESS_KEY_ID"),
                           aws_secret_access_key=self.env.get("AWS_SECRET_ACCESS_KEY"),
                           config=Config(retries={"max_attempts": 1}, connect_timeout=1, read_timeout=2))
-        try:
-            try:
-                s3.create_bucket(Bucket="seaweedfs-ready")
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") not in ("BucketAlreadyOwnedByYou",
-                                                                      "BucketAlreadyExists"):
-                    return False
-            s3.put_object(Bucket="seaweedfs-ready", Key="probe", Body=b"ok")
-            return s3.get_object(Bucket="seaweedfs-ready", Key="probe")["Body"].read() == b"ok"
-        except (ClientError, BotoCoreError):
+        try:  # the service's own store: bucket creation, PUT, checked GET
+            store = S3ArtifactStore(bucket="seaweedfs-ready", client=s3)
+            return store.get(store.put(b"ok")) == b"ok"
+        except (ClientError, BotoCoreError, ArtifactStoreUnavailable, ArtifactMissing):
             return False
 
     def stop(self) -> None:
