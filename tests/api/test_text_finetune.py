@@ -4,10 +4,7 @@ run again by the next server."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 
 import httpx
@@ -15,8 +12,7 @@ import pytest
 
 from tests.api.test_async_adaptation import wait_for
 from tests.api.test_text import SUPPORT
-from tests.conftest import REPO
-from tests.live_server import free_port
+from tests.live_server import Server
 
 pytestmark = pytest.mark.slow
 NAME = "text-protonet-finetune"
@@ -44,37 +40,16 @@ def test_finetune_refuses_a_bad_support_set_at_once(client):
     assert r.status_code == 422 and "empty" in r.json()["detail"]
 
 
-def serve(env: dict, port: int) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "app.cli", "serve", "--port", str(port)],
-                            cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the server exited"
-        try:
-            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("server not ready")
-
-
 def test_job_survives_sigkill_of_its_server(tmp_path, database_url):
     from app.db.migrate import upgrade
 
     upgrade(database_url)
-    env = {**os.environ, "METASERVE_DATA_DIR": str(tmp_path / "var"), "METASERVE_DATABASE_URL": database_url,
-           "METASERVE_MODELS_DIR": str(REPO / "models"), "METASERVE_AUTH_ENABLED": "false",
-           "METASERVE_WARM_UP": "false", "METASERVE_JOB_LEASE_SECONDS": "2",
-           "METASERVE_JOB_POLL_SECONDS": "0.2"}
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    first = serve(env, port)
+    server = Server(database_url, tmp_path / "var", METASERVE_AUTH_ENABLED="false",
+                    METASERVE_WARM_UP="false", METASERVE_JOB_LEASE_SECONDS="2",
+                    METASERVE_JOB_POLL_SECONDS="0.2", METASERVE_LOG_LEVEL="warning")
+    url = server.url
+    server.start(timeout=90)
     try:
-        wait_ready(url, first)
         # a long fine-tune: 500 steps over 9 sentences (seconds), killed while it runs
         made = httpx.post(f"{url}/v1/adapted-models", timeout=60, json={
             "meta_learner": NAME, "support": SUPPORT, "options": {"steps": 500}})
@@ -84,14 +59,10 @@ def test_job_survives_sigkill_of_its_server(tmp_path, database_url):
         while httpx.get(f"{url}/v1/adapted-models/{ident}").json()["status"] != "running":
             assert time.monotonic() < deadline
             time.sleep(0.05)
-        first.send_signal(signal.SIGKILL)
-        first.wait(timeout=10)
     finally:
-        if first.poll() is None:
-            first.kill()
-    second = serve(env, port)
+        server.stop(signal.SIGKILL)
+    server.start(timeout=90)  # the same database, store and port
     try:
-        wait_ready(url, second)
         with httpx.Client(base_url=url, timeout=30) as client:
             ready = wait_for(client, ident, timeout=90)
             assert ready["status"] == "ready", ready
@@ -99,5 +70,4 @@ def test_job_survives_sigkill_of_its_server(tmp_path, database_url):
             assert r.status_code == 200
             assert [p["label"] for p in r.json()["predictions"]] == ["login", "shipping", "refund"]
     finally:
-        second.terminate()
-        second.wait(timeout=30)
+        server.stop()

@@ -12,7 +12,8 @@ from sqlalchemy import create_engine, text
 
 from app.db.migrate import upgrade
 from tests.api.helpers import sine_support
-from tests.integration.test_uvicorn_restart import Server, new_key
+from tests.integration.test_uvicorn_restart import new_key
+from tests.live_server import Server
 
 
 def test_sigkill_mid_flight_loses_nothing_acknowledged(postgres_url, tmp_path):

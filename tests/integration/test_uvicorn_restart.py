@@ -2,56 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import httpx
 import pytest
 
 from app.db.migrate import upgrade
 from tests.api.helpers import glyph, image_support, png_b64, sine_support
-from tests.conftest import REPO
-from tests.live_server import free_port
-
-
-class Server:
-    def __init__(self, database_url: str, data_dir: Path, **env: str) -> None:
-        self.port = free_port()
-        self.env = {**os.environ, "METASERVE_DATABASE_URL": database_url,
-                    "METASERVE_DATA_DIR": str(data_dir), "METASERVE_MODELS_DIR": str(REPO / "models"),
-                    "METASERVE_PORT": str(self.port), "METASERVE_WORKERS": "2",
-                    "METASERVE_TORCH_THREADS": "1", **env}
-        self.proc: subprocess.Popen | None = None
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=self.env,
-                                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(self.proc.stderr.read().decode()[-2000:])
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.2)
-        raise TimeoutError("server did not become ready")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            self.proc.wait(timeout=30)
-
-
-    def cli(self, *args: str) -> str:
-        return subprocess.run([sys.executable, "-m", "app.cli", *args], env=self.env, cwd=REPO,
-                              check=True, capture_output=True, text=True).stdout
+from tests.live_server import Server
 
 
 def new_key(server: Server, tenant: str) -> str:
