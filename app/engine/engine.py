@@ -413,7 +413,10 @@ class ServingEngine:
                                 "probabilities or send fewer inputs")
         x = self._decode(reg, inputs, "inputs")
         state = self.load_state(artifact_sha256)
-        if self.batched.get(reg.ref):
+        spread = None
+        if reg.learner.gives_std:  # mean and spread from one forward pass
+            served, spread = self._predict_with_std(reg, state, x, tenant)
+        elif self.batched.get(reg.ref):
             shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
             key = ("predict", reg.ref, self._codec(reg).batch_key(x), shapes)
             served = self.predict_batcher.submit(key, (reg, state, x, tenant))
@@ -422,11 +425,18 @@ class ServingEngine:
         if not bool(torch.isfinite(served).all()):
             raise InvalidInputs(f"inputs: {reg.ref} produced non-finite outputs for these inputs; "
                                 "they are outside what it can answer")
-        std = None
-        if reg.learner.gives_std:  # one more forward pass for the predictive spread
-            spread = self.predict_executor.run(lambda: reg.learner.predict_std(state, x), tenant=tenant)
-            std = spread.reshape(-1).tolist()
+        std = None if spread is None else spread.reshape(-1).tolist()
         return Served(reg.task.render(served, labels, top_k, abstain_threshold), std)
+
+    def _predict_with_std(self, reg: RegisteredLearner, state: State, x: Tensor,
+                          tenant: str) -> tuple[Tensor, Tensor]:
+        def work() -> tuple[Tensor, Tensor]:
+            t0 = time.perf_counter()
+            mean, spread = reg.learner.predict_with_std(state, x)
+            self.metrics.prediction.labels(reg.name).observe(time.perf_counter() - t0)
+            return reg.task.outputs(mean), spread
+
+        return self.predict_executor.run(work, tenant=tenant)
 
     def _predict_many(self, key: Hashable, items: list[tuple], record: bool = True) -> list[Tensor]:
         reg = items[0][0]

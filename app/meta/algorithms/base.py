@@ -42,7 +42,7 @@ class MetaLearner(ABC):
     family: ClassVar[str]  # "optimization" | "metric" | "parameter-generating"
     has_steps: ClassVar[bool] = False
     batchable: ClassVar[bool] = True  # adapt_batch (vmap) gives the same states as adapt
-    gives_std: ClassVar[bool] = False  # predict_std gives a predictive standard deviation
+    gives_std: ClassVar[bool] = False  # predict_with_std gives a predictive standard deviation
     extends: ClassVar[bool] = False  # extend adds examples exactly (memory-based learners)
 
     def __init__(self, model: nn.Module, task_type: str, **hparams: Any) -> None:
@@ -115,9 +115,10 @@ class MetaLearner(ABC):
         """Examples held by a memory-based state."""
         return 0
 
-    def predict_std(self, state: AdaptedState, x: Tensor) -> Tensor | None:
-        """The predictive standard deviation per output, where the family has one."""
-        return None
+    def predict_with_std(self, state: AdaptedState, x: Tensor) -> tuple[Tensor, Tensor | None]:
+        """``predict``'s outputs and, where the family has one, the predictive standard
+        deviation of each, from the same forward pass."""
+        return self.predict(state, x), None
 
     def adapt_batch(
         self, xs: Tensor, ys: Tensor, ways: int = 0, options: AdaptOptions | None = None

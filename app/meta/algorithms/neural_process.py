@@ -10,7 +10,7 @@ adaptation time: one forward pass writes the memory.
 
 Adapted state (the memory): ``keys`` ``[n, d]`` and ``values`` ``[n, d]``; adding points is
 appending rows, exactly what adapting on the union gives. ``predict`` returns the mean
-(``[m, 1]``), ``predict_std`` the standard deviation.
+(``[m, 1]``), ``predict_with_std`` the mean and the standard deviation together.
 """
 
 from __future__ import annotations
@@ -67,9 +67,9 @@ class NeuralProcess(MetaLearner):
     ) -> Tensor:
         return self._gaussian(params, state, x)[0]
 
-    def predict_std(self, state: AdaptedState, x: Tensor) -> Tensor:
+    def predict_with_std(self, state: AdaptedState, x: Tensor) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
-            return self._gaussian(self.frozen(), state, x)[1]
+            return self._gaussian(self.frozen(), state, x)
 
     def task_query_loss(self, params: dict[str, Tensor], sx, sy, qx, qy, ways: int) -> Tensor:
         """Negative Gaussian log-likelihood of the query points (per point, mean)."""
