@@ -29,12 +29,17 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-def lock_tenant(session: Session, tenant: str) -> None:
-    """Serialise writers of one tenant until the end of the transaction (quota checks):
-    a transaction-scoped advisory lock on PostgreSQL; SQLite's single writer lock, taken now
+def lock_named(session: Session, name: str) -> None:
+    """Serialise the transactions that take the lock ``name`` until they end: a
+    transaction-scoped advisory lock on PostgreSQL; SQLite's single writer lock, taken now
     (before the transaction reads anything) by a write that changes nothing."""
     dialect = session.get_bind().dialect.name
     if dialect == "postgresql":
-        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:t, 7))"), {"t": tenant})
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:t, 7))"), {"t": name})
     elif dialect == "sqlite":
         session.execute(text("UPDATE store_bindings SET role = role WHERE 0 = 1"))
+
+
+def lock_tenant(session: Session, tenant: str) -> None:
+    """Serialise writers of one tenant until the end of the transaction (quota checks)."""
+    lock_named(session, tenant)

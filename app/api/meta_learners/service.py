@@ -8,6 +8,7 @@ from sqlalchemy.orm import Session
 
 from app.api.meta_learners.schemas import MetaLearnerRead, VersionSummary
 from app.db.models import MetaLearnerRow, MetaLearnerVersionRow
+from app.db.session import lock_named
 from app.engine.registry import RegisteredLearner, Registry
 
 
@@ -28,7 +29,9 @@ def describe(reg: RegisteredLearner, registry: Registry) -> MetaLearnerRead:
 
 def mirror_registry(*, session: Session, registry: Registry) -> None:
     """Upsert one row per meta-learner (its newest version) and one per installed version;
-    rows of versions no longer installed stay, so old IDs can still be explained."""
+    rows of versions no longer installed stay, so old IDs can still be explained. Replicas
+    starting together take turns (each reads what the one before it committed)."""
+    lock_named(session, "metaserve:registry-mirror")
     now = datetime.now(UTC)
     for reg in registry.all():
         v = session.get(MetaLearnerVersionRow, (reg.name, reg.version)) or MetaLearnerVersionRow(
