@@ -55,7 +55,32 @@ def build_parser() -> argparse.ArgumentParser:
                     help="write the reports into the model's folder and the result into its manifest")
     ev.add_argument("--out", type=Path, default=None,
                     help="where reports go without --record (default: runs/evaluations/<name>/<version>)")
+    fs = sub.add_parser("fit-strategy", help="fit a step-strategy model for a gradient-based "
+                        "learner and ship it as a new version beside it")
+    fs.add_argument("model", type=Path, help="models/<name>/<version>, or models/<name> for the newest")
+    fs.add_argument("--version", required=True, help="the new version to write")
+    fs.add_argument("--candidates", type=_ints, required=True, help="step counts, e.g. 1,2,5,10")
+    fs.add_argument("--train-shapes", type=_shapes, required=True,
+                    help="WAYSxSHOTS list for training and validation tasks (0xSHOTS: regression)")
+    fs.add_argument("--test-shapes", type=_shapes, required=True, help="WAYSxSHOTS list to report")
+    fs.add_argument("--train-tasks", type=int, default=300)
+    fs.add_argument("--val-tasks", type=int, default=150)
+    fs.add_argument("--test-tasks", type=int, default=400, help="spread over the test shapes")
+    fs.add_argument("--queries", type=int, default=10, help="per class (classification) or task")
+    fs.add_argument("--seed", type=int, default=0)
+    fs.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _ints(text: str) -> list[int]:
+    return [int(v) for v in text.split(",") if v.strip()]
+
+
+def _shapes(text: str) -> list[tuple[int, int]]:
+    try:
+        return [(int(w), int(s)) for w, s in (item.split("x") for item in text.split(",") if item.strip())]
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected WAYSxSHOTS,... got {text!r}") from exc
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +100,15 @@ def main(argv: list[str] | None = None) -> int:
             args.seed, args.omniglot_runs, args.record, args.out, args.dataset, args.seeds,
         )
         print(json.dumps(report["row"]))
+    elif args.command == "fit-strategy":
+        from app.meta.reports import command_line
+        from app.meta.strategy_training import fit_strategy_command
+
+        report = fit_strategy_command(
+            args.model, args.version, args.candidates, args.train_shapes, args.test_shapes,
+            args.train_tasks, args.val_tasks, args.test_tasks, args.queries, args.seed,
+            command_line(), progress=not args.no_progress)
+        print(json.dumps({shape: r["strategy_minus_default"] for shape, r in report["test"].items()}))
     else:
         from app.service_cli import run_service_command
 

@@ -51,6 +51,8 @@ from app.storage.artifacts import (
     encode_state,
 )
 
+AUTO = "auto"  # options.steps: let the version's step-strategy model choose
+
 State = dict[str, Tensor]
 
 
@@ -70,9 +72,10 @@ class PreparedTask:
     y: Tensor
     ways: int
     labels: list[Any] | None
-    steps: int  # resolved (0 for learners without gradient steps)
+    steps: int  # resolved (0 for learners without gradient steps); the fallback when auto
     tenant: str = ""  # whose work it is (fair scheduling)
     progress: Callable[[float], None] | None = None  # told the fraction done (long adaptations)
+    steps_chosen_by: str = "default"  # "request" | "default" | "strategy" (auto: chosen in a worker)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,7 @@ class AdaptationReport:
     duration_ms: float
     support_loss_before: float | None
     support_loss_after: float | None
+    steps_chosen_by: str = "default"
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,8 +154,17 @@ class ServingEngine:
         return self.registry.exact(name, version, weights_sha256)
 
     # ----- adaptation ----------------------------------------------------------------------
-    def resolve_steps(self, reg: RegisteredLearner, steps: int | None) -> int:
-        """The one place a request's ``steps`` is checked and defaulted."""
+    def resolve_steps(self, reg: RegisteredLearner, steps: int | str | None) -> int:
+        """The one place a request's ``steps`` is checked and defaulted (``"auto"``: the
+        fixed default here; the strategy's choice is made in a worker, see ``_choose_steps``)."""
+        if steps == AUTO:
+            if reg.strategy is None:
+                with_one = [r.ref for r in self.registry.all() if r.name == reg.name and r.strategy]
+                raise InvalidOptions(
+                    f"{reg.ref} has no step-strategy model, so options.steps='auto' does not "
+                    f"apply; give a number of steps" + (
+                        f", or use {', '.join(with_one)}" if with_one else ""))
+            steps = None
         if not reg.learner.has_steps:
             if steps is not None:
                 raise InvalidOptions(f"{reg.name} ({reg.spec.algorithm}) adapts without gradient "
@@ -163,7 +176,7 @@ class ServingEngine:
         return reg.learner.resolve_steps(AdaptOptions(steps=steps))
 
     def prepare(self, reg: RegisteredLearner, inputs: list[Any], targets: list[Any],
-                steps: int | None) -> PreparedTask:
+                steps: int | str | None) -> PreparedTask:
         """Validate and encode a support set (no database, no gradient work)."""
         limits = reg.limits
         if len(targets) != len(inputs):
@@ -187,7 +200,10 @@ class ServingEngine:
                 f"example-steps, over the budget of {limits['max_example_steps']} for {reg.name}; "
                 "send fewer examples or ask for fewer steps")
         x = self._decode(reg, inputs, "support.inputs")
-        return PreparedTask(reg, x, encoded.y, encoded.ways, encoded.labels, resolved)
+        chosen_by = ("strategy" if reg.strategy is not None and steps in (None, AUTO)
+                     else "request" if steps is not None else "default")
+        return PreparedTask(reg, x, encoded.y, encoded.ways, encoded.labels, resolved,
+                            steps_chosen_by=chosen_by)
 
     def adapt(self, task: PreparedTask, tenant: str,
               progress: Callable[[float], None] | None = None) -> Adaptation:
@@ -202,8 +218,22 @@ class ServingEngine:
         """Whether this meta-learner's adaptations always run as jobs (202)."""
         return reg.spec.serving.asynchronous
 
+    def _choose_steps(self, task: PreparedTask) -> PreparedTask:
+        """The step-strategy model's choice for this support set (one inner step of work, in
+        a worker), within the version's step limit and work budget."""
+        reg = task.learner
+        limits = reg.limits
+        ceiling = min(limits["max_steps"], limits["max_example_steps"] // max(task.x.shape[0], 1))
+
+        def choose() -> int:
+            return reg.strategy.choose(reg.learner, task.x, task.y, task.ways, ceiling)
+
+        return replace(task, steps=self.executor.run(choose, tenant=task.tenant))
+
     def _adapt_admitted(self, task: PreparedTask) -> Adaptation:
         reg = task.learner
+        if task.steps_chosen_by == "strategy":
+            task = self._choose_steps(task)
         if self.batched.get(reg.ref) and task.progress is None:
             key = ("adapt", reg.ref, self._codec(reg).batch_key(task.x), tuple(task.y.shape),
                    task.ways, task.steps)
@@ -294,6 +324,7 @@ class ServingEngine:
             for task, state in zip(tasks, states, strict=True):
                 report = AdaptationReport(
                     steps=first.steps, duration_ms=round(duration * 1000, 3),
+                    steps_chosen_by=task.steps_chosen_by,
                     support_loss_before=None if start is None else learner.support_loss(start, task.x, task.y),
                     support_loss_after=learner.support_loss(state, task.x, task.y))
                 results.append((state, report))

@@ -10,15 +10,23 @@ rather than run the adapted state on other weights.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from app.core.problems import MetaLearnerVersionRetired, UnknownMetaLearner
 from app.meta.algorithms import MetaLearner
-from app.meta.checkpoint import MANIFEST, CheckpointError, load_version, version_folders, version_key
+from app.meta.checkpoint import (
+    MANIFEST,
+    CheckpointError,
+    load_step_strategy,
+    load_version,
+    version_folders,
+    version_key,
+)
 from app.meta.manifest import Manifest
+from app.meta.strategy import StepStrategy
 from app.meta.task_types import TaskType, task_type_for
 
 log = logging.getLogger("metaserve.registry")
@@ -30,6 +38,8 @@ class RegisteredLearner:
     learner: MetaLearner
     spec: Manifest
     manifest: dict[str, Any]  # the raw manifest, for documentary sections
+    # chooses the inner steps per task when a request does not say (gradient-based only)
+    strategy: StepStrategy | None = field(default=None, repr=False)
 
     @property
     def version(self) -> str:
@@ -124,6 +134,7 @@ def load_registry(models_dir: Path) -> Registry:
         label = str(folder.relative_to(models_dir))
         try:
             learner, spec, raw = load_version(folder)
+            strategy = load_step_strategy(folder, spec, learner)
         except (CheckpointError, KeyError, ValueError, OSError) as exc:
             refused[label] = str(exc)
             log.error("refusing meta-learner %s: %s", label, exc)
@@ -132,7 +143,8 @@ def load_registry(models_dir: Path) -> Registry:
             refused[label] = f"{spec.name}@{spec.version} is installed twice"
             log.error("refusing meta-learner %s: %s", label, refused[label])
             continue
-        versions.setdefault(spec.name, {})[spec.version] = RegisteredLearner(spec.name, learner, spec, raw)
+        versions.setdefault(spec.name, {})[spec.version] = RegisteredLearner(
+            spec.name, learner, spec, raw, strategy)
         log.info("loaded meta-learner %s@%s (%s)", spec.name, spec.version, spec.algorithm)
     ordered = {name: dict(sorted(v.items(), key=lambda kv: version_key(kv[0])))
                for name, v in versions.items()}

@@ -34,7 +34,7 @@ def worker_lost(adapted_model_id: str, attempts: int) -> dict[str, Any]:
                         "operator if this repeats", "adaptation-failed", instance(adapted_model_id))
 
 
-def job_request(*, inputs: list[Any], targets: list[Any], steps: int | None,
+def job_request(*, inputs: list[Any], targets: list[Any], steps: int | str | None,
                 trace: dict[str, str] | None = None) -> dict[str, Any]:
     """What a job keeps of its request: enough to run it in any process, and the trace
     context of the request that queued it (W3C traceparent; empty when tracing is off)."""

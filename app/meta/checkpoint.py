@@ -134,6 +134,29 @@ def load_version(folder: Path) -> tuple[MetaLearner, Manifest, dict[str, Any]]:
     return learner, manifest, raw
 
 
+def load_step_strategy(folder: Path, manifest: Manifest, learner: MetaLearner):
+    """The version's step-strategy model (``StepStrategy``), checked against the manifest's
+    sha256 and the learner's default steps; None when the version has none."""
+    spec = manifest.step_strategy
+    if spec is None:
+        return None
+    from app.meta.strategy import StepStrategy
+
+    path = resolve_version_folder(folder) / spec.file
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing")
+    if file_sha256(path) != spec.sha256:
+        raise CheckpointError(f"{path} sha256 does not match the manifest's step_strategy.sha256")
+    if not learner.has_steps or spec.default != learner.default_steps():
+        raise CheckpointError(f"{path}: a step strategy needs a gradient-based learner whose "
+                              f"default steps ({learner.default_steps()}) are its default ({spec.default})")
+    margin = float("inf") if spec.margin is None else spec.margin
+    try:
+        return StepStrategy.load(path, spec.candidates, spec.default, margin)
+    except (ValueError, OSError) as exc:
+        raise CheckpointError(str(exc)) from exc
+
+
 def load_meta_learner(folder: Path) -> tuple[MetaLearner, dict[str, Any]]:
     """Load a shipped meta-learner after checking its weights' sha256 against the manifest."""
     learner, _, raw = load_version(folder)

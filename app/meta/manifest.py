@@ -95,6 +95,32 @@ class AdaptationDefaults(_Strict):
     steps: int | None = Field(None, ge=0)
 
 
+class StepStrategySpec(_Strict):
+    """A step-strategy model shipped beside the weights (``app.meta.strategy``): requests
+    that do not say ``options.steps`` adapt with the step count it chooses per task."""
+
+    file: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    features: list[str]
+    candidates: list[int] = Field(min_length=1)
+    default: int = Field(ge=0)
+    margin: float | None = Field(None, ge=0)  # None: never overrides the default
+    command: str = ""
+    seed: int = 0
+    summary: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _consistent(self) -> StepStrategySpec:
+        from app.meta.strategy import FEATURES
+
+        if tuple(self.features) != FEATURES:
+            raise ValueError(f"step_strategy.features {self.features} are not this release's "
+                             f"{list(FEATURES)}")
+        if self.default not in self.candidates or min(self.candidates) < 0:
+            raise ValueError("step_strategy.default must be one of its non-negative candidates")
+        return self
+
+
 class Serving(_Strict):
     # adaptations take seconds (fine-tuning): every one runs as a job (202, then poll)
     asynchronous: bool = False
@@ -112,6 +138,7 @@ class Manifest(_Strict):
     adaptation_defaults: AdaptationDefaults = AdaptationDefaults()
     limits: Limits = Limits()
     serving: Serving = Serving()
+    step_strategy: StepStrategySpec | None = None
     weights_sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
     training: dict[str, Any] = {}
     evaluation: dict[str, Any] = {}

@@ -34,7 +34,10 @@ class SupportSet(BaseModel):
 
 class AdaptOptionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    steps: StrictInt | None = Field(None, ge=0, description="gradient steps (optimization-based only)")
+    steps: Annotated[StrictInt, Field(ge=0)] | Literal["auto"] | None = Field(
+        None, description="gradient steps (optimization-based only); \"auto\": the meta-learner "
+        "version's step-strategy model chooses them for this support set, which is also what "
+        "leaving steps out does on versions that ship one (adaptation_defaults.steps = \"auto\")")
     ttl_seconds: StrictInt | None = Field(None, ge=1, description="lifetime; default and maximum in settings")
     abstain_threshold: StrictFloat | None = Field(
         None, gt=0, lt=1, description="classification: inputs whose top probability is below this "
@@ -53,6 +56,9 @@ class AdaptedModelCreate(BaseModel):
 
 class AdaptationReport(BaseModel):
     steps: int
+    steps_chosen_by: Literal["request", "default", "strategy"] | None = Field(
+        None, description="who set steps: the request, the version's fixed default, or its "
+        "step-strategy model (absent on models adapted before this field existed)")
     duration_ms: float
     support_loss_before: float | None
     support_loss_after: float | None

@@ -22,9 +22,19 @@ def describe(reg: RegisteredLearner, registry: Registry) -> MetaLearnerRead:
         name=reg.name, version=reg.version, ref=reg.ref, weights_sha256=reg.weights_sha256,
         algorithm=spec.algorithm, family=spec.family, task_type=reg.task_type,
         input=reg.input_spec, limits=reg.limits,
-        adaptation_defaults=spec.adaptation_defaults.model_dump(exclude_none=True),
+        adaptation_defaults=adaptation_defaults(reg),
         metrics=spec.evaluation, versions=versions,
     )
+
+
+def adaptation_defaults(reg: RegisteredLearner) -> dict:
+    """What a request that leaves the options out gets: fixed steps, or "auto" (the version's
+    step-strategy model) with its candidates and the fallback it never does worse than."""
+    defaults = reg.spec.adaptation_defaults.model_dump(exclude_none=True)
+    if reg.strategy is not None:
+        defaults = {"steps": "auto", "fallback_steps": reg.strategy.default,
+                    "step_candidates": reg.strategy.candidates}
+    return defaults
 
 
 def mirror_registry(*, session: Session, registry: Registry) -> None:

@@ -13,13 +13,31 @@ same gradients at about half the per-step overhead on CPU (``../shared/peers``: 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import Tensor
 from torch.func import grad
 
 LossFn = Callable[[dict[str, Tensor]], Tensor]
+
+_TRACE: ContextVar[list[dict[str, Tensor]] | None] = ContextVar("inner_loop_trace", default=None)
+
+
+@contextmanager
+def recording_steps() -> Iterator[list[dict[str, Tensor]]]:
+    """Collect the adapted tensors before the first step and after every step of the plain
+    (single-task, serving) path: one adaptation of K steps yields K + 1 states, so the
+    outcome of every step count up to K costs one adaptation (the step-strategy model's
+    features and training data)."""
+    trace: list[dict[str, Tensor]] = []
+    token = _TRACE.set(trace)
+    try:
+        yield trace
+    finally:
+        _TRACE.reset(token)
 
 
 def gradient_descent(
@@ -56,6 +74,9 @@ def autograd_descent(loss_fn: LossFn, fast: dict[str, Tensor], lrs: dict[str, Te
     """The same steps with ``torch.autograd.grad`` on leaf tensors (no outer graph)."""
     names = list(fast)
     current = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
+    trace = _TRACE.get()
+    if trace is not None:
+        trace.append({k: v.detach() for k, v in current.items()})
     for _ in range(steps):
         with torch.enable_grad():
             grads = torch.autograd.grad(loss_fn(current), [current[k] for k in names], allow_unused=True)
@@ -65,4 +86,6 @@ def autograd_descent(loss_fn: LossFn, fast: dict[str, Tensor], lrs: dict[str, Te
                 .detach().requires_grad_(True)
                 for k, g in zip(names, grads, strict=True)
             }
+        if trace is not None:
+            trace.append({k: v.detach() for k, v in current.items()})
     return {k: v.detach() for k, v in current.items()}
