@@ -47,16 +47,23 @@ class Conv4(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.encoder(x))
 
-    def functional(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        """``forward`` with ``params`` in place of the module's own tensors (the same ops as
-        ``functional_call``, without swapping them into the module)."""
+    def functional_encoder(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """``encoder`` with ``params`` (keys ``encoder.*``) in place of the module's own tensors.
+
+        Each block pools before the ReLU: ``relu(max_pool(z)) == max_pool(relu(z))`` exactly
+        (ReLU is monotone), and the ReLU then runs on a quarter of the values."""
         groups = self.encoder[0][1].num_groups
         for i in range(4):
             p = f"encoder.{i}"
             x = F.conv2d(x, params[f"{p}.0.weight"], params[f"{p}.0.bias"], padding=1)
             x = F.group_norm(x, groups, params[f"{p}.1.weight"], params[f"{p}.1.bias"])
-            x = F.max_pool2d(F.relu(x), 2)
-        return F.linear(x.flatten(1), params["head.weight"], params["head.bias"])
+            x = F.relu(F.max_pool2d(x, 2))
+        return x.flatten(1)
+
+    def functional(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """``forward`` with ``params`` in place of the module's own tensors (the same ops as
+        ``functional_call``, without swapping them into the module)."""
+        return F.linear(self.functional_encoder(params, x), params["head.weight"], params["head.bias"])
 
 
 class SineMLP(nn.Module):

@@ -28,11 +28,9 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import Tensor
-from torch.func import functional_call
 
 from app.meta.algorithms.base import MetaLearner
 from app.meta.algorithms.inner_loop import recording_steps
-from app.meta.backbones import with_prefix
 from app.meta.types import AdaptedState
 
 FEATURES = ("log_ways", "log_shots", "log_support", "loss_before", "loss_after_one",
@@ -52,11 +50,10 @@ def step_trace(learner: MetaLearner, x: Tensor, y: Tensor, ways: int, steps: int
 def embedding_spread(learner: MetaLearner, x: Tensor) -> float:
     """Mean distance of the support embeddings to their centroid, over their mean norm."""
     params = learner.frozen()
-    encoder = with_prefix({k: v for k, v in params.items() if k.startswith("encoder.")}, "encoder")
-    if not encoder:
+    if not any(k.startswith("encoder.") for k in params):
         return 0.0
     with torch.no_grad():
-        z = functional_call(learner.local().encoder, encoder, (x,)).flatten(1)
+        z = learner.encode(params, x).flatten(1)
     spread = (z - z.mean(0)).norm(dim=-1).mean()
     return float(spread / z.norm(dim=-1).mean().clamp_min(1e-8))
 

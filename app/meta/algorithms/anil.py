@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
-from torch.func import functional_call
 
 from app.meta.algorithms.base import MetaLearner
 from app.meta.algorithms.inner_loop import gradient_descent
-from app.meta.backbones import expand_head, with_prefix
+from app.meta.backbones import expand_head
 from app.meta.types import AdaptedState
 
 
@@ -27,7 +26,7 @@ class ANIL(MetaLearner):
     has_steps = True
 
     def features(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(self.local().encoder, with_prefix(params, "encoder"), (x,))
+        return self.encode(params, x)
 
     @staticmethod
     def head_only(params: dict[str, Tensor]) -> dict[str, Tensor]:

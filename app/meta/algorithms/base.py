@@ -22,6 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from app.meta.backbones import with_prefix
 from app.meta.task_types import task_type_for
 from app.meta.types import AdaptedState, TaskBatch
 
@@ -55,6 +56,7 @@ class MetaLearner(ABC):
         }
         self._local = threading.local()
         self._param_names = {k for k, _ in model.named_parameters()}
+        self._encoder_names = {k for k in self._param_names if k.startswith("encoder.")}
 
     def local(self, attribute: str = "model") -> nn.Module:
         """This thread's copy of a module for ``functional_call``.
@@ -195,6 +197,14 @@ class MetaLearner(ABC):
         if functional is not None and set(params) == self._param_names:
             return functional(params, x)
         return functional_call(self.local(), params, (x,))
+
+    def encode(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
+        """The backbone's encoder with ``params`` (keys ``encoder.*``): its functional form
+        where it has one, else ``functional_call`` on this thread's module."""
+        functional = getattr(self.model, "functional_encoder", None)
+        if functional is not None and self._encoder_names and self._encoder_names <= params.keys():
+            return functional(params, x)
+        return functional_call(self.local().encoder, with_prefix(params, "encoder"), (x,))
 
     def meta_parameters(self) -> list[Tensor]:
         return list(self.params.values())

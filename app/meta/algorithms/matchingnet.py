@@ -16,10 +16,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torch.func import functional_call
 
 from app.meta.algorithms.base import MetaLearner
-from app.meta.backbones import with_prefix
 from app.meta.types import AdaptedState
 
 
@@ -37,7 +35,7 @@ class MatchingNet(MetaLearner):
         self.params = {k: v for k, v in self.params.items() if k.startswith("encoder.")}
 
     def embed(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        z = functional_call(self.local().encoder, with_prefix(params, "encoder"), (x,))
+        z = self.encode(params, x)
         return F.normalize(z, dim=-1)
 
     def adapt_params(

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
-from torch.func import functional_call
 
 from app.meta.algorithms.base import MetaLearner
-from app.meta.backbones import with_prefix
 from app.meta.types import AdaptedState
 
 
@@ -33,7 +31,7 @@ class ProtoNet(MetaLearner):
         self.params = {k: v for k, v in self.params.items() if k.startswith("encoder.")}
 
     def embed(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
-        return functional_call(self.local().encoder, with_prefix(params, "encoder"), (x,))
+        return self.encode(params, x)
 
     def adapt_params(
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
