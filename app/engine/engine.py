@@ -254,7 +254,8 @@ class ServingEngine:
     def extend(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
                inputs: list[Any], targets: list[Any], tenant: str = "") -> Adaptation:
         """Add labelled examples (new labels included) to an adapted state, where the family
-        makes that exact (memory-based learners): store the new state and return it."""
+        makes that exact (memory-based learners, ProtoNet's running-mean prototypes): store the
+        new state and return it."""
         learner, limits = reg.learner, reg.limits
         if not learner.extends:
             raise ExamplesNotSupported(
@@ -277,6 +278,10 @@ class ServingEngine:
         self._check_target_range(reg, y, "targets")
         x = self._decode(reg, inputs, "inputs")
         state = self.load_state(artifact_sha256)
+        if not learner.can_extend(state):
+            raise ExamplesNotSupported(
+                f"this model was adapted by {reg.ref} before it kept what adding examples needs "
+                "(per-class counts); adapt a new model on the whole support set instead")
         total = learner.memory_size(state) + len(inputs)
         if total > limits["max_support"]:
             raise LimitExceeded(f"the model would hold {total} examples, over the limit of "

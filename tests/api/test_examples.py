@@ -70,9 +70,56 @@ def test_neural_process_memory_grows_exactly(client):
     assert close(predictions(client, model["id"], queries), predictions(client, scratch["id"], queries))
 
 
+def test_protonet_prototypes_grow_as_running_means_like_adapting_on_the_union(client):
+    assert client.get("/v1/meta-learners/omniglot-protonet").json()["adds_examples"] is True
+    model = adapt(client, "omniglot-protonet", FIRST)
+    grown = client.post(f"/v1/adapted-models/{model['id']}/examples", json=MORE)
+    assert grown.status_code == 200, grown.text
+    assert grown.json()["labels"] == ["a", "b", "c"] and grown.json()["revision"] == 2
+    scratch = adapt(client, "omniglot-protonet", union(FIRST, MORE))
+    assert close(predictions(client, model["id"], QUERIES), predictions(client, scratch["id"], QUERIES))
+    # and again: a second update on top of the first
+    again = image_support(labels=("a", "d"), shots=1)
+    assert client.post(f"/v1/adapted-models/{model['id']}/examples", json=again).status_code == 200
+    scratch = adapt(client, "omniglot-protonet", union(FIRST, MORE, again))
+    assert close(predictions(client, model["id"], QUERIES), predictions(client, scratch["id"], QUERIES))
+
+
+def test_text_protonet_learns_a_new_intent_from_added_examples(client):
+    first = {"inputs": ["where is my parcel", "track my order", "reset my password",
+                        "i forgot my password"], "targets": ["shipping", "shipping", "login", "login"]}
+    more = {"inputs": ["cancel my subscription", "stop my plan please"], "targets": ["cancel", "cancel"]}
+    model = adapt(client, "text-protonet", first)
+    assert client.post(f"/v1/adapted-models/{model['id']}/examples", json=more).status_code == 200
+    queries = {"inputs": ["please cancel the plan", "where's my package"]}
+    grown = predictions(client, model["id"], queries)
+    scratch = adapt(client, "text-protonet", union(first, more))
+    assert close(grown, predictions(client, scratch["id"], queries), tol=1e-4)
+    assert [p["label"] for p in grown["predictions"]] == ["cancel", "shipping"]
+
+
+def test_a_protonet_state_without_counts_is_refused_with_409(client, monkeypatch):
+    from app.meta.algorithms.protonet import ProtoNet
+
+    original = ProtoNet.adapt_params
+
+    def without_counts(self, *args, **kwargs):  # a state as versions before counts stored it
+        return {"prototypes": original(self, *args, **kwargs)["prototypes"]}
+
+    monkeypatch.setattr(ProtoNet, "adapt_params", without_counts)
+    model = adapt(client, "omniglot-protonet", FIRST)
+    monkeypatch.undo()
+    r = client.post(f"/v1/adapted-models/{model['id']}/examples", json=MORE)
+    check_problem(r, 409, "per-class counts")
+    assert client.get(f"/v1/adapted-models/{model['id']}").json()["revision"] == 1
+    assert predictions(client, model["id"], QUERIES)["predictions"]  # still predicts
+
+
 def test_other_families_refuse_and_bad_examples_are_422(client):
-    protonet = adapt(client, "omniglot-protonet", FIRST)
-    r = client.post(f"/v1/adapted-models/{protonet['id']}/examples", json=MORE)
+    for name in ("omniglot-anil", "text-protonet-finetune"):
+        assert client.get(f"/v1/meta-learners/{name}").json()["adds_examples"] is False
+    anil = adapt(client, "omniglot-anil", FIRST)
+    r = client.post(f"/v1/adapted-models/{anil['id']}/examples", json=MORE)
     check_problem(r, 409, "cannot add examples")
     model = adapt(client, "omniglot-matchingnet", FIRST)
     bad = {"inputs": MORE["inputs"][:1], "targets": MORE["targets"]}

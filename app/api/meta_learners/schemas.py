@@ -36,6 +36,8 @@ class MetaLearnerRead(BaseModel):
     input: InputSpec
     limits: dict[str, int] = Field(examples=[{"max_ways": 50, "max_shots": 20}])
     adaptation_defaults: dict[str, Any] = Field(examples=[{"steps": 10}])
+    adds_examples: bool = Field(False, description="POST /v1/adapted-models/{id}/examples grows its "
+                                "adapted models exactly (memory-based, ProtoNet); others answer 409")
     metrics: dict[str, Any] = Field(description="evaluation results from the manifest")
     versions: list[VersionSummary] = Field(description="every installed version, oldest first")
 

@@ -113,6 +113,10 @@ class MetaLearner(ABC):
         """The state adapted to its support set plus (x, y): only where that is exact."""
         raise NotImplementedError(f"{self.name} cannot add examples to an adapted state")
 
+    def can_extend(self, state: AdaptedState) -> bool:
+        """Whether this particular state can grow (a learner may have kept less before)."""
+        return self.extends
+
     def memory_size(self, state: AdaptedState) -> int:
         """Examples held by a memory-based state."""
         return 0

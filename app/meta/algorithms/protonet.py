@@ -6,11 +6,16 @@ prototype c_k; a query's logits are −‖f(x) − c_k‖² / T. No gradient ste
 ``hparams["temperature"]`` (T, default 1) is fitted after meta-training on validation
 episodes so that the served probabilities are calibrated; it never changes the argmax.
 
-Adapted state: ``prototypes`` ``[ways, feature_dim]``.
+Adapted state: ``prototypes`` ``[ways, feature_dim]`` and ``counts`` ``[ways]`` (support
+examples per class). Adding examples to a model updates each prototype as a running mean,
+(n·c + Σ new) / (n + m) — the prototype an adaptation on the union would compute, to float
+rounding — and a new label gets a new prototype. States from before ``counts`` was kept
+cannot grow (``can_extend``).
 """
 
 from __future__ import annotations
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -23,6 +28,7 @@ class ProtoNet(MetaLearner):
 
     name = "protonet"
     family = "metric"
+    extends = True
 
     def __init__(self, model, task_type: str = "classification", **hparams) -> None:
         if task_type != "classification":
@@ -38,7 +44,26 @@ class ProtoNet(MetaLearner):
     ) -> AdaptedState:
         onehot = F.one_hot(y, ways).to(x.dtype)  # [n, ways]
         sums = onehot.T @ self.embed(params, x)  # [ways, d]
-        return {"prototypes": sums / onehot.sum(0).clamp_min(1.0)[:, None]}
+        counts = onehot.sum(0)
+        return {"prototypes": sums / counts.clamp_min(1.0)[:, None], "counts": counts}
+
+    def can_extend(self, state: AdaptedState) -> bool:
+        return "counts" in state
+
+    def extend(self, state: AdaptedState, x: Tensor, y: Tensor, ways: int) -> AdaptedState:
+        if not self.can_extend(state):
+            raise ValueError("this state has no per-class counts; it cannot grow")
+        with torch.no_grad():
+            z = self.embed(self.frozen(), x)
+        old = state["counts"].shape[0]
+        onehot = F.one_hot(y, ways).to(z.dtype)
+        counts = F.pad(state["counts"], (0, ways - old)) + onehot.sum(0)
+        sums = F.pad(state["prototypes"] * state["counts"][:, None], (0, 0, 0, ways - old)) + onehot.T @ z
+        return {"prototypes": (sums / counts.clamp_min(1.0)[:, None]).contiguous(),
+                "counts": counts.contiguous()}
+
+    def memory_size(self, state: AdaptedState) -> int:
+        return int(state["counts"].sum()) if "counts" in state else 0
 
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor

@@ -51,6 +51,7 @@ class ProtoNetFineTune(ProtoNet):
     family = "optimization"
     has_steps = True
     batchable = False  # per-task optimiser state and random splits: one task at a time
+    extends = False  # the fine-tuned embedding depends on the whole support set
 
     def train_steps(self) -> int:
         return int(self.hparams.get("eval_steps", 0))
