@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
 import uuid
 
-import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.metrics import Metrics
@@ -66,7 +66,8 @@ class RequestContextMiddleware:
         too_large = declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes
         received = 0
 
-        deadline = time.monotonic() + self.body_timeout
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout
 
         body_done = False
 
@@ -75,7 +76,9 @@ class RequestContextMiddleware:
             if body_done:  # after the body only a disconnect can come: no deadline
                 return await receive()
             try:
-                with anyio.fail_after(max(0.0, deadline - time.monotonic())):
+                # asyncio's own timeout: anyio's fail_after (a cancel scope per read) cost about
+                # a tenth of a small request's event-loop time in a py-spy profile
+                async with asyncio.timeout_at(deadline):
                     message = await receive()
             except TimeoutError:
                 exceeded["flag"] = 408  # a body that never completes does not hold the line

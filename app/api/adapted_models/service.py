@@ -99,7 +99,7 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     """
     # 1. prepare: the idempotency lookup, then validation (no connection held past this
     # phase); the quota is counted once, under the tenant's lock, before the commit
-    digest = request_digest(adapted_model_in)
+    digest = request_digest(adapted_model_in) if idempotency_key else ""
     if idempotency_key:
         earlier = replay(session=session, tenant=tenant, key=idempotency_key, digest=digest)
         if earlier is not None:
