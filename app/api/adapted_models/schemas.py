@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    StrictFloat,
+    StrictInt,
+    WithJsonSchema,
+)
 
 from app.api.schemas import Inputs, Label
 
@@ -32,9 +40,22 @@ class SupportSet(BaseModel):
                                          description="class labels (strings or integers) or numbers")
 
 
+def _steps(value: Any) -> int | str | None:
+    """A number of steps or "auto", checked in one place so a 422 names ``options.steps``."""
+    if value is None or value == "auto":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    raise ValueError('steps must be a non-negative integer or "auto"')
+
+
+Steps = Annotated[int | str | None, PlainValidator(_steps), WithJsonSchema({"anyOf": [
+    {"type": "integer", "minimum": 0}, {"type": "string", "const": "auto"}, {"type": "null"}]})]
+
+
 class AdaptOptionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    steps: Annotated[StrictInt, Field(ge=0)] | Literal["auto"] | None = Field(
+    steps: Steps = Field(
         None, description="gradient steps (optimization-based only); \"auto\": the meta-learner "
         "version's step-strategy model chooses them for this support set, which is also what "
         "leaving steps out does on versions that ship one (adaptation_defaults.steps = \"auto\")")

@@ -105,7 +105,7 @@ def input_kind(client: Any, meta_learner: str) -> Op:
 
 
 def create_adapted_model(client: Any, meta_learner: str, inputs: Any, targets: Any,
-                         steps: int | None, ttl_seconds: int | None, wait: bool,
+                         steps: int | str | None, ttl_seconds: int | None, wait: bool,
                          idempotency_key: str | None, timeout: float,
                          abstain_threshold: float | None = None) -> Op:
     kind = yield from input_kind(client, meta_learner)

@@ -100,7 +100,7 @@ class AsyncAdaptedModels:
     def __init__(self, client: AsyncClient) -> None:
         self._client = client
 
-    async def create(self, meta_learner: str, inputs: Any, targets: Any, *, steps: int | None = None,
+    async def create(self, meta_learner: str, inputs: Any, targets: Any, *, steps: int | str | None = None,
                      ttl_seconds: int | None = None, wait: bool = True,
                      idempotency_key: str | None = None, timeout: float = 300.0,
                      abstain_threshold: float | None = None) -> AdaptedModel:

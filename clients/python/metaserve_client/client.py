@@ -123,7 +123,7 @@ class AdaptedModels:
     def __init__(self, client: Client) -> None:
         self._client = client
 
-    def create(self, meta_learner: str, inputs: Any, targets: Any, *, steps: int | None = None,
+    def create(self, meta_learner: str, inputs: Any, targets: Any, *, steps: int | str | None = None,
                ttl_seconds: int | None = None, wait: bool = True, idempotency_key: str | None = None,
                timeout: float = 300.0, abstain_threshold: float | None = None) -> AdaptedModel:
         """Adapt ``meta_learner`` to a support set; with ``wait`` an asynchronous job is

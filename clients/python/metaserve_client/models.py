@@ -48,6 +48,7 @@ class MetaLearner(_Model):
 
 class AdaptationReport(_Model):
     steps: int
+    steps_chosen_by: str | None = None  # "request" | "default" | "strategy"
     duration_ms: float
     support_loss_before: float | None
     support_loss_after: float
