@@ -33,14 +33,16 @@ def test_job_span_continues_the_request_trace(settings):
     with TestClient(create_app(settings.model_copy(update={"otel_enabled": True}))) as client:
         made = client.post("/v1/adapted-models", json=BODY, headers=ASYNC)
         ident = made.json()["id"]
-        assert wait_for(client, ident)["status"] == "ready"
+        ready = wait_for(client, ident)
+        assert ready["status"] == "ready"
+        version = ready["meta_learner_version"]  # the newest sinusoid-maml
         client.post(f"/v1/adapted-models/{ident}/predictions", json={"inputs": [[0.0]]})
     spans = EXPORTER.get_finished_spans()
     job = next(s for s in spans if s.name == "adaptation-job")
     request = next(s for s in spans if s.name == "POST /v1/adapted-models" and s.kind == trace.SpanKind.SERVER)
     assert job.context.trace_id == request.context.trace_id
     assert job.attributes["metaserve.adapted_model_id"] == ident
-    assert job.attributes["metaserve.meta_learner"] == "sinusoid-maml@1.0.0"
+    assert job.attributes["metaserve.meta_learner"] == f"sinusoid-maml@{version}"
     assert job.attributes["metaserve.status"] == "ready"
     tagged = [s for s in spans if s.context.trace_id == request.context.trace_id
               and s.name != "adaptation-job" and (s.attributes or {}).get("metaserve.adapted_model_id") == ident]
