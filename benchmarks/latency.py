@@ -35,7 +35,7 @@ def run(url: str, name: str, n: int, pngs: OmniglotPngs | None, headers: dict[st
     rng = random.Random(0)
     client = httpx.Client(base_url=url, timeout=120, headers=headers)
     tasks = [make_task(name, rng, pngs) for _ in range(n + 5)]
-    adapt_ms, predict_ms, compute_ms, ids = [], [], [], []
+    adapt_ms, predict_ms, compute_ms, ids, steps = [], [], [], [], []
     for i, (support, _) in enumerate(tasks):
         t0 = time.perf_counter()
         r = client.post("/v1/adapted-models", json={"meta_learner": name, "support": support})
@@ -44,6 +44,7 @@ def run(url: str, name: str, n: int, pngs: OmniglotPngs | None, headers: dict[st
         if i >= 5:  # warm-up
             adapt_ms.append(elapsed)
             compute_ms.append(r.json()["adaptation"]["duration_ms"])
+            steps.append(r.json()["adaptation"]["steps"])
         ids.append(r.json()["id"])
     for i, (ident, (_, query)) in enumerate(zip(ids, tasks)):
         t0 = time.perf_counter()
@@ -54,7 +55,8 @@ def run(url: str, name: str, n: int, pngs: OmniglotPngs | None, headers: dict[st
             predict_ms.append(elapsed)
     return {"adapt_http": percentiles(adapt_ms), "adapt_compute": percentiles(compute_ms),
             "predict_http": percentiles(predict_ms), "support": WORKLOADS[name],
-            "queries_per_request": len(tasks[0][1]["inputs"])}
+            "queries_per_request": len(tasks[0][1]["inputs"]),
+            "steps_median": float(np.median(steps)) if steps else None}
 
 
 def plot(results: dict, path: Path) -> None:

@@ -65,7 +65,8 @@ class OmniglotPngs:
 
 
 WORKLOADS = {  # meta-learner -> (ways, shots) for the benchmark's tasks
-    "sinusoid-maml": (0, 5), "sinusoid-metasgd": (0, 5), "sinusoid-hypernet": (0, 5),
+    "sinusoid-maml": (0, 5), "sinusoid-maml@1.0.0": (0, 5),  # newest: auto steps; 1.0.0: 10
+    "sinusoid-metasgd": (0, 5), "sinusoid-hypernet": (0, 5),
     "omniglot-protonet": (5, 1), "omniglot-maml": (5, 1), "omniglot-anil": (5, 1),
     "omniglot-reptile": (5, 5),
 }
