@@ -68,6 +68,11 @@ def build_parser() -> argparse.ArgumentParser:
     fs.add_argument("--test-tasks", type=int, default=400, help="spread over the test shapes")
     fs.add_argument("--queries", type=int, default=10, help="per class (classification) or task")
     fs.add_argument("--seed", type=int, default=0)
+    fs.add_argument("--margin-by", choices=["loss", "metric"], default="loss",
+                    help="choose the margin by validation query loss, or by accuracy / MSE with "
+                    "no validation shape worse than the default")
+    fs.add_argument("--cache", type=Path, default=None,
+                    help="keep the adapted tasks' outcomes here and reuse them on a rerun")
     fs.add_argument("--no-progress", action="store_true")
     return parser
 
@@ -107,7 +112,8 @@ def main(argv: list[str] | None = None) -> int:
         report = fit_strategy_command(
             args.model, args.version, args.candidates, args.train_shapes, args.test_shapes,
             args.train_tasks, args.val_tasks, args.test_tasks, args.queries, args.seed,
-            command_line(), progress=not args.no_progress)
+            command_line(), progress=not args.no_progress, margin_by=args.margin_by,
+            cache=args.cache)
         print(json.dumps({shape: r["strategy_minus_default"] for shape, r in report["test"].items()}))
     else:
         from app.service_cli import run_service_command

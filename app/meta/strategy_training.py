@@ -93,6 +93,27 @@ def collect(learner: MetaLearner, task: str, split: str, shapes: list[tuple[int,
                     torch.tensor(metric, dtype=torch.float64))
 
 
+def cached_collect(cache: Path | None, label: str, *args: Any, **kwargs: Any) -> Outcomes:
+    """``collect``, reusing ``<cache>/<label>.safetensors`` written by an identical call (the
+    arguments are in its sidecar JSON), so a refit with another rule costs no adaptations."""
+    from safetensors.torch import load_file, save_file
+
+    if cache is None:
+        return collect(*args, **kwargs)
+    key = json.dumps([repr(a) for a in args[1:]] + [f"{k}={v!r}" for k, v in sorted(kwargs.items())
+                                                     if k != "progress"])
+    tensors, sidecar = cache / f"{label}.safetensors", cache / f"{label}.json"
+    if tensors.is_file() and sidecar.is_file() and json.loads(sidecar.read_text())["key"] == key:
+        t = load_file(str(tensors))
+        return Outcomes(t["features"], [tuple(s) for s in t["shapes"].tolist()], t["loss"], t["metric"])
+    out = collect(*args, **kwargs)
+    cache.mkdir(parents=True, exist_ok=True)
+    save_file({"features": out.features.contiguous(), "loss": out.loss.contiguous(),
+               "metric": out.metric.contiguous(), "shapes": torch.tensor(out.shapes)}, str(tensors))
+    sidecar.write_text(json.dumps({"key": key}))
+    return out
+
+
 def relative_log_loss(outcomes: Outcomes, candidates: list[int], default: int) -> torch.Tensor:
     logs = outcomes.loss.clamp_min(1e-8).log()
     return (logs - logs[:, candidates.index(default)].unsqueeze(1)).float()
@@ -121,16 +142,37 @@ def choices(strategy: StepStrategy, outcomes: Outcomes, margin: float) -> list[i
     return [strategy.candidates.index(strategy.decide(f, margin=margin)) for f in outcomes.features]
 
 
-def choose_margin(strategy: StepStrategy, val: Outcomes) -> tuple[float, list[dict[str, float]]]:
-    """The margin whose choices give the lowest mean validation query loss (ties: larger)."""
+def choose_margin(strategy: StepStrategy, val: Outcomes, by: str = "loss",
+                  higher_is_better: bool = True) -> tuple[float, list[dict[str, float]]]:
+    """The margin chosen on validation tasks (ties: the larger margin).
+
+    * ``by="loss"``: the lowest mean validation query loss (relative log loss).
+    * ``by="metric"``: only margins under which **no validation shape** has a lower mean
+      metric (accuracy; for MSE, a higher one) than the default are admissible — never
+      overriding always is — and among them the best mean metric gain, then the lowest loss.
+    """
     rel = relative_log_loss(val, strategy.candidates, strategy.default)
+    d = strategy.candidates.index(strategy.default)
+    sign = 1.0 if higher_is_better else -1.0
     table = []
     for margin in MARGINS:
         picked = choices(strategy, val, margin)
+        gains = torch.tensor([sign * float(val.metric[i, c] - val.metric[i, d]) for i, c in enumerate(picked)])
+        per_shape = {f"{w}x{k}": float(gains[[i for i, s in enumerate(val.shapes) if s == (w, k)]].mean())
+                     for (w, k) in dict.fromkeys(val.shapes)}
         realised = float(torch.stack([rel[i, c] for i, c in enumerate(picked)]).mean())
         table.append({"margin": margin, "mean_relative_log_loss": realised,
+                      "mean_metric_gain": float(gains.mean()),
+                      "worst_shape_metric_gain": min(per_shape.values()),
                       "overridden": sum(strategy.candidates[c] != strategy.default for c in picked)})
-    best = min(table, key=lambda r: (round(r["mean_relative_log_loss"], 6), -r["margin"]))
+    if by == "loss":
+        best = min(table, key=lambda r: (round(r["mean_relative_log_loss"], 6), -r["margin"]))
+    elif by == "metric":
+        admissible = [r for r in table if r["worst_shape_metric_gain"] >= 0.0 or r["overridden"] == 0]
+        best = min(admissible, key=lambda r: (-round(r["mean_metric_gain"], 6),
+                                              round(r["mean_relative_log_loss"], 6), -r["margin"]))
+    else:
+        raise ValueError(f"margin_by must be 'loss' or 'metric', not {by!r}")
     return best["margin"], table
 
 
@@ -188,7 +230,8 @@ def plot(report: dict[str, Any], metric_name: str, default: int, path: Path, tit
 def fit_strategy_command(model: Path, version: str, candidates: list[int], train_shapes: list[tuple[int, int]],
                          test_shapes: list[tuple[int, int]], train_tasks: int, val_tasks: int,
                          test_tasks: int, queries: int, seed: int, command: str,
-                         out_root: Path | None = None, progress: bool = True) -> dict[str, Any]:
+                         out_root: Path | None = None, progress: bool = True,
+                         margin_by: str = "loss", cache: Path | None = None) -> dict[str, Any]:
     """Fit the strategy for ``model`` and write ``<models>/<name>/<version>`` beside it."""
     source = resolve_version_folder(model)
     learner, manifest = load_meta_learner(source)
@@ -201,12 +244,15 @@ def fit_strategy_command(model: Path, version: str, candidates: list[int], train
     rng = random.Random(seed)
     shuffled = train_shapes[:]
     rng.shuffle(shuffled)
-    train = collect(learner, task, "train", shuffled, train_tasks, candidates, queries, seed, progress)
-    val = collect(learner, task, "val", shuffled, val_tasks, candidates, queries, seed + 1, progress)
-    strategy = fit(train, candidates, default, seed)
-    strategy.margin, margins = choose_margin(strategy, val)
-    test = collect(learner, task, "test", test_shapes, test_tasks, candidates, queries, seed + 2, progress)
+    train = cached_collect(cache, "train", learner, task, "train", shuffled, train_tasks, candidates,
+                           queries, seed, progress=progress)
+    val = cached_collect(cache, "val", learner, task, "val", shuffled, val_tasks, candidates, queries,
+                         seed + 1, progress=progress)
     metric_name = learner.task.metric_name
+    strategy = fit(train, candidates, default, seed)
+    strategy.margin, margins = choose_margin(strategy, val, margin_by, metric_name == "accuracy")
+    test = cached_collect(cache, "test", learner, task, "test", test_shapes, test_tasks, candidates,
+                          queries, seed + 2, progress=progress)
     report = measure(strategy, test, metric_name)
 
     out = (out_root or source.parent) / version
@@ -232,7 +278,7 @@ def fit_strategy_command(model: Path, version: str, candidates: list[int], train
         "candidates": candidates, "default": default, "train_shapes": train_shapes,
         "test_shapes": test_shapes, "tasks": {"train": train_tasks, "validation": val_tasks,
                                               "test_per_run": test_tasks},
-        "queries": queries, "margins": margins, "seconds": round(time.monotonic() - t0, 1),
+        "queries": queries, "margin_by": margin_by, "margins": margins, "seconds": round(time.monotonic() - t0, 1),
         "data_checksums": checksums or {"sinusoid": "generated (no data files)"},
         "test": report,
     }

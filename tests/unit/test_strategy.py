@@ -67,3 +67,31 @@ def test_fitting_learns_a_rule_that_beats_the_default_on_new_tasks():
     report = measure(strategy, synthetic(300, 2), "accuracy")["5-way-1-shot"]
     assert report["strategy"]["query_loss"]["mean"] < 0.6  # near the best possible, 0.5
     assert report["strategy_minus_default"]["query_loss"]["mean"] < -0.3
+
+
+def test_margin_by_metric_refuses_a_rule_that_costs_one_shape_accuracy():
+    """Lower loss everywhere, but lower accuracy on one shape: by loss the rule overrides,
+    by metric no margin that overrides is admissible, so the default stands."""
+    n = 200
+    f = torch.randn(n, len(FEATURES), generator=torch.Generator().manual_seed(3))
+    shapes = [(5, 1) if i % 2 else (20, 5) for i in range(n)]
+    loss = torch.tensor([[0.5, 1.0]] * n, dtype=torch.float64)  # 1 step: lower loss always
+    metric = torch.tensor([[0.9, 0.95] if s == (20, 5) else [0.99, 0.98] for s in shapes],
+                          dtype=torch.float64)
+    val = Outcomes(f, shapes, loss, metric)
+    strategy = fit(val, [1, 5], 5, seed=0, iterations=300)
+    by_loss, _ = choose_margin(strategy, val, "loss")
+    by_metric, table = choose_margin(strategy, val, "metric")
+    assert by_loss < math.inf and by_metric == math.inf
+    assert min(r["worst_shape_metric_gain"] for r in table) < 0
+
+
+def test_outcomes_are_cached_and_reused(tmp_path, monkeypatch):
+    from app.meta import strategy_training
+
+    learner, _ = load_meta_learner(REPO / "models" / "sinusoid-maml")
+    args = (learner, "sinusoid", "train", [(0, 5)], 4, [1, 10], 20, 0)
+    first = strategy_training.cached_collect(tmp_path, "train", *args, progress=False)
+    monkeypatch.setattr(strategy_training, "collect", lambda *a, **k: (_ for _ in ()).throw(AssertionError))
+    again = strategy_training.cached_collect(tmp_path, "train", *args, progress=False)
+    assert torch.equal(first.loss, again.loss) and again.shapes == first.shapes
