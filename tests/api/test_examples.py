@@ -85,6 +85,20 @@ def test_protonet_prototypes_grow_as_running_means_like_adapting_on_the_union(cl
     assert close(predictions(client, model["id"], QUERIES), predictions(client, scratch["id"], QUERIES))
 
 
+def test_hypernetwork_re_encodes_only_the_new_pairs_like_adapting_on_the_union(client):
+    assert client.get("/v1/meta-learners/sinusoid-hypernet").json()["adds_examples"] is True
+    first = {"inputs": [[-3.0], [0.0], [1.0]], "targets": [0.3, -1.0, 0.2]}
+    more = {"inputs": [[2.0], [4.0]], "targets": [1.2, 0.4]}
+    model = adapt(client, "sinusoid-hypernet", first)
+    grown = client.post(f"/v1/adapted-models/{model['id']}/examples", json=more)
+    assert grown.status_code == 200 and grown.json()["revision"] == 2
+    scratch = adapt(client, "sinusoid-hypernet", union(first, more))
+    queries = {"inputs": [[-4.0], [1.5], [3.0]]}
+    assert close(predictions(client, model["id"], queries), predictions(client, scratch["id"], queries), tol=1e-4)
+    before = predictions(client, adapt(client, "sinusoid-hypernet", first)["id"], queries)
+    assert not close(before, predictions(client, model["id"], queries), tol=1e-3)  # it did change
+
+
 def test_text_protonet_learns_a_new_intent_from_added_examples(client):
     first = {"inputs": ["where is my parcel", "track my order", "reset my password",
                         "i forgot my password"], "targets": ["shipping", "shipping", "login", "login"]}

@@ -7,7 +7,11 @@ depend on the order of the support set), and a generator maps the task code to a
 every weight of the base network: θ_task = θ₀ + G(mean_i h(x_i, y_i)). Adaptation is one
 forward pass, with zero gradient steps.
 
-Adapted state: every weight of the base network, as generated.
+Adapted state: every weight of the base network, as generated, plus the task code (the mean
+of the pair codes, ``task_code``) and the number of pairs it averages (``pairs``). Adding
+examples to a model re-encodes only the new pairs: the code becomes the running mean
+(n·c + Σ h(x_j, y_j)) / (n + m) and the generator writes the weights again — what adapting on
+the union would give, to float rounding. States from before the code was kept cannot grow.
 """
 
 from __future__ import annotations
@@ -44,12 +48,16 @@ class SetToParams(nn.Module):
     def forward(self, pairs: Tensor) -> Tensor:
         return self.generate(self.encode(pairs).mean(0))
 
+    def code(self, pairs: Tensor) -> Tensor:
+        return self.encode(pairs).mean(0)
+
 
 class HyperNet(MetaLearner):
     """Regression on vector inputs; hparams: width."""
 
     name = "hypernet"
     family = "parameter-generating"
+    extends = True  # by re-encoding the new pairs into the running-mean task code
 
     def __init__(self, model: nn.Module, task_type: str = "regression", **hparams) -> None:
         if task_type != "regression":
@@ -62,10 +70,9 @@ class HyperNet(MetaLearner):
         for k, v in self.hyper.named_parameters():
             self.params["hyper." + k] = v.detach().clone().requires_grad_(True)
 
-    def adapt_params(
-        self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
-    ) -> AdaptedState:
-        flat = functional_call(self.local("hyper"), with_prefix(params, "hyper"), (torch.cat([x, y], -1),))
+    def _write(self, params: dict[str, Tensor], code: Tensor) -> dict[str, Tensor]:
+        hyper = with_prefix(params, "hyper")
+        flat = functional_call(self.local("hyper").generate, with_prefix(hyper, "generate"), (code,))
         out, offset = {}, 0
         for k, shape in self.shapes.items():
             n = math.prod(shape)
@@ -73,7 +80,35 @@ class HyperNet(MetaLearner):
             offset += n
         return out
 
+    def _codes(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        hyper = with_prefix(params, "hyper")
+        return functional_call(self.local("hyper").encode, with_prefix(hyper, "encode"),
+                               (torch.cat([x, y], -1),))
+
+    def adapt_params(
+        self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
+    ) -> AdaptedState:
+        code = self._codes(params, x, y).mean(0)
+        return {**self._write(params, code), "task_code": code,
+                "pairs": torch.full((), float(x.shape[0]), dtype=x.dtype, device=x.device)}
+
+    def can_extend(self, state: AdaptedState) -> bool:
+        return "task_code" in state and "pairs" in state
+
+    def extend(self, state: AdaptedState, x: Tensor, y: Tensor, ways: int) -> AdaptedState:
+        if not self.can_extend(state):
+            raise ValueError("this state has no task code; it cannot grow")
+        params = self.frozen()
+        with torch.no_grad():
+            total = state["pairs"] + x.shape[0]
+            code = (state["task_code"] * state["pairs"] + self._codes(params, x, y).sum(0)) / total
+            grown = {**self._write(params, code), "task_code": code, "pairs": total}
+        return {k: v.contiguous() for k, v in grown.items()}
+
+    def memory_size(self, state: AdaptedState) -> int:
+        return int(state["pairs"]) if "pairs" in state else 0
+
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
     ) -> Tensor:
-        return self.forward(state, x)
+        return self.forward({k: state[k] for k in self.shapes}, x)
