@@ -19,7 +19,8 @@ def rows(name: str, report: dict, shipped: str) -> list[str]:
     default = str(report["default"])
     for shape, r in report["test"].items():
         metric = "accuracy" if "accuracy" in r["strategy"] else "mse"
-        best = max(r["fixed"], key=lambda k: r["fixed"][k][metric]["mean"] * (1 if metric == "accuracy" else -1))
+        sign = 1 if metric == "accuracy" else -1
+        best = max(r["fixed"], key=lambda k: r["fixed"][k][metric]["mean"] * sign)
         gap = r["strategy_minus_default"][metric]
         scale = 100 if metric == "accuracy" else 1
         chosen = ", ".join(f"{k}: {n}" for k, n in r["strategy"]["steps_chosen"].items() if n)
@@ -31,7 +32,8 @@ def rows(name: str, report: dict, shipped: str) -> list[str]:
 
 
 def main() -> None:
-    print("| meta-learner | shipped as | test shape | tasks | fixed default | auto | auto − default (paired, 95% CI) | best fixed | steps auto chose (tasks) |")
+    print("| meta-learner | shipped as | test shape | tasks | fixed default | auto "
+          "| auto − default (paired, 95% CI) | best fixed | steps auto chose (tasks) |")
     print("|---|---|---|---|---|---|---|---|---|")
     for path in sorted(Path("models").glob("*/*/strategy.json")):
         print("\n".join(rows(path.parts[1], json.loads(path.read_text()), path.parts[2])))
