@@ -7,6 +7,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from app.cli import build_parser
 from tests.conftest import REPO
 
@@ -43,3 +45,30 @@ def test_meta_learners_list_names_versions_and_metrics():
         for result in row["evaluation"].values():
             assert result["metric"] in {"accuracy", "mse", "error_rate"}
     assert sum(row["newest"] for row in rows) == len({row["name"] for row in rows})
+
+
+@pytest.mark.slow
+def test_fit_strategy_writes_a_new_version_that_the_registry_serves(tmp_path, capsys):
+    import shutil
+
+    from app.cli import main
+    from app.engine.registry import load_registry
+
+    models = tmp_path / "models"
+    shutil.copytree(REPO / "models" / "sinusoid-maml" / "1.0.0", models / "sinusoid-maml" / "1.0.0")
+    assert main(["fit-strategy", str(models / "sinusoid-maml" / "1.0.0"), "--version", "1.0.1",
+                 "--candidates", "1,5,10,20", "--train-shapes", "0x3,0x10", "--test-shapes", "0x5",
+                 "--train-tasks", "24", "--val-tasks", "12", "--test-tasks", "8", "--queries", "20",
+                 "--no-progress"]) == 0
+    assert "5-shot" in capsys.readouterr().out
+    written = models / "sinusoid-maml" / "1.0.1"
+    assert {"weights.safetensors", "manifest.json", "strategy.safetensors", "strategy.json",
+            "strategy.png"} <= {p.name for p in written.iterdir()}
+    registry = load_registry(models)
+    assert not registry.refused
+    served = registry.resolve("sinusoid-maml")
+    assert served.version == "1.0.1" and served.strategy is not None
+    assert served.strategy.candidates == [1, 5, 10, 20] and served.strategy.default == 10
+    with pytest.raises(SystemExit):  # a malformed shape list is a usage error
+        main(["fit-strategy", str(written), "--version", "9", "--candidates", "1",
+              "--train-shapes", "5by1", "--test-shapes", "5x1"])
