@@ -3,11 +3,6 @@
 Jobs wait in one queue per tenant and the workers take them round-robin across the tenants
 that have work waiting: a tenant with a burst of heavy jobs delays another tenant's job by at
 most one of its jobs per worker, not by its whole burst.
-
-When a worker slot is free and nothing waits, a job runs in the caller's own thread (it would
-have been the next one taken anyway): no hand-off to a pool thread and back, which a py-spy
-profile of a sequential server put at ~15% of its busy samples. At most ``workers`` jobs
-compute at once either way.
 """
 
 from __future__ import annotations
@@ -53,17 +48,6 @@ class Executor:
             with self._cond:
                 if self._stopped:
                     raise Overloaded("the service is shutting down; retry shortly")
-                inline = not self._turns and self._running < self.workers
-                if inline:
-                    self._running += 1
-            if inline:
-                try:
-                    return fn()
-                finally:
-                    with self._cond:
-                        self._running -= 1
-                        self._cond.notify()  # a worker may take a job that queued meanwhile
-            with self._cond:
                 if tenant not in self._queues:
                     self._queues[tenant] = deque()
                     self._turns.append(tenant)
@@ -80,11 +64,10 @@ class Executor:
 
     def _next(self) -> tuple[Callable[[], Any], Future[Any]] | None:
         with self._cond:
-            while (not self._turns or self._running >= self.workers) and not self._stopped:
+            while not self._turns and not self._stopped:
                 self._cond.wait()
             if self._stopped:
                 return None
-            self._running += 1  # counted under the same lock that hands the job out
             tenant = self._turns.popleft()
             queue = self._queues[tenant]
             job = queue.popleft()
@@ -97,16 +80,17 @@ class Executor:
     def _work(self) -> None:
         while (job := self._next()) is not None:
             fn, future = job
+            if not future.set_running_or_notify_cancel():
+                continue
+            with self._cond:
+                self._running += 1
             try:
-                if future.set_running_or_notify_cancel():
-                    try:
-                        future.set_result(fn())
-                    except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
-                        future.set_exception(exc)
+                future.set_result(fn())
+            except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
+                future.set_exception(exc)
             finally:
                 with self._cond:
                     self._running -= 1
-                    self._cond.notify()
 
     def shutdown(self) -> None:
         with self._cond:
