@@ -9,9 +9,10 @@ from app.core.config import Settings
 from app.core.metrics import Metrics
 from app.engine.admission import TenantAdmission
 from app.engine.cache import StateCache
-from app.engine.engine import BatchingPolicy, ServingEngine
+from app.engine.engine import ServingEngine
 from app.engine.executor import Executor
 from app.engine.registry import load_registry
+from app.engine.types import BatchingPolicy
 from app.meta.codecs import InputLimits
 from app.storage import make_store
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Hashable, Iterator
-from dataclasses import asdict, dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -39,6 +39,16 @@ from app.engine.batcher import MicroBatcher
 from app.engine.cache import StateCache
 from app.engine.executor import Executor
 from app.engine.registry import RegisteredLearner, Registry
+from app.engine.types import (
+    AUTO,
+    Adaptation,
+    AdaptationReport,
+    BatchingPolicy,
+    PreparedTask,
+    Served,
+    State,
+    batching_pays,
+)
 from app.meta.algorithms import AdaptOptions
 from app.meta.codecs import InputCodec, InputError, InputLimitExceeded, InputLimits, codec_for
 from app.meta.task_types import InvalidTargets, TargetLimitExceeded
@@ -50,71 +60,6 @@ from app.storage.artifacts import (
     decode_state,
     encode_state,
 )
-
-AUTO = "auto"  # options.steps: let the version's step-strategy model choose
-
-State = dict[str, Tensor]
-
-
-@dataclass(frozen=True)
-class BatchingPolicy:
-    mode: str = "auto"  # "auto" | "on" | "off"
-    max_batch: int = 32
-    max_wait_ms: float = 2.0
-
-
-@dataclass(frozen=True)
-class PreparedTask:
-    """A validated support set, ready to adapt: tensors, the label order and the steps."""
-
-    learner: RegisteredLearner
-    x: Tensor
-    y: Tensor
-    ways: int
-    labels: list[Any] | None
-    steps: int  # resolved (0 for learners without gradient steps); the fallback when auto
-    tenant: str = ""  # whose work it is (fair scheduling)
-    progress: Callable[[float], None] | None = None  # told the fraction done (long adaptations)
-    steps_chosen_by: str = "default"  # "request" | "default" | "strategy" (auto: chosen in a worker)
-
-
-@dataclass(frozen=True)
-class AdaptationReport:
-    steps: int
-    duration_ms: float
-    support_loss_before: float | None
-    support_loss_after: float | None
-    steps_chosen_by: str = "default"
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class Adaptation:
-    """What an adaptation produced and where its state is stored."""
-
-    learner: RegisteredLearner
-    artifact_sha256: str
-    artifact_bytes: int
-    labels: list[Any] | None
-    report: AdaptationReport
-
-
-@dataclass(frozen=True)
-class Served:
-    predictions: list[Any]
-    std: list[float] | None = None  # regression learners with a predictive distribution
-
-
-def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
-    if not reg.learner.batchable:
-        return False
-    if policy.mode != "auto":
-        return policy.mode == "on"
-    state = reg.learner.initial_state(2) if reg.learner.has_steps else None
-    per_task_conv = state is not None and any(t.dim() == 4 for t in state.values())
-    return not per_task_conv
 
 
 class ServingEngine:

@@ -36,7 +36,8 @@ from app.core.problems import (
 from app.core.tracing import current_context_carrier, tracer
 from app.db.models import AdaptedModelRow, IdempotencyRow
 from app.db.session import lock_tenant
-from app.engine.engine import Served, ServingEngine
+from app.engine.engine import ServingEngine
+from app.engine.types import Served
 from app.jobs.adaptation import job_request
 from app.jobs.queue import READY, enqueue
 from app.jobs.runner import JobRunner

@@ -1,0 +1,77 @@
+"""The engine's value types: what a prepared task, an adaptation and a prediction are, and
+when batching pays."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from torch import Tensor
+
+from app.engine.registry import RegisteredLearner
+
+AUTO = "auto"  # options.steps: let the version's step-strategy model choose
+
+State = dict[str, Tensor]
+
+
+@dataclass(frozen=True)
+class BatchingPolicy:
+    mode: str = "auto"  # "auto" | "on" | "off"
+    max_batch: int = 32
+    max_wait_ms: float = 2.0
+
+
+@dataclass(frozen=True)
+class PreparedTask:
+    """A validated support set, ready to adapt: tensors, the label order and the steps."""
+
+    learner: RegisteredLearner
+    x: Tensor
+    y: Tensor
+    ways: int
+    labels: list[Any] | None
+    steps: int  # resolved (0 for learners without gradient steps); the fallback when auto
+    tenant: str = ""  # whose work it is (fair scheduling)
+    progress: Callable[[float], None] | None = None  # told the fraction done (long adaptations)
+    steps_chosen_by: str = "default"  # "request" | "default" | "strategy" (auto: chosen in a worker)
+
+
+@dataclass(frozen=True)
+class AdaptationReport:
+    steps: int
+    duration_ms: float
+    support_loss_before: float | None
+    support_loss_after: float | None
+    steps_chosen_by: str = "default"
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Adaptation:
+    """What an adaptation produced and where its state is stored."""
+
+    learner: RegisteredLearner
+    artifact_sha256: str
+    artifact_bytes: int
+    labels: list[Any] | None
+    report: AdaptationReport
+
+
+@dataclass(frozen=True)
+class Served:
+    predictions: list[Any]
+    std: list[float] | None = None  # regression learners with a predictive distribution
+
+
+def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
+    if not reg.learner.batchable:
+        return False
+    if policy.mode != "auto":
+        return policy.mode == "on"
+    state = reg.learner.initial_state(2) if reg.learner.has_steps else None
+    per_task_conv = state is not None and any(t.dim() == 4 for t in state.values())
+    return not per_task_conv
