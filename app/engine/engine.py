@@ -226,7 +226,8 @@ class ServingEngine:
         if not learner.can_extend(state):
             raise ExamplesNotSupported(
                 f"this model was adapted by {reg.ref} before it kept what adding examples needs "
-                "(per-class counts); adapt a new model on the whole support set instead")
+                "(per-class counts, or the task code); adapt a new model on the whole support "
+                "set instead")
         total = learner.memory_size(state) + len(inputs)
         if total > limits["max_support"]:
             raise LimitExceeded(f"the model would hold {total} examples, over the limit of "

@@ -48,9 +48,6 @@ class SetToParams(nn.Module):
     def forward(self, pairs: Tensor) -> Tensor:
         return self.generate(self.encode(pairs).mean(0))
 
-    def code(self, pairs: Tensor) -> Tensor:
-        return self.encode(pairs).mean(0)
-
 
 class HyperNet(MetaLearner):
     """Regression on vector inputs; hparams: width."""
@@ -106,7 +103,7 @@ class HyperNet(MetaLearner):
         return {k: v.contiguous() for k, v in grown.items()}
 
     def memory_size(self, state: AdaptedState) -> int:
-        return int(state["pairs"]) if "pairs" in state else 0
+        return int(state["pairs"])
 
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor

@@ -54,16 +54,16 @@ class ProtoNet(MetaLearner):
         if not self.can_extend(state):
             raise ValueError("this state has no per-class counts; it cannot grow")
         with torch.no_grad():
-            z = self.embed(self.frozen(), x)
-        old = state["counts"].shape[0]
-        onehot = F.one_hot(y, ways).to(z.dtype)
-        counts = F.pad(state["counts"], (0, ways - old)) + onehot.sum(0)
-        sums = F.pad(state["prototypes"] * state["counts"][:, None], (0, 0, 0, ways - old)) + onehot.T @ z
+            added = self.adapt_params(self.frozen(), x, y, ways, 0)
+        widen = ways - state["counts"].shape[0]  # new labels: empty classes in the old state
+        counts = F.pad(state["counts"], (0, widen)) + added["counts"]
+        sums = (F.pad(state["prototypes"] * state["counts"][:, None], (0, 0, 0, widen))
+                + added["prototypes"] * added["counts"][:, None])
         return {"prototypes": (sums / counts.clamp_min(1.0)[:, None]).contiguous(),
                 "counts": counts.contiguous()}
 
     def memory_size(self, state: AdaptedState) -> int:
-        return int(state["counts"].sum()) if "counts" in state else 0
+        return int(state["counts"].sum())
 
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
