@@ -1,6 +1,11 @@
 """Adaptation and prediction latency per shipped meta-learner over HTTP (p50/p99).
 
     python -m benchmarks.latency [--requests 200] [--database-url URL] [--only NAME ...]
+        [--out DIR] [--label NAME]
+
+The server takes its settings from the environment (``METASERVE_DEVICE=cuda``,
+``METASERVE_BATCHING=off``, ...); ``--label`` names the result files
+(``latency-<label>.json``) so that runs under different settings sit side by side.
 
 Starts a real uvicorn server of this checkout, sends N sequential adaptation requests and N
 prediction requests per meta-learner (tasks drawn from each learner's own family), and writes
@@ -11,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import random
 import time
@@ -23,6 +29,15 @@ from benchmarks.server import BenchServer
 from benchmarks.workloads import WORKLOADS, OmniglotPngs, make_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def gpu_name() -> str | None:
+    """The GPU the server's METASERVE_DEVICE names, for the results' header."""
+    if not os.environ.get("METASERVE_DEVICE", "cpu").startswith("cuda"):
+        return None
+    import torch
+
+    return torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
 
 
 def percentiles(ms: list[float]) -> dict[str, float]:
@@ -85,6 +100,8 @@ def main() -> None:
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--database-url", default=None)
     ap.add_argument("--only", nargs="*", default=list(WORKLOADS))
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and the plot")
+    ap.add_argument("--label", default="", help="result files latency-<label>.json/.png")
     args = ap.parse_args()
     pngs = OmniglotPngs() if any(n.startswith("omniglot") for n in args.only) else None
     results = {}
@@ -96,15 +113,17 @@ def main() -> None:
             a, p = r["adapt_http"], r["predict_http"]
             print(f"{name:20s} adapt p50 {a['p50_ms']:8.2f} ms  p99 {a['p99_ms']:8.2f} ms | "
                   f"predict p50 {p['p50_ms']:7.2f} ms  p99 {p['p99_ms']:7.2f} ms", flush=True)
-    RESULTS.mkdir(exist_ok=True)
-    previous = RESULTS / "latency.json"
+    args.out.mkdir(parents=True, exist_ok=True)
+    stem = f"latency-{args.label}" if args.label else "latency"
+    previous = args.out / f"{stem}.json"
     if previous.exists() and set(args.only) != set(WORKLOADS):  # a partial rerun updates its rows
         results = {**json.loads(previous.read_text())["results"], **results}
     meta = {"machine": f"{platform.machine()} {platform.processor()}".strip(),
-            "cpus": __import__("os").cpu_count(), "database": args.database_url or "sqlite",
-            "requests": args.requests}
-    (RESULTS / "latency.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    plot(results, RESULTS / "latency.png")
+            "cpus": os.cpu_count(), "database": args.database_url or "sqlite",
+            "requests": args.requests, "device": os.environ.get("METASERVE_DEVICE", "cpu"),
+            "batching": os.environ.get("METASERVE_BATCHING", "auto"), "gpu": gpu_name()}
+    (args.out / f"{stem}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    plot(results, args.out / f"{stem}.png")
 
 
 if __name__ == "__main__":

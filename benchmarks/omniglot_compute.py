@@ -6,7 +6,8 @@ functional form) against the shortest loop one can write by hand — ``autograd.
 cross-entropy of ``F.conv2d``/``group_norm``/``max_pool``/``relu`` and an update per tensor.
 Checks that both give the same adapted weights, then times them interleaved (medians).
 
-    python -m benchmarks.omniglot_compute [--steps 10] [--repeats 30] [--threads 1]
+    python -m benchmarks.omniglot_compute [--steps 10] [--repeats 30] [--threads 1] [--device cuda]
+        [--out benchmarks/results/omniglot_compute.json]
 """
 
 from __future__ import annotations
@@ -49,12 +50,19 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=30)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--ways", type=int, default=5)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (both paths on that device)")
+    ap.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "omniglot_compute.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     learner, manifest = load_meta_learner(REPO / "models" / "omniglot-maml")
+    learner.to(args.device)
     gen = torch.Generator().manual_seed(0)
-    x = torch.rand(args.ways, 1, 28, 28, generator=gen)
-    y = torch.arange(args.ways)
+    x = torch.rand(args.ways, 1, 28, 28, generator=gen).to(args.device)
+    y = torch.arange(args.ways).to(args.device)
+
+    def sync() -> None:
+        if x.is_cuda:
+            torch.cuda.synchronize()
     start = learner.initial_state(args.ways)
     lr = float(learner.hparams["inner_lr"]) * learner.inner_loss_weight(args.ways, args.ways)
     options = AdaptOptions(steps=args.steps)
@@ -63,18 +71,23 @@ def main() -> None:
     gap = max(float((ours[k] - raw[k]).abs().max()) for k in raw)
     times = {"metaserve": [], "raw_autograd": []}
     for _ in range(args.repeats + 3):
+        sync()
         t0 = time.perf_counter()
         learner.adapt(x, y, args.ways, options)
+        sync()
         t1 = time.perf_counter()
         raw_adapt(start, x, y, lr, args.steps)
+        sync()
         t2 = time.perf_counter()
         times["metaserve"].append(t1 - t0)
         times["raw_autograd"].append(t2 - t1)
     med = {k: 1000 * statistics.median(v[3:]) for k, v in times.items()}
     result = {"model": f"{manifest['name']}@{manifest['version']}", "ways": args.ways, "shots": 1,
-              "steps": args.steps, "threads": args.threads, "max_abs_weight_difference": gap,
+              "steps": args.steps, "threads": args.threads, "device": str(x.device),
+              "max_abs_weight_difference": gap,
               "ms_p50": med, "ratio_metaserve_over_raw": med["metaserve"] / med["raw_autograd"]}
-    out = REPO / "benchmarks" / "results" / "omniglot_compute.json"
+    out = args.out
+    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

@@ -2,8 +2,10 @@
 and batched prediction across many adapted models vs one model at a time.
 
     python -m benchmarks.throughput [--seconds 15] [--clients 1 8 32] [--only NAME ...]
+        [--device cuda] [--out DIR] [--label NAME]
 
-Writes ``benchmarks/results/throughput.json`` and ``throughput.png``.
+Writes ``benchmarks/results/throughput.json`` and ``throughput.png`` (``throughput-<label>``
+with ``--label``). ``--device`` runs the in-process floor and the server on that device.
 """
 
 from __future__ import annotations
@@ -26,9 +28,15 @@ from benchmarks.workloads import OmniglotPngs, make_task
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def in_process_floor(name: str, batch: int = 32, seconds: float = 5.0) -> dict[str, float]:
+def sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def in_process_floor(name: str, batch: int = 32, seconds: float = 5.0,
+                     device: str = "cpu") -> dict[str, float]:
     """Adaptations per second calling the algorithm directly: a loop, and one vmapped batch."""
-    reg = load_registry(REPO / "models").learners[name]
+    reg = load_registry(REPO / "models", device).learners[name]
     learner = reg.learner
     rng = random.Random(0)
     if name.startswith("sinusoid"):
@@ -39,6 +47,7 @@ def in_process_floor(name: str, batch: int = 32, seconds: float = 5.0) -> dict[s
         xs = torch.rand(batch, 5, 1, 28, 28)
         ys = torch.arange(5).expand(batch, 5).contiguous()
         ways = 5
+    xs, ys = xs.to(device), ys.to(device)
     out = {}
     for mode in ("loop", "vmap"):
         n, t0 = 0, time.perf_counter()
@@ -48,25 +57,31 @@ def in_process_floor(name: str, batch: int = 32, seconds: float = 5.0) -> dict[s
                     learner.adapt(xs[i], ys[i], ways)
             else:
                 learner.adapt_batch(xs, ys, ways)
+            sync(device)
             n += batch
         out[f"{mode}_tasks_per_s"] = round(n / (time.perf_counter() - t0), 1)
     return out
 
 
-def prediction_scaling(name: str, counts=(1, 64, 1000), queries: int = 10) -> dict:
+def prediction_scaling(name: str, counts=(1, 64, 1000), queries: int = 10,
+                       device: str = "cpu") -> dict:
     """Predictions for K distinct adapted models: one vmapped call vs K calls."""
-    learner = load_registry(REPO / "models").learners[name].learner
+    learner = load_registry(REPO / "models", device).learners[name].learner
     out = {}
     for k in counts:
-        xs = torch.rand(k, 5, 1) * 10 - 5
+        xs = (torch.rand(k, 5, 1) * 10 - 5).to(device)
         states = learner.adapt_batch(xs, torch.sin(xs))
-        qx = torch.rand(k, queries, 1) * 10 - 5
+        qx = (torch.rand(k, queries, 1) * 10 - 5).to(device)
+        learner.predict_batch(states, qx)  # first call of this shape: kernels and caches
+        sync(device)
         t0 = time.perf_counter()
         learner.predict_batch(states, qx)
+        sync(device)
         batched = time.perf_counter() - t0
         t0 = time.perf_counter()
         for i in range(k):
             learner.predict({n: v[i] for n, v in states.items()}, qx[i])
+        sync(device)
         looped = time.perf_counter() - t0
         out[k] = {"batched_ms": round(batched * 1000, 2), "loop_ms": round(looped * 1000, 2),
                   "speedup": round(looped / batched, 2)}
@@ -74,9 +89,10 @@ def prediction_scaling(name: str, counts=(1, 64, 1000), queries: int = 10) -> di
 
 
 def service_throughput(name: str, clients: int, seconds: float, batching: str,
-                       pngs: OmniglotPngs | None) -> float:
+                       pngs: OmniglotPngs | None, device: str = "cpu") -> float:
     with BenchServer(None, METASERVE_AUTH_ENABLED="false", METASERVE_RATE_LIMIT_PER_MINUTE="0",
-                     METASERVE_BATCHING=batching, METASERVE_MAX_QUEUE="256") as url:
+                     METASERVE_BATCHING=batching, METASERVE_MAX_QUEUE="256",
+                     METASERVE_DEVICE=device) as url:
         done = [0]
         lock = threading.Lock()
         deadline = time.monotonic() + seconds
@@ -129,20 +145,27 @@ def main() -> None:
     ap.add_argument("--clients", type=int, nargs="*", default=[1, 8, 32])
     ap.add_argument("--only", nargs="*", default=["sinusoid-maml", "sinusoid-hypernet", "omniglot-protonet"])
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the last JSON")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda: the floor's and the server's")
+    ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and the plot")
+    ap.add_argument("--label", default="", help="result files throughput-<label>.json/.png")
     args = ap.parse_args()
+    stem = f"throughput-{args.label}" if args.label else "throughput"
+    json_path, png_path = args.out / f"{stem}.json", args.out / f"{stem}.png"
     if args.plot_only:
-        plot(json.loads((RESULTS / "throughput.json").read_text()), RESULTS / "throughput.png")
+        plot(json.loads(json_path.read_text()), png_path)
         return
     pngs = OmniglotPngs()
     report = {"machine": f"{platform.machine()} {platform.processor()}".strip(),
               "cpus": __import__("os").cpu_count(), "torch_threads": torch.get_num_threads(),
+              "device": args.device,
+              "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
               "learners": {}}
     for name in args.only:
-        floor = in_process_floor(name)
+        floor = in_process_floor(name, device=args.device)
         rows = {}
         for clients in args.clients:
-            on = service_throughput(name, clients, args.seconds, "on", pngs)
-            off = service_throughput(name, clients, args.seconds, "off", pngs)
+            on = service_throughput(name, clients, args.seconds, "on", pngs, args.device)
+            off = service_throughput(name, clients, args.seconds, "off", pngs, args.device)
             best_floor = max(floor.values())
             rows[clients] = {"batching_on_rps": on, "batching_off_rps": off,
                              "on_over_off": round(on / off, 2) if off else None,
@@ -151,12 +174,12 @@ def main() -> None:
                   f"floor {best_floor:8.1f}/s", flush=True)
         entry = {"in_process_floor": floor, "service": rows}
         if name.startswith("sinusoid"):
-            entry["prediction_scaling"] = prediction_scaling(name)
+            entry["prediction_scaling"] = prediction_scaling(name, device=args.device)
             print(name, "predictions across K models:", entry["prediction_scaling"], flush=True)
         report["learners"][name] = entry
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "throughput.json").write_text(json.dumps(report, indent=2) + "\n")
-    plot(json.loads((RESULTS / "throughput.json").read_text()), RESULTS / "throughput.png")
+    args.out.mkdir(parents=True, exist_ok=True)
+    json_path.write_text(json.dumps(report, indent=2) + "\n")
+    plot(json.loads(json_path.read_text()), png_path)  # the keys as the JSON has them
 
 
 if __name__ == "__main__":

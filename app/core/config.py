@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     max_adaptations_per_tenant: int = Field(0, ge=0, description="adaptations one tenant may run "
                                             "at once (429 beyond); 0 = no cap")
     torch_threads: int = Field(0, ge=0, description="PyTorch intra-op threads per worker; 0 = cores / workers")
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:[0-9]+)?)$", description="where adaptation "
+                        "and prediction run: cpu, or cuda / cuda:N (a GPU; start-up fails when "
+                        "there is none). Stored states and the state cache stay in host memory")
     max_queue: int = Field(64, ge=1, description="queued + running jobs before 503")
     cache_bytes: int = Field(256 * 1024 * 1024, ge=0, description="in-memory adapted-state cache")
     batching: str = Field("auto", pattern="^(auto|on|off)$",

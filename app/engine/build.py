@@ -3,6 +3,7 @@ Shared by the HTTP service (``app.main``) and the job worker (``app.jobs.worker`
 
 from __future__ import annotations
 
+import torch
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.config import Settings
@@ -17,9 +18,29 @@ from app.meta.codecs import InputLimits
 from app.storage import make_store
 
 
+class DeviceUnavailable(RuntimeError):
+    """METASERVE_DEVICE names a device this machine does not have."""
+
+
+def resolve_device(name: str) -> torch.device:
+    """``cpu`` or an available ``cuda[:N]``; never a silent fallback to the CPU."""
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise DeviceUnavailable(f"METASERVE_DEVICE={name}, but PyTorch sees no CUDA device "
+                                    f"here (torch {torch.__version__}); unset it to run on the CPU")
+        index = device.index or 0
+        if index >= torch.cuda.device_count():
+            raise DeviceUnavailable(f"METASERVE_DEVICE={name}, but this machine has "
+                                    f"{torch.cuda.device_count()} CUDA device(s)")
+        device = torch.device("cuda", index)
+    return device
+
+
 def build_engine(settings: Settings, metrics: Metrics,
                  factory: sessionmaker[Session] | None = None) -> ServingEngine:
-    registry = load_registry(settings.models_dir)
+    device = resolve_device(settings.device)
+    registry = load_registry(settings.models_dir, device)
     executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
     predict_executor = Executor(settings.prediction_workers, settings.max_queue,
                                 settings.resolved_torch_threads, name="metaserve-predict")
@@ -30,7 +51,7 @@ def build_engine(settings: Settings, metrics: Metrics,
         input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels),
         predict_executor=predict_executor,
         admission=TenantAdmission(settings.max_adaptations_per_tenant),
-        max_response_bytes=settings.max_response_bytes)
+        max_response_bytes=settings.max_response_bytes, device=device)
 
 
 def shutdown_engine(engine: ServingEngine) -> None:

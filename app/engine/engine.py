@@ -68,8 +68,12 @@ class ServingEngine:
                  artifact_grace_seconds: float = 0.0, input_limits: InputLimits | None = None,
                  predict_executor: Executor | None = None,
                  admission: TenantAdmission | None = None,
-                 max_response_bytes: int = 4 * 1024 * 1024) -> None:
+                 max_response_bytes: int = 4 * 1024 * 1024,
+                 device: torch.device | str = "cpu") -> None:
         self.registry = registry
+        # where the learners' tensors live and the compute runs; requests' tensors, the stored
+        # states and the cache stay in host memory and cross over inside the worker
+        self.device = torch.device(device)
         self._store, self._cache = store, cache
         self._grace = artifact_grace_seconds
         # adaptations and predictions have pools of their own: a prediction never waits
@@ -171,7 +175,8 @@ class ServingEngine:
         ceiling = min(limits["max_steps"], limits["max_example_steps"] // max(task.x.shape[0], 1))
 
         def choose() -> int:
-            return reg.strategy.choose(reg.learner, task.x, task.y, task.ways, ceiling)
+            return reg.strategy.choose(reg.learner, self._in(task.x), self._in(task.y), task.ways,
+                                       ceiling)
 
         return replace(task, steps=self.executor.run(choose, tenant=task.tenant))
 
@@ -235,8 +240,8 @@ class ServingEngine:
 
         def work() -> tuple[State, float]:
             t0 = time.perf_counter()
-            grown = learner.extend(state, x, y, ways)
-            return grown, time.perf_counter() - t0
+            grown = learner.extend(self._in(state), self._in(x), self._in(y), ways)
+            return self._out(grown), time.perf_counter() - t0
 
         grown, seconds = self.executor.run(work, tenant=tenant)
         artifact = encode_state(grown)
@@ -263,22 +268,22 @@ class ServingEngine:
         def work() -> list[tuple[State, AdaptationReport]]:
             t0 = time.perf_counter()
             options = AdaptOptions(steps=first.steps, progress=first.progress)
+            xs, ys = [self._in(t.x) for t in tasks], [self._in(t.y) for t in tasks]
             if len(tasks) == 1:
-                states = [learner.adapt(first.x, first.y, first.ways, options)]
+                states = [learner.adapt(xs[0], ys[0], first.ways, options)]
             else:
-                stacked = learner.adapt_batch(torch.stack([t.x for t in tasks]),
-                                              torch.stack([t.y for t in tasks]), first.ways, options)
+                stacked = learner.adapt_batch(torch.stack(xs), torch.stack(ys), first.ways, options)
                 states = [{k: v[j] for k, v in stacked.items()} for j in range(len(tasks))]
             duration = time.perf_counter() - t0
             start = learner.initial_state(first.ways)
             results = []
-            for task, state in zip(tasks, states, strict=True):
+            for task, state, x, y in zip(tasks, states, xs, ys, strict=True):
                 report = AdaptationReport(
                     steps=first.steps, duration_ms=round(duration * 1000, 3),
                     steps_chosen_by=task.steps_chosen_by,
-                    support_loss_before=None if start is None else learner.support_loss(start, task.x, task.y),
-                    support_loss_after=learner.support_loss(state, task.x, task.y))
-                results.append((state, report))
+                    support_loss_before=None if start is None else learner.support_loss(start, x, y),
+                    support_loss_after=learner.support_loss(state, x, y))
+                results.append((self._out(state), report))
                 if record:
                     self.metrics.adaptation.labels(first.learner.name).observe(duration)
             return results
@@ -367,6 +372,19 @@ class ServingEngine:
     def remove_stale_temporaries(self) -> int:
         return self._store.remove_stale_temporaries(self._grace)
 
+    # ----- host <-> device ---------------------------------------------------------------------
+    def _in(self, value: Any) -> Any:
+        """A tensor (or a state's tensors) on the compute device: a no-op on the CPU."""
+        if isinstance(value, dict):
+            return {k: v.to(self.device, non_blocking=True) for k, v in value.items()}
+        return value.to(self.device, non_blocking=True)
+
+    def _out(self, state: State) -> State:
+        """A state back in host memory, where it is checksummed, stored and cached."""
+        if self.device.type == "cpu":
+            return state
+        return {k: v.cpu() for k, v in state.items()}
+
     # ----- prediction ------------------------------------------------------------------------
     @staticmethod
     def _codec(reg: RegisteredLearner) -> InputCodec:
@@ -414,9 +432,9 @@ class ServingEngine:
                           tenant: str) -> tuple[Tensor, Tensor]:
         def work() -> tuple[Tensor, Tensor]:
             t0 = time.perf_counter()
-            mean, spread = reg.learner.predict_with_std(state, x)
+            mean, spread = reg.learner.predict_with_std(self._in(state), self._in(x))
             self.metrics.prediction.labels(reg.name).observe(time.perf_counter() - t0)
-            return reg.task.outputs(mean), spread
+            return reg.task.outputs(mean).cpu(), None if spread is None else spread.cpu()
 
         return self.predict_executor.run(work, tenant=tenant)
 
@@ -426,11 +444,11 @@ class ServingEngine:
         def work() -> list[Tensor]:
             t0 = time.perf_counter()
             if len(items) == 1:
-                outs = [reg.learner.predict(items[0][1], items[0][2])]
+                outs = [reg.learner.predict(self._in(items[0][1]), self._in(items[0][2]))]
             else:
-                states = {k: torch.stack([i[1][k] for i in items]) for k in items[0][1]}
-                outs = list(reg.learner.predict_batch(states, torch.stack([i[2] for i in items])))
-            outs = [reg.task.outputs(o) for o in outs]
+                states = {k: self._in(torch.stack([i[1][k] for i in items])) for k in items[0][1]}
+                outs = list(reg.learner.predict_batch(states, self._in(torch.stack([i[2] for i in items]))))
+            outs = [reg.task.outputs(o).cpu() for o in outs]
             elapsed = time.perf_counter() - t0
             if record:
                 for _ in items:

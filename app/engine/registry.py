@@ -15,6 +15,8 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from app.core.problems import MetaLearnerVersionRetired, UnknownMetaLearner
 from app.meta.algorithms import MetaLearner
 from app.meta.checkpoint import (
@@ -123,8 +125,9 @@ def _candidate_folders(models_dir: Path) -> list[Path]:
     return found
 
 
-def load_registry(models_dir: Path) -> Registry:
-    """Load every version folder; one that fails is refused and logged, the rest serve."""
+def load_registry(models_dir: Path, device: torch.device | str = "cpu") -> Registry:
+    """Load every version folder onto ``device``; one that fails is refused and logged, the
+    rest serve."""
     versions: dict[str, dict[str, RegisteredLearner]] = {}
     refused: dict[str, str] = {}
     if not Path(models_dir).is_dir():
@@ -144,7 +147,7 @@ def load_registry(models_dir: Path) -> Registry:
             log.error("refusing meta-learner %s: %s", label, refused[label])
             continue
         versions.setdefault(spec.name, {})[spec.version] = RegisteredLearner(
-            spec.name, learner, spec, raw, strategy)
+            spec.name, learner.to(device), spec, raw, strategy)
         log.info("loaded meta-learner %s@%s (%s)", spec.name, spec.version, spec.algorithm)
     ordered = {name: dict(sorted(v.items(), key=lambda kv: version_key(kv[0])))
                for name, v in versions.items()}

@@ -58,6 +58,21 @@ class MetaLearner(ABC):
         self._param_names = {k for k, _ in model.named_parameters()}
         self._encoder_names = {k for k in self._param_names if k.startswith("encoder.")}
 
+    @property
+    def device(self) -> torch.device:
+        """Where the meta-parameters live (and so where adaptation and prediction run)."""
+        return next(iter(self.params.values())).device
+
+    def to(self, device: str | torch.device) -> MetaLearner:
+        """Move the meta-parameters and every module of this learner to ``device``."""
+        device = torch.device(device)
+        for value in vars(self).values():
+            if isinstance(value, nn.Module):
+                value.to(device)
+        self.params = {k: v.detach().to(device).requires_grad_(True) for k, v in self.params.items()}
+        self._local = threading.local()  # per-thread module copies were made on the old device
+        return self
+
     def local(self, attribute: str = "model") -> nn.Module:
         """This thread's copy of a module for ``functional_call``.
 

@@ -80,7 +80,7 @@ class ProtoNetFineTune(ProtoNet):
                     half = order.numel() // 2
                     query_rows.append(order[:half])
                     support_rows.append(order[half:])
-                    query_y.append(torch.full((half,), c))
+                    query_y.append(torch.full((half,), c, device=y.device))
                 s_rows, q_rows = torch.cat(support_rows), torch.cat(query_rows)
                 with torch.enable_grad():
                     z = self.embed(encoder, x)
