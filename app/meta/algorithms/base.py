@@ -64,8 +64,16 @@ class MetaLearner(ABC):
         return next(iter(self.params.values())).device
 
     def to(self, device: str | torch.device) -> MetaLearner:
-        """Move the meta-parameters and every module of this learner to ``device``."""
+        """Move the meta-parameters and every module of this learner to ``device``.
+
+        On a GPU, TensorFloat-32 is switched off for matrix products and convolutions (PyTorch
+        allows it for cuDNN convolutions by default): its 10-bit mantissa moved adapted
+        weights by up to 0.36 after ten MAML/ANIL steps on an H200, so a GPU deployment
+        would serve other predictions than the CPU one for the same support set."""
         device = torch.device(device)
+        if device.type == "cuda":
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
         for value in vars(self).values():
             if isinstance(value, nn.Module):
                 value.to(device)
