@@ -88,8 +88,24 @@ def prediction_scaling(name: str, counts=(1, 64, 1000), queries: int = 10,
     return out
 
 
+def adapt_batch_sizes(url: str) -> dict[str, float]:
+    """The server's achieved adaptation micro-batch sizes (its /metrics histogram)."""
+    text = httpx.get(f"{url}/metrics", timeout=10).text
+    values = {}
+    for line in text.splitlines():
+        if line.startswith("metaserve_batch_size_") and 'kind="adapt"' in line:
+            metric, value = line.rsplit(" ", 1)
+            if metric.startswith("metaserve_batch_size_sum"):
+                values["sum"] = float(value)
+            elif metric.startswith("metaserve_batch_size_count"):
+                values["batches"] = float(value)
+    batches = values.get("batches", 0.0)
+    return {"batches": batches, "mean_batch": round(values.get("sum", 0.0) / batches, 2) if batches else 0.0}
+
+
 def service_throughput(name: str, clients: int, seconds: float, batching: str,
-                       pngs: OmniglotPngs | None, device: str = "cpu") -> float:
+                       pngs: OmniglotPngs | None, device: str = "cpu",
+                       batch_sizes: dict | None = None) -> float:
     with BenchServer(None, METASERVE_AUTH_ENABLED="false", METASERVE_RATE_LIMIT_PER_MINUTE="0",
                      METASERVE_BATCHING=batching, METASERVE_MAX_QUEUE="256",
                      METASERVE_DEVICE=device) as url:
@@ -115,7 +131,10 @@ def service_throughput(name: str, clients: int, seconds: float, batching: str,
             t.start()
         for t in threads:
             t.join()
-        return round(done[0] / (time.monotonic() - t0), 1)
+        rate = round(done[0] / (time.monotonic() - t0), 1)
+        if batch_sizes is not None:
+            batch_sizes.update(adapt_batch_sizes(url))
+        return rate
 
 
 def plot(report: dict, path: Path) -> None:
@@ -164,14 +183,17 @@ def main() -> None:
         floor = in_process_floor(name, device=args.device)
         rows = {}
         for clients in args.clients:
-            on = service_throughput(name, clients, args.seconds, "on", pngs, args.device)
+            batches: dict = {}
+            on = service_throughput(name, clients, args.seconds, "on", pngs, args.device, batches)
             off = service_throughput(name, clients, args.seconds, "off", pngs, args.device)
             best_floor = max(floor.values())
             rows[clients] = {"batching_on_rps": on, "batching_off_rps": off,
+                             "batching_on_mean_batch": batches.get("mean_batch"),
+                             "batching_on_batches": batches.get("batches"),
                              "on_over_off": round(on / off, 2) if off else None,
                              "efficiency_vs_floor": round(on / best_floor, 3)}
             print(f"{name:18s} clients={clients:3d}  on {on:8.1f}/s  off {off:8.1f}/s  "
-                  f"floor {best_floor:8.1f}/s", flush=True)
+                  f"floor {best_floor:8.1f}/s  mean batch {batches.get('mean_batch')}", flush=True)
         entry = {"in_process_floor": floor, "service": rows}
         if name.startswith("sinusoid"):
             entry["prediction_scaling"] = prediction_scaling(name, device=args.device)
