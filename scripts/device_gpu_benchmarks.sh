@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # GPU checks and benchmarks for METASERVE_DEVICE=cuda, in one run on a lent GPU machine whose
 # Python has PyTorch but not the service's web/database packages: those travel as wheels in
-# .whl/ (see docs/gpu.md for how they are fetched). Writes at most 8 files to $OUT (JSON and
-# logs; the plots are redrawn from the JSON afterwards):
+# .whl/ (made here by scripts/device_wheels.sh). Writes at most 8 files to $OUT (JSON and logs;
+# the plots are redrawn from the JSON afterwards):
 #   1. the device tests (tests/engine/test_device.py: every learner on the GPU = on the CPU);
 #   2. omniglot-maml single-task compute on the GPU against raw autograd on the GPU;
 #   3. latency over HTTP, METASERVE_DEVICE=cuda, then =cpu on the same machine (the baseline);

@@ -8,8 +8,11 @@ references. Nothing outside the engine touches its store or cache.
 With batching on, concurrent adaptations of one meta-learner version with one task shape run
 as one vmapped ``adapt_batch``, and concurrent predictions of different adapted models run as
 one vmapped ``predict_batch`` over their stacked states. ``auto`` batches except where a
-per-task state holds convolution kernels and the device is a CPU: vmapping them turns each
-convolution into a grouped one, which is slower on CPU than a loop (``benchmarks/throughput.py``).
+per-task state holds convolution kernels: vmapping them turns each convolution into a grouped
+one, slower than a loop on the CPU and on the GPU measured (``benchmarks/throughput.py``).
+
+``METASERVE_DEVICE`` puts the learners on a GPU: requests' tensors move there inside the
+worker, and states come back to host memory before they are checksummed, stored and cached.
 """
 
 from __future__ import annotations

@@ -68,14 +68,13 @@ class Served:
 
 
 def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
-    """``auto``: batch, except per-task convolution kernels on a CPU (vmapped, each becomes a
-    grouped convolution, slower there than a loop; on a GPU one launch for many tasks pays)."""
+    """``auto``: batch, except where per-task states hold convolution kernels (vmapped, each
+    becomes a grouped convolution: slower than a loop on this CPU, and on an H200 too —
+    omniglot-maml under 32 clients 6.8 adaptations/s batched vs 39.6 unbatched)."""
     if not reg.learner.batchable:
         return False
     if policy.mode != "auto":
         return policy.mode == "on"
-    if reg.learner.device.type != "cpu":
-        return True
     state = reg.learner.initial_state(2) if reg.learner.has_steps else None
     per_task_conv = state is not None and any(t.dim() == 4 for t in state.values())
     return not per_task_conv
