@@ -29,6 +29,16 @@ def conv_block(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
+def max_pool_2x2(x: Tensor, kernel_size: int = 2) -> Tensor:
+    """``F.max_pool2d(x, 2)`` (floor mode: an odd last row or column is dropped) as two
+    elementwise maxima of strided views: identical values, vectorised on the CPU."""
+    if kernel_size != 2:
+        raise ValueError("max_pool_2x2 pools 2x2 windows only")
+    h, w = x.shape[-2] // 2 * 2, x.shape[-1] // 2 * 2
+    rows = torch.maximum(x[..., 0:h:2, :w], x[..., 1:h:2, :w])
+    return torch.maximum(rows[..., 0::2], rows[..., 1::2])
+
+
 class Conv4(nn.Module):
     """Four conv blocks (64 channels) on ``[B, 1, 28, 28]`` inputs, 64 features."""
 
@@ -51,13 +61,19 @@ class Conv4(nn.Module):
         """``encoder`` with ``params`` (keys ``encoder.*``) in place of the module's own tensors.
 
         Each block pools before the ReLU: ``relu(max_pool(z)) == max_pool(relu(z))`` exactly
-        (ReLU is monotone), and the ReLU then runs on a quarter of the values."""
+        (ReLU is monotone), and the ReLU then runs on a quarter of the values. Without
+        autograd (prediction, prototypes) the 2x2 pooling is two elementwise maxima of strided
+        views, the same values as ``max_pool2d``: PyTorch's CPU pooling of NCHW tensors is
+        scalar code (7.0 vs 0.4 ms for 25x64x28x28 on one thread; Conv4 forward of 25 images
+        19.4 -> 12.0 ms). With autograd ``max_pool2d`` stays: it sends a tie's gradient to one
+        input, as training did, where ``maximum`` would split it."""
         groups = self.encoder[0][1].num_groups
+        pool = F.max_pool2d if torch.is_grad_enabled() else max_pool_2x2
         for i in range(4):
             p = f"encoder.{i}"
             x = F.conv2d(x, params[f"{p}.0.weight"], params[f"{p}.0.bias"], padding=1)
             x = F.group_norm(x, groups, params[f"{p}.1.weight"], params[f"{p}.1.bias"])
-            x = F.relu(F.max_pool2d(x, 2))
+            x = F.relu(pool(x, 2))
         return x.flatten(1)
 
     def functional(self, params: dict[str, Tensor], x: Tensor) -> Tensor:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.meta.algorithms import ALGORITHMS, AdaptOptions
-from app.meta.backbones import Conv4, SineMLP
+from app.meta.backbones import Conv4, SineMLP, max_pool_2x2
 from app.meta.checkpoint import build_learner
 from app.meta.tasks.sinusoid import SinusoidTasks
 from app.meta.types import TaskBatch
@@ -210,6 +210,27 @@ def test_adapt_options_steps_changes_adaptation():
 def test_backbone_shapes():
     assert Conv4().encoder(torch.zeros(2, 1, 28, 28)).shape == (2, 64)
     assert SineMLP()(torch.zeros(3, 1)).shape == (3, 1)
+
+
+@pytest.mark.parametrize("shape", [(3, 4, 28, 28), (2, 5, 7, 7), (1, 2, 3, 6), (4, 2, 3, 9, 9)])
+def test_strided_max_pool_equals_max_pool2d(shape):
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    x[..., 0, 0] = x[..., 0, 1]  # ties
+    want = F.max_pool2d(x.reshape(-1, *shape[-3:]), 2).reshape(*shape[:-2], shape[-2] // 2, shape[-1] // 2)
+    assert torch.equal(max_pool_2x2(x, 2), want)
+    batched = torch.vmap(lambda t: max_pool_2x2(t, 2))(x)
+    assert torch.equal(batched, want)
+
+
+def test_conv4_functional_encoder_equals_the_module_with_and_without_autograd():
+    net = Conv4()
+    params = dict(net.named_parameters())
+    x = torch.rand(6, 1, 28, 28, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        module_out = net.encoder(x)
+        assert torch.equal(net.functional_encoder(params, x), module_out)  # strided pooling
+    grad_out = net.functional_encoder(params, x)  # max_pool2d, differentiable as trained
+    assert grad_out.requires_grad and torch.equal(grad_out.detach(), module_out)
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "hypernet"])
