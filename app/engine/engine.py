@@ -193,7 +193,7 @@ class ServingEngine:
             state, report = self.adapt_batcher.submit(key, task)
         else:
             state, report = self._adapt_many(None, [task])[0]
-        finite = all(bool(torch.isfinite(t).all()) for t in state.values())
+        finite = bool(torch.isfinite(torch.cat([t.reshape(-1) for t in state.values()])).all())
         if not finite or not math.isfinite(report.support_loss_after):
             raise InvalidSupportSet(
                 f"support set out of range for {reg.ref}: adapting to it overflowed (non-finite "
