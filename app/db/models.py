@@ -108,7 +108,9 @@ class AdaptedModelRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
-    __table_args__ = (Index("ix_adapted_models_tenant_created", "tenant", "created_at", "id"),)
+    __table_args__ = (Index("ix_adapted_models_tenant_created", "tenant", "created_at", "id"),
+                      # the quota's count of live models: an index-only range (migration 0009)
+                      Index("ix_adapted_models_tenant_expires", "tenant", "expires_at"))
 
 
 class AdaptationJobRow(Base):
