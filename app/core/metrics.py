@@ -27,5 +27,8 @@ class Metrics:
                                      ["result"], registry=r)
         self.batch_size = Histogram("metaserve_batch_size", "requests served by one micro-batch",
                                     ["kind"], buckets=(1, 2, 4, 8, 16, 32, 64), registry=r)
+        self.batching = Gauge("metaserve_batching", "1 while calls of this kind for this "
+                              "meta-learner version go through the micro-batcher (auto: measured)",
+                              ["kind", "meta_learner"], registry=r)
         self.corrupt_artifacts = Counter("metaserve_corrupt_artifacts",
                                          "artifacts refused for a checksum mismatch", registry=r)

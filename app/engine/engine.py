@@ -7,9 +7,10 @@ references. Nothing outside the engine touches its store or cache.
 
 With batching on, concurrent adaptations of one meta-learner version with one task shape run
 as one vmapped ``adapt_batch``, and concurrent predictions of different adapted models run as
-one vmapped ``predict_batch`` over their stacked states. ``auto`` batches except where a
-per-task state holds convolution kernels: vmapping them turns each convolution into a grouped
-one, slower than a loop on the CPU and on the GPU measured (``benchmarks/throughput.py``).
+one vmapped ``predict_batch`` over their stacked states. ``auto`` starts by batching except
+where a per-task state holds convolution kernels (vmapping them turns each convolution into a
+grouped one, slower than a loop on the CPU and on the GPU measured), then follows the measured
+compute time per task of batched against single calls (``BatchChoice``).
 
 ``METASERVE_DEVICE`` puts the learners on a GPU: requests' tensors move there inside the
 worker, and states come back to host memory before they are checksummed, stored and cached.
@@ -38,6 +39,7 @@ from app.core.problems import (
     StoreUnavailable,
 )
 from app.engine.admission import TenantAdmission
+from app.engine.batch_choice import BatchChoice
 from app.engine.batcher import MicroBatcher
 from app.engine.cache import StateCache
 from app.engine.executor import Executor
@@ -88,13 +90,28 @@ class ServingEngine:
         self.input_limits = input_limits or InputLimits()
         self.warmed_up: list[str] = []
         self.policy = batching or BatchingPolicy()
-        self.batched = {reg.ref: batching_pays(reg, self.policy) for reg in registry.all()}
+        static = {reg.ref: batching_pays(reg) for reg in registry.all()}
+        self.batch_choice = BatchChoice(
+            self.policy.mode, {(kind, ref): on for ref, on in static.items() for kind in ("adapt", "predict")},
+            never={(kind, reg.ref) for reg in registry.all() if not reg.learner.batchable
+                   for kind in ("adapt", "predict")})
+        self._gauge_batching()
         self.adapt_batcher = MicroBatcher(
             self._adapt_many, self.policy.max_batch, self.policy.max_wait_ms, busy=executor.busy,
             observe=metrics.batch_size.labels("adapt").observe)
         self.predict_batcher = MicroBatcher(
             self._predict_many, self.policy.max_batch, self.policy.max_wait_ms,
             busy=self.predict_executor.busy, observe=metrics.batch_size.labels("predict").observe)
+
+    @property
+    def batched(self) -> dict[str, bool]:
+        """Whether adaptations of each version go through the micro-batcher now."""
+        chosen = self.batch_choice.decisions()
+        return {ref: on for (kind, ref), on in chosen.items() if kind == "adapt"}
+
+    def _gauge_batching(self) -> None:
+        for (kind, ref), on in self.batch_choice.decisions().items():
+            self.metrics.batching.labels(kind, ref).set(1 if on else 0)
 
     # ----- meta-learners -------------------------------------------------------------------
     def resolve(self, ref: str) -> RegisteredLearner:
@@ -187,7 +204,7 @@ class ServingEngine:
         reg = task.learner
         if task.steps_chosen_by == "strategy":
             task = self._choose_steps(task)
-        if self.batched.get(reg.ref) and task.progress is None:
+        if task.progress is None and self.batch_choice.batch(("adapt", reg.ref)):
             key = ("adapt", reg.ref, self._codec(reg).batch_key(task.x), tuple(task.y.shape),
                    task.ways, task.steps)
             state, report = self.adapt_batcher.submit(key, task)
@@ -278,6 +295,8 @@ class ServingEngine:
                 stacked = learner.adapt_batch(torch.stack(xs), torch.stack(ys), first.ways, options)
                 states = [{k: v[j] for k, v in stacked.items()} for j in range(len(tasks))]
             duration = time.perf_counter() - t0
+            if record and self.batch_choice.record(("adapt", first.learner.ref), len(tasks), duration):
+                self._gauge_batching()
             start = learner.initial_state(first.ways)
             results = []
             for task, state, x, y in zip(tasks, states, xs, ys, strict=True):
@@ -419,7 +438,7 @@ class ServingEngine:
         spread = None
         if reg.learner.gives_std:  # mean and spread from one forward pass
             served, spread = self._predict_with_std(reg, state, x, tenant)
-        elif self.batched.get(reg.ref):
+        elif self.batch_choice.batch(("predict", reg.ref)):
             shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
             key = ("predict", reg.ref, self._codec(reg).batch_key(x), shapes)
             served = self.predict_batcher.submit(key, (reg, state, x, tenant))
@@ -453,7 +472,8 @@ class ServingEngine:
                 outs = list(reg.learner.predict_batch(states, self._in(torch.stack([i[2] for i in items]))))
             outs = [reg.task.outputs(o).cpu() for o in outs]
             elapsed = time.perf_counter() - t0
-            if record:
+            if record and self.batch_choice.record(("predict", reg.ref), len(items), elapsed):
+                self._gauge_batching()
                 for _ in items:
                     self.metrics.prediction.labels(reg.name).observe(elapsed)
             return outs

@@ -67,14 +67,13 @@ class Served:
     std: list[float] | None = None  # regression learners with a predictive distribution
 
 
-def batching_pays(reg: RegisteredLearner, policy: BatchingPolicy) -> bool:
-    """``auto``: batch, except where per-task states hold convolution kernels (vmapped, each
-    becomes a grouped convolution: slower than a loop on this CPU, and on an H200 too —
-    omniglot-maml under 32 clients 6.8 adaptations/s batched vs 39.6 unbatched)."""
+def batching_pays(reg: RegisteredLearner) -> bool:
+    """The starting point of ``auto`` (``BatchChoice`` then follows measurements): batch,
+    except where per-task states hold convolution kernels (vmapped, each becomes a grouped
+    convolution: slower than a loop on this CPU, and on an H200 too — omniglot-maml under 32
+    clients 6.8 adaptations/s batched vs 39.6 unbatched)."""
     if not reg.learner.batchable:
         return False
-    if policy.mode != "auto":
-        return policy.mode == "on"
     state = reg.learner.initial_state(2) if reg.learner.has_steps else None
     per_task_conv = state is not None and any(t.dim() == 4 for t in state.values())
     return not per_task_conv

@@ -126,3 +126,47 @@ def test_batch_window_grows_while_the_workers_are_busy():
     t0 = time.perf_counter()
     assert batcher.submit("k", 7) == 70  # idle now: runs at once
     assert time.perf_counter() - t0 < 0.05 and sizes == [6, 1]
+
+
+# ----- BatchChoice: whether batching pays, from measurements ----------------------------------
+def test_batch_choice_on_and_off_are_fixed_and_never_means_never():
+    from app.engine.batch_choice import BatchChoice
+
+    on = BatchChoice("on", {"a": False, "b": True}, never={"c"})
+    off = BatchChoice("off", {"a": True}, never=set())
+    for _ in range(50):
+        on.record("a", 4, 100.0)  # measurements change nothing outside auto
+    assert on.batch("a") and on.batch("b") and not on.batch("c")
+    assert not off.batch("a")
+    auto = BatchChoice("auto", {"c": True}, never={"c"})
+    assert not auto.batch("c") and auto.decisions()["c"] is False
+
+
+def test_batch_choice_stops_batching_when_batches_cost_more_per_task():
+    from app.engine.batch_choice import BatchChoice
+
+    choice = BatchChoice("auto", {"k": True}, min_samples=4)
+    assert choice.batch("k")
+    for _ in range(4):
+        choice.record("k", 1, 0.030)  # one task alone: 30 ms
+        assert choice.batch("k")  # not enough batched samples yet: the static rule holds
+    for _ in range(3):
+        choice.record("k", 4, 0.660)  # four tasks vmapped: 165 ms each (the H200 machine)
+    assert choice.batch("k")
+    choice.record("k", 4, 0.660)
+    assert not choice.batch("k") and choice.decisions() == {"k": False}
+    single, batched = choice.estimates("k")
+    assert single == pytest.approx(0.030) and batched == pytest.approx(0.165)
+
+
+def test_batch_choice_probes_while_off_and_returns_when_batches_get_cheaper():
+    from app.engine.batch_choice import BatchChoice
+
+    choice = BatchChoice("auto", {"k": False}, min_samples=2, probe_every=10, probe_len=3)
+    routed = [choice.batch("k") for _ in range(30)]
+    # calls 10, 20, 30 open windows of three calls through the batcher
+    assert [i + 1 for i, on in enumerate(routed) if on] == [10, 11, 12, 20, 21, 22, 30]
+    for _ in range(2):
+        choice.record("k", 1, 0.004)
+        choice.record("k", 8, 0.008)  # 1 ms per task batched, 4 ms alone
+    assert choice.batch("k") and choice.decisions() == {"k": True}
