@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Protocol
@@ -19,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import AdaptationJobRow, AdaptedModelRow, IdempotencyRow, StoreBindingRow
+from app.db.tenant_usage import release_model_rows
 
 log = logging.getLogger("metaserve.lifecycle")
 
@@ -56,7 +58,10 @@ def delete_rows(*, session: Session, states: States, ids: Iterable[str]) -> int:
     session.execute(delete(IdempotencyRow).where(IdempotencyRow.adapted_model_id.in_(ids)))
     # a pending model's job goes with it (a worker running it finds it gone and releases)
     session.execute(delete(AdaptationJobRow).where(AdaptationJobRow.adapted_model_id.in_(ids)))
-    removed = session.execute(delete(AdaptedModelRow).where(AdaptedModelRow.id.in_(ids))).rowcount
+    tenants = Counter(session.scalars(delete(AdaptedModelRow).where(AdaptedModelRow.id.in_(ids))
+                                      .returning(AdaptedModelRow.tenant)))
+    release_model_rows(session, tenants)  # only the rows this transaction deleted
+    removed = sum(tenants.values())
     session.commit()
     for sha in shas:
         release(session=session, states=states, sha256=sha)

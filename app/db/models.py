@@ -127,6 +127,18 @@ class AdaptationJobRow(Base):
     queued_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class TenantUsageRow(Base):
+    """How many adapted-model rows a tenant has, expired ones not yet swept included: an upper
+    bound of its live models, kept with the rows (incremented by the insert's transaction,
+    decremented by the delete's), so that the quota needs an exact count only near the quota.
+    Its update also serialises one tenant's creates until they commit."""
+
+    __tablename__ = "tenant_usage"
+
+    tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
+    models: Mapped[int] = mapped_column(Integer)
+
+
 class InlineStateRow(Base):
     """A small adapted state stored in the database itself (content-addressed like files)."""
 

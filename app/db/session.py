@@ -38,8 +38,3 @@ def lock_named(session: Session, name: str) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(hashtextextended(:t, 7))"), {"t": name})
     elif dialect == "sqlite":
         session.execute(text("UPDATE store_bindings SET role = role WHERE 0 = 1"))
-
-
-def lock_tenant(session: Session, tenant: str) -> None:
-    """Serialise writers of one tenant until the end of the transaction (quota checks)."""
-    lock_named(session, tenant)

@@ -10,7 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from app.api.auth.service import create_key, revoke_key
-from app.db.models import AdaptedModelRow
+from app.db.models import AdaptedModelRow, TenantUsageRow
 from app.main import create_app
 from app.storage.artifacts import LocalArtifactStore
 from tests.api.helpers import sine_support
@@ -104,6 +104,48 @@ def test_quota_per_tenant(settings):
         assert adapt(c).status_code == 201 and adapt(c).status_code == 201
         r = adapt(c)
         assert r.status_code == 409 and "maximum is 2" in r.json()["detail"]
+
+
+def usage(client, tenant: str = "default") -> int | None:
+    with client.app.state.session_factory() as session:
+        row = session.get(TenantUsageRow, tenant)
+        return None if row is None else row.models
+
+
+def test_rows_counter_follows_creates_deletes_and_sweeps(settings):
+    s = settings.model_copy(update={"auth_enabled": False, "sweep_interval_seconds": 0.2,
+                                    "orphan_grace_seconds": 0})
+    with TestClient(create_app(s)) as c:
+        ids = [adapt(c).json()["id"] for _ in range(3)]
+        assert usage(c) == 3
+        assert c.delete(f"/v1/adapted-models/{ids[0]}").status_code == 204
+        assert usage(c) == 2
+        with c.app.state.session_factory() as session:  # one expires: the sweep removes it
+            session.execute(update(AdaptedModelRow).where(AdaptedModelRow.id == ids[1]).values(
+                expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+            session.commit()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and usage(c) != 1:
+            time.sleep(0.1)
+        assert usage(c) == 1
+
+
+def test_expired_rows_not_yet_swept_do_not_count_against_the_quota(settings):
+    """The counter includes them (it is an upper bound); at the quota the exact count decides."""
+    s = settings.model_copy(update={"auth_enabled": False, "max_models_per_tenant": 2,
+                                    "sweep_interval_seconds": 0})
+    with TestClient(create_app(s)) as c:
+        assert adapt(c).status_code == 201 and adapt(c).status_code == 201
+        with c.app.state.session_factory() as session:
+            session.execute(update(AdaptedModelRow).values(
+                expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+            session.commit()
+        assert usage(c) == 2
+        assert adapt(c).status_code == 201 and usage(c) == 3  # 0 live before it
+        assert adapt(c).status_code == 201  # 1 live
+        r = adapt(c)
+        assert r.status_code == 409 and "holds 2 adapted models" in r.json()["detail"]
+        assert usage(c) == 4  # the refused one's claim was rolled back
 
 
 def test_expiry_sweep_removes_rows_and_artifacts(settings):

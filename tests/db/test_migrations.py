@@ -79,3 +79,22 @@ def test_the_quota_count_reads_only_the_tenant_expiry_index(tmp_path):
         assert live_models(session=session, tenant="t") == 0
     engine.dispose()
     assert any("COVERING INDEX ix_adapted_models_tenant_expires" in plan for plan in plans), plans
+
+
+def test_0010_counts_each_tenants_rows(database_url):
+    upgrade(database_url, "0009")
+    engine = create_engine(database_url)
+    with engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO meta_learners (name, version, algorithm, family, task_type, input_spec, "
+            "limits, adaptation_defaults, metrics, weights_sha256, loaded_at) VALUES ('m', '1.0.0', "
+            "'maml', 'optimization', 'regression', '{}', '{}', '{}', '{}', :w, "
+            "'2026-01-01T00:00:00+00:00')"), {"w": "a" * 64})
+        for ident, tenant in (("a1", "alpha"), ("a2", "alpha"), ("b1", "beta")):
+            conn.execute(text(ROW.replace("'default'", f"'{tenant}'")),
+                         {"id": ident, "version": "1.0.0", "sha": ident * 32})
+    upgrade(database_url)
+    with engine.begin() as conn:
+        counts = dict(conn.execute(text("SELECT tenant, models FROM tenant_usage")).all())
+    engine.dispose()
+    assert counts == {"alpha": 2, "beta": 1}

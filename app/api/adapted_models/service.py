@@ -35,7 +35,7 @@ from app.core.problems import (
 )
 from app.core.tracing import current_context_carrier, tracer
 from app.db.models import AdaptedModelRow, IdempotencyRow
-from app.db.session import lock_tenant
+from app.db.tenant_usage import claim_model_row
 from app.engine.engine import ServingEngine
 from app.engine.types import Served
 from app.jobs.adaptation import job_request
@@ -142,18 +142,21 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
         row.labels, row.adaptation = made.labels, made.report.as_dict()
 
     # 3. persist: the row (and the job), committed only now that the state is durable; the
-    # quota is checked again under a per-tenant lock, so simultaneous creates cannot overshoot it
+    # quota is checked under the tenant's counter lock, so simultaneous creates cannot
+    # overshoot it (the counter of rows bounds the live models from above: an exact count is
+    # needed only when it reaches the quota)
     def undo() -> None:
         session.rollback()
         if made is not None:
             release(session=session, states=engine, sha256=made.artifact_sha256)
 
-    lock_tenant(session, tenant)
-    try:
-        refuse_over_quota(count=live_models(session=session, tenant=tenant), settings=settings)
-    except QuotaExceeded:
-        undo()
-        raise
+    rows = claim_model_row(session, tenant)  # this one included; locks the tenant's counter
+    if rows > settings.max_models_per_tenant:  # only near the quota: count the live ones exactly
+        try:
+            refuse_over_quota(count=live_models(session=session, tenant=tenant), settings=settings)
+        except QuotaExceeded:
+            undo()
+            raise
     if asynchronous:
         enqueue(session, row, request)
     else:
