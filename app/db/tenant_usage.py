@@ -20,17 +20,18 @@ from app.db.models import TenantUsageRow
 _INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
 
 
-def claim_model_row(session: Session, tenant: str) -> int:
-    """Count one more row for ``tenant`` (locking its counter until the transaction ends);
-    returns the new count, the row about to be inserted included."""
+def claim_model_row(session: Session, tenant: str, rows: int = 1) -> int:
+    """Count ``rows`` more rows for ``tenant`` (locking its counter until the transaction
+    ends); returns the new count, the rows about to be inserted included. Every insert of
+    adapted-model rows claims them in its transaction."""
     dialect = session.get_bind().dialect.name
     insert = _INSERTS.get(dialect)
     if insert is None:
         raise RuntimeError(f"tenant_usage needs PostgreSQL or SQLite, not {dialect}")
-    statement = insert(TenantUsageRow).values(tenant=tenant, models=1)
+    statement = insert(TenantUsageRow).values(tenant=tenant, models=rows)
     statement = statement.on_conflict_do_update(
         index_elements=[TenantUsageRow.tenant],
-        set_={"models": TenantUsageRow.models + 1},
+        set_={"models": TenantUsageRow.models + rows},
     ).returning(TenantUsageRow.models)
     return int(session.execute(statement).scalar_one())
 
