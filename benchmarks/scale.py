@@ -113,7 +113,8 @@ def main() -> None:
     url = args.database_url or f"sqlite:///{root / 'scale.db'}"
     upgrade(url)
     settings = Settings(data_dir=root, database_url=url, models_dir=REPO / "models", auth_enabled=False,
-                        rate_limit_per_minute=0, warm_up=False, cache_bytes=0, log_level="warning")
+                        rate_limit_per_minute=0, warm_up=False, cache_bytes=0, log_level="warning",
+                        max_models_per_tenant=args.models + 10_000)  # room for the timed adaptations
     report: dict = {"bytes_per_adapted_model": state_sizes(), "models": args.models}
     print("bytes per adapted model:", report["bytes_per_adapted_model"], flush=True)
     with TestClient(create_app(settings)) as client:

@@ -108,9 +108,10 @@ class AdaptedModelRow(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
 
-    __table_args__ = (Index("ix_adapted_models_tenant_created", "tenant", "created_at", "id"),
-                      # the quota's count of live models: an index-only range (migration 0009)
-                      Index("ix_adapted_models_tenant_expires", "tenant", "expires_at"))
+    # keyset listing per tenant in order, and the quota's exact count of live models as an
+    # index-only scan (migration 0009)
+    __table_args__ = (Index("ix_adapted_models_tenant_created_expires", "tenant", "created_at", "id",
+                            "expires_at"),)
 
 
 class AdaptationJobRow(Base):
