@@ -130,7 +130,11 @@ class LocalArtifactStore:
         """Delete half-written temp files left by a crash."""
         removed = 0
         for tmp in self.root.glob("*/.*.tmp"):
-            if time.time() - tmp.stat().st_mtime >= older_than_seconds:
+            try:
+                age = time.time() - tmp.stat().st_mtime
+            except FileNotFoundError:  # a write in progress renamed it since the listing
+                continue
+            if age >= older_than_seconds:
                 tmp.unlink(missing_ok=True)
                 removed += 1
         return removed

@@ -65,3 +65,28 @@ def test_concurrent_misses_load_once():
     assert len(calls) == 1 and cache.loads == 1
     assert all(torch.equal(r[0]["w"], torch.ones(3)) for r in results)
     assert sum(1 for _, hit in results if not hit) >= 1
+
+
+def test_stale_temporaries_vanishing_during_the_sweep_are_skipped(tmp_path, monkeypatch):
+    """A write in progress renames its temp file between the listing and the age check: the
+    sweep skips it instead of failing (it did: 'expiry sweep failed', FileNotFoundError)."""
+    import pathlib
+
+    from app.storage.artifacts import LocalArtifactStore
+
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    folder = tmp_path / "artifacts" / "ab"
+    folder.mkdir(parents=True)
+    (folder / ".abc.safetensors.1.2.tmp").write_bytes(b"half")
+    real_stat = pathlib.Path.stat
+
+    def renamed_meanwhile(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003
+        if self.name.endswith(".tmp"):
+            raise FileNotFoundError(self)
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(pathlib.Path, "stat", renamed_meanwhile)
+    assert store.remove_stale_temporaries(0) == 0
+    monkeypatch.undo()
+    assert store.remove_stale_temporaries(0) == 1
+    assert not list(folder.glob(".*.tmp"))
