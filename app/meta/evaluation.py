@@ -67,8 +67,7 @@ def evaluate_tasks(
     ``batched`` defaults to vmap except for gradient-based learners on CPU.
     """
     if batched is None:
-        on_gpu = next(iter(learner.params.values())).is_cuda
-        batched = on_gpu or not learner.has_steps
+        batched = learner.device.type == "cuda" or not learner.has_steps
     gen = torch.Generator().manual_seed(seed)
     values: list[float] = []
     with tqdm(total=n_tasks, desc="evaluate", disable=not progress, leave=False) as bar:

@@ -10,17 +10,18 @@ ROW = ("INSERT INTO adapted_models (id, tenant, meta_learner, meta_learner_versi
        "labels, artifact_sha256, artifact_bytes, adaptation, created_at, expires_at) VALUES "
        "(:id, 'default', 'm', :version, 'regression', NULL, :sha, 1, '{}', "
        "'2026-01-01T00:00:00+00:00', '2036-01-01T00:00:00+00:00')")
+# the registry mirror's row that adapted-model rows reference (name 'm')
+META_LEARNER = ("INSERT INTO meta_learners (name, version, algorithm, family, task_type, input_spec, "
+                "limits, adaptation_defaults, metrics, weights_sha256, loaded_at) VALUES ('m', :version, "
+                "'maml', 'optimization', 'regression', '{}', '{}', '{}', '{}', :w, "
+                "'2026-01-01T00:00:00+00:00')")
 
 
 def test_0003_backfills_weights_of_the_version_that_made_each_row(database_url):
     upgrade(database_url, "0002")
     engine = create_engine(database_url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO meta_learners (name, version, algorithm, family, task_type, input_spec, "
-            "limits, adaptation_defaults, metrics, weights_sha256, loaded_at) VALUES ('m', '1.1.0', "
-            "'maml', 'optimization', 'regression', '{}', '{}', '{}', '{}', :w, "
-            "'2026-01-01T00:00:00+00:00')"), {"w": "a" * 64})
+        conn.execute(text(META_LEARNER), {"version": "1.1.0", "w": "a" * 64})
         conn.execute(text(ROW), {"id": "current", "version": "1.1.0", "sha": "1" * 64})
         conn.execute(text(ROW), {"id": "older", "version": "1.0.0", "sha": "2" * 64})
     upgrade(database_url)
@@ -103,11 +104,7 @@ def test_0010_counts_each_tenants_rows(database_url):
     upgrade(database_url, "0009")
     engine = create_engine(database_url)
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO meta_learners (name, version, algorithm, family, task_type, input_spec, "
-            "limits, adaptation_defaults, metrics, weights_sha256, loaded_at) VALUES ('m', '1.0.0', "
-            "'maml', 'optimization', 'regression', '{}', '{}', '{}', '{}', :w, "
-            "'2026-01-01T00:00:00+00:00')"), {"w": "a" * 64})
+        conn.execute(text(META_LEARNER), {"version": "1.0.0", "w": "a" * 64})
         for ident, tenant in (("a1", "alpha"), ("a2", "alpha"), ("b1", "beta")):
             conn.execute(text(ROW.replace("'default'", f"'{tenant}'")),
                          {"id": ident, "version": "1.0.0", "sha": ident * 32})

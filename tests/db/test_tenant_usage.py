@@ -33,6 +33,7 @@ def test_deleting_the_same_rows_twice_releases_them_once(database_url, tmp_path)
 
     from app.db.models import AdaptedModelRow
     from app.lifecycle import delete_rows, now_utc
+    from tests.db.test_migrations import META_LEARNER
 
     class NoStates:
         grace_seconds = 0.0
@@ -44,11 +45,7 @@ def test_deleting_the_same_rows_twice_releases_them_once(database_url, tmp_path)
     engine = make_engine(database_url)
     factory = make_session_factory(engine)
     with factory() as session:
-        session.execute(text(
-            "INSERT INTO meta_learners (name, version, algorithm, family, task_type, input_spec, "
-            "limits, adaptation_defaults, metrics, weights_sha256, loaded_at) VALUES ('m', '1', "
-            "'maml', 'optimization', 'regression', '{}', '{}', '{}', '{}', :w, "
-            "'2026-01-01T00:00:00+00:00')"), {"w": "a" * 64})
+        session.execute(text(META_LEARNER), {"version": "1", "w": "a" * 64})
         for ident in ("m1", "m2"):
             claim_model_row(session, "alpha")
             session.add(AdaptedModelRow(id=ident, tenant="alpha", meta_learner="m", meta_learner_version="1",
