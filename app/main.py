@@ -11,6 +11,7 @@ from fastapi import Depends, FastAPI
 
 from app import __version__
 from app.api import health
+from app.api.adapted_models.router import lean_router as adapted_models_lean_router
 from app.api.adapted_models.router import router as adapted_models_router
 from app.api.auth.dependencies import get_tenant
 from app.api.auth.rate_limit import make_rate_limiter
@@ -106,11 +107,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     authenticated = [Depends(require_store), Depends(get_tenant)]
     app.include_router(meta_learners_router, dependencies=authenticated)
     app.include_router(adapted_models_router, dependencies=authenticated)
+    # create and predict authenticate inside their one thread-pool call (app.api.lean_call)
+    app.include_router(adapted_models_lean_router)
     app.include_router(health.router)
     serve_local_docs(app)
     app.state.route_methods = [
         (route.path_regex, route.methods)
-        for router in (meta_learners_router, adapted_models_router, health.router)
+        for router in (meta_learners_router, adapted_models_router, adapted_models_lean_router,
+                       health.router)
         for route in router.routes]
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes,

@@ -16,7 +16,9 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
+from pydantic.json_schema import models_json_schema
 
+from app.api.json_body import BODY_MODELS
 from app.core.problems import PROBLEM_JSON
 
 PROBLEM_REF = {"$ref": "#/components/schemas/ProblemDetails"}
@@ -35,7 +37,13 @@ def problem_openapi(app: FastAPI) -> dict[str, Any]:
                 if not code.isdigit() or int(code) < 400:
                     continue
                 response["content"] = {PROBLEM_JSON: {"schema": PROBLEM_REF}}
-    components = schema.get("components", {}).get("schemas", {})
+    components = schema.setdefault("components", {}).setdefault("schemas", {})
+    if BODY_MODELS:  # bodies that routes read themselves (app.api.json_body)
+        _, definitions = models_json_schema(
+            [(model, "validation") for model in sorted(BODY_MODELS, key=lambda m: m.__name__)],
+            ref_template="#/components/schemas/{model}")
+        for name, definition in definitions.get("$defs", {}).items():
+            components.setdefault(name, definition)
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)
     app.openapi_schema = schema

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Query, Response, status
+from fastapi import APIRouter, Header, Query, Request, Response, status
+from starlette.concurrency import run_in_threadpool
 
 from app.api.adapted_models import service
 from app.api.adapted_models.dependencies import OwnedAdaptedModel
@@ -22,12 +23,19 @@ from app.api.adapted_models.schemas import (
     row_to_read,
 )
 from app.api.auth.dependencies import TenantDep
-from app.api.deps import EngineDep, JobsDep, SessionDep, SettingsDep
-from app.api.schemas import check_depth, problem_responses
+from app.api.deps import EngineDep, SessionDep
+from app.api.json_body import openapi_body, parse_body
+from app.api.lean_call import LeanCall
+from app.api.schemas import AdaptedModelId, check_depth, problem_responses
 from app.core.problems import InvalidInputs
+from app.db.models import AdaptedModelRow
 from app.jobs.queue import QUEUED, RUNNING
 
 router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
+# create and predict: one worker-thread call per request (see ``LeanCall``); app.main includes
+# this router without the authentication dependency, which they run themselves
+lean_router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
+JSON = "application/json"
 MAX_LIST_LIMIT = 200
 
 
@@ -38,40 +46,49 @@ def prefers_async(prefer: str | None) -> bool:
     return any(p.split(";")[0].strip().lower() == "respond-async" for p in prefer.split(","))
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, operation_id="createAdaptedModel",
-             response_model=AdaptedModelRead,
-             responses={202: {"model": AdaptedModelRead, "description": "Accepted: the adaptation "
-                              "runs as a job; poll the Location until status is ready or failed"},
-                        **problem_responses(401, 404, 409, 413, 422, 429, 503)})
-def create_adapted_model(
-    body: Annotated[AdaptedModelCreate, Body(openapi_examples={
-        "regression": {"summary": "sinusoid regression, 5 points", "value": SINE_EXAMPLE},
-        "image": {"summary": "image classification from PNGs", "value": IMAGE_EXAMPLE}})],
-    session: SessionDep, engine: EngineDep, settings: SettingsDep, jobs: JobsDep,
-    tenant: TenantDep, response: Response,
+@lean_router.post("", status_code=status.HTTP_201_CREATED, operation_id="createAdaptedModel",
+                  response_model=AdaptedModelRead,
+                  responses={202: {"model": AdaptedModelRead, "description": "Accepted: the adaptation "
+                                   "runs as a job; poll the Location until status is ready or failed"},
+                             **problem_responses(401, 404, 409, 413, 422, 429, 503)},
+                  openapi_extra=openapi_body(AdaptedModelCreate, examples={
+                      "regression": {"summary": "sinusoid regression, 5 points", "value": SINE_EXAMPLE},
+                      "image": {"summary": "image classification from PNGs", "value": IMAGE_EXAMPLE}}))
+async def create_adapted_model(
+    request: Request,
     idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
     prefer: Annotated[str | None, Header(max_length=200, description="respond-async: run the "
                                          "adaptation as a job and answer 202 at once")] = None,
-) -> AdaptedModelRead:
+) -> Response:
     """Adapt a meta-learner to a support set; returns the adapted model's ID.
 
     Meta-learners whose adaptation takes seconds (fine-tuning), and any request with
     ``Prefer: respond-async``, answer ``202 Accepted`` with status ``queued``: poll the
     ``Location`` until the status is ``ready`` (or ``failed``, with a problem body)."""
+    call = await LeanCall.of(request)
     wants_async = prefers_async(prefer)
-    row, replayed = service.create(session=session, engine=engine, settings=settings,
-                                   adapted_model_in=body, tenant=tenant,
-                                   idempotency_key=idempotency_key, respond_async=wants_async,
-                                   jobs=jobs)
-    response.headers["Location"] = f"/v1/adapted-models/{row.id}"
+
+    def create() -> tuple[str, AdaptedModelRow, bool]:
+        with call.session() as session:
+            tenant = call.tenant(session)
+            body = parse_body(AdaptedModelCreate, call.body, call.content_type)
+            row, replayed = service.create(session=session, engine=call.state.engine,
+                                           settings=call.settings, adapted_model_in=body,
+                                           tenant=tenant, idempotency_key=idempotency_key,
+                                           respond_async=wants_async, jobs=call.state.jobs)
+            return row_to_read(row).model_dump_json(), row, replayed
+
+    content, row, replayed = await run_in_threadpool(create)
+    headers = {"Location": f"/v1/adapted-models/{row.id}"}
+    code = status.HTTP_201_CREATED
     if replayed:
-        response.headers["Idempotent-Replayed"] = "true"
+        headers["Idempotent-Replayed"] = "true"
     if row.status in (QUEUED, RUNNING):
-        response.status_code = status.HTTP_202_ACCEPTED
-        response.headers["Retry-After"] = "1"
+        code = status.HTTP_202_ACCEPTED
+        headers["Retry-After"] = "1"
     if wants_async:
-        response.headers["Preference-Applied"] = "respond-async"
-    return row_to_read(row)
+        headers["Preference-Applied"] = "respond-async"
+    return Response(content, status_code=code, headers=headers, media_type=JSON)
 
 
 @router.get("", operation_id="listAdaptedModels", response_model=AdaptedModelList,
@@ -122,14 +139,23 @@ def add_examples(
 PREDICT_ERRORS = problem_responses(401, 404, 409, 410, 413, 422, 429, 503)
 
 
-@router.post("/{adapted_model_id}/predictions", operation_id="predict",
-             response_model=PredictionResponse, responses=PREDICT_ERRORS)
-def predict(row: OwnedAdaptedModel, body: PredictionRequest, session: SessionDep,
-            engine: EngineDep) -> PredictionResponse:
+@lean_router.post("/{adapted_model_id}/predictions", operation_id="predict",
+                  response_model=PredictionResponse, responses=PREDICT_ERRORS,
+                  openapi_extra=openapi_body(PredictionRequest))
+async def predict(request: Request, adapted_model_id: AdaptedModelId) -> Response:
     """Predict with an adapted model."""
-    served = service.predict(session=session, engine=engine, row=row, inputs=body.inputs,
-                             top_k=body.top_k)
-    return predictions_response(row.task_type, served.predictions, served.std)
+    call = await LeanCall.of(request)
+
+    def run() -> str:
+        with call.session() as session:
+            tenant = call.tenant(session)
+            row = service.get(session=session, adapted_model_id=adapted_model_id, tenant=tenant)
+            body = parse_body(PredictionRequest, call.body, call.content_type)
+            served = service.predict(session=session, engine=call.state.engine, row=row,
+                                     inputs=body.inputs, top_k=body.top_k)
+            return predictions_response(row.task_type, served.predictions, served.std).model_dump_json()
+
+    return Response(await run_in_threadpool(run), media_type=JSON)
 
 
 @router.get("/{adapted_model_id}/predictions", operation_id="predictQuery",

@@ -7,14 +7,17 @@ declared in the OpenAPI document, so ``/docs`` has Authorize and generated clien
 
 from __future__ import annotations
 
-from typing import Annotated, NoReturn
+from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security.utils import get_authorization_scheme_param
+from sqlalchemy.orm import Session
 
 from app.api.auth.rate_limit import retry_after
 from app.api.auth.service import authenticate
 from app.api.deps import SessionDep, SettingsDep
+from app.core.config import Settings
 from app.core.problems import RateLimited, Unauthorized
 
 DEFAULT_TENANT = "default"
@@ -22,32 +25,49 @@ bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
                     description="an API key from `metaserve keys create`, as `Authorization: Bearer <key>`")
 
 
-def refuse(request: Request, settings: SettingsDep, why: str) -> NoReturn:
+def refuse(*, state: Any, settings: Settings, client: str, why: str) -> NoReturn:
     """401, or 429 once a client address has failed too often (guessing keys is throttled)."""
-    client = request.client.host if request.client else "unknown"
-    wait = request.app.state.auth_failure_limiter.acquire(client)
+    wait = state.auth_failure_limiter.acquire(client)
     if wait > 0:
         raise RateLimited(f"too many failed authentications from this address (limit "
                           f"{settings.auth_failures_per_minute} per minute)", retry_after(wait))
     raise Unauthorized(why)
 
 
-def get_tenant(request: Request, session: SessionDep, settings: SettingsDep,
-               credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+def tenant_of(*, state: Any, settings: Settings, session: Session, authorization: str | None,
+              client: str) -> str:
+    """The tenant of an ``Authorization: Bearer <key>`` header (``default`` with auth off),
+    after the key's rate limit; 401 or 429 otherwise. Ends the session's read transaction.
+    ``state`` is the application's state (its rate limiters)."""
     if not settings.auth_enabled:
         return DEFAULT_TENANT
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials.strip():
-        refuse(request, settings, "send an API key as 'Authorization: Bearer <key>'")
-    found = authenticate(session=session, key=credentials.credentials.strip())
+    scheme, key = get_authorization_scheme_param(authorization)
+    if scheme.lower() != "bearer" or not key.strip():
+        refuse(state=state, settings=settings, client=client,
+               why="send an API key as 'Authorization: Bearer <key>'")
+    found = authenticate(session=session, key=key.strip())
     session.commit()  # end the read transaction: the connection goes back to the pool
     if found is None:
-        refuse(request, settings, "the API key is not valid or has been revoked")
+        refuse(state=state, settings=settings, client=client,
+               why="the API key is not valid or has been revoked")
     key_id, tenant = found
-    wait = request.app.state.rate_limiter.acquire(key_id)
+    wait = state.rate_limiter.acquire(key_id)
     if wait > 0:
         raise RateLimited(f"rate limit of {settings.rate_limit_per_minute} requests per minute "
                           "exceeded for this key", retry_after(wait))
     return tenant
+
+
+def client_address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
+def get_tenant(request: Request, session: SessionDep, settings: SettingsDep,
+               _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
+    # ``bearer`` declares the scheme in the OpenAPI document; the header is read here
+    return tenant_of(state=request.app.state, settings=settings, session=session,
+                     authorization=request.headers.get("authorization"),
+                     client=client_address(request))
 
 
 TenantDep = Annotated[str, Depends(get_tenant)]
