@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from app.meta.algorithms import ALGORITHMS, AdaptOptions
+from app.meta.algorithms.inner_loop import recording_steps
 from app.meta.backbones import Conv4, SineMLP, max_pool_2x2
 from app.meta.checkpoint import build_learner
 from app.meta.tasks.sinusoid import SinusoidTasks
@@ -115,6 +116,26 @@ def test_vmapped_batch_equals_loop_regression(algorithm):
         for k in single:
             torch.testing.assert_close(states[k][t], single[k], rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(out[t], lrn.predict(single, b.query_x[t]), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", ["maml", "metasgd", "anil"])
+def test_serving_adaptation_updates_copies_and_records_every_step(algorithm):
+    """The single-task path updates its tensors in place: never the meta-parameters, and the
+    recorded step states are snapshots (each equals an adaptation of that many steps)."""
+    lrn = learner(algorithm, inner_lr=0.02, inner_steps=3)
+    before = {k: v.detach().clone() for k, v in lrn.params.items()}
+    b = sine_batch(1)
+    x, y = b.support_x[0], b.support_y[0]
+    with recording_steps() as trace:
+        lrn.adapt(x, y, 0, AdaptOptions(steps=3))
+    for k, v in before.items():
+        assert torch.equal(lrn.params[k].detach(), v), k
+    assert len(trace) == 4
+    assert any(not torch.equal(trace[0][k], trace[3][k]) for k in trace[0])
+    for steps, recorded in enumerate(trace):
+        state = lrn.adapt(x, y, 0, AdaptOptions(steps=steps))
+        for k in recorded.keys() & state.keys():
+            torch.testing.assert_close(recorded[k], state[k], rtol=0, atol=0)
 
 
 @pytest.mark.parametrize("algorithm", ["maml", "protonet", "anil"])

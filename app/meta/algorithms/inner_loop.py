@@ -71,21 +71,27 @@ def plain_autograd_applies(fast: dict[str, Tensor], lrs: dict[str, Tensor] | flo
 
 def autograd_descent(loss_fn: LossFn, fast: dict[str, Tensor], lrs: dict[str, Tensor] | float,
                      steps: int) -> dict[str, Tensor]:
-    """The same steps with ``torch.autograd.grad`` on leaf tensors (no outer graph)."""
+    """The same steps with ``torch.autograd.grad`` on leaf tensors (no outer graph), updated
+    in place by one fused ``_foreach`` operation per step (instead of a subtraction, a
+    product and a new leaf per tensor: 10-20% of a small network's step on the CPU)."""
     names = list(fast)
-    current = {k: v.detach().requires_grad_(True) for k, v in fast.items()}
+    current = [fast[k].detach().clone().requires_grad_(True) for k in names]  # never alias θ
+    per_tensor = [lrs[k] for k in names] if isinstance(lrs, dict) else None
     trace = _TRACE.get()
     if trace is not None:
-        trace.append({k: v.detach() for k, v in current.items()})
+        trace.append({k: v.detach().clone() for k, v in zip(names, current, strict=True)})
     for _ in range(steps):
         with torch.enable_grad():
-            grads = torch.autograd.grad(loss_fn(current), [current[k] for k in names], allow_unused=True)
-        with torch.no_grad():
-            current = {
-                k: (current[k] if g is None else current[k] - (lrs[k] if isinstance(lrs, dict) else lrs) * g)
-                .detach().requires_grad_(True)
-                for k, g in zip(names, grads, strict=True)
-            }
+            grads = torch.autograd.grad(loss_fn(dict(zip(names, current, strict=True))), current,
+                                        allow_unused=True)
+        used = [i for i, g in enumerate(grads) if g is not None]
+        with torch.no_grad():  # the step's graph is freed: updating the leaves is safe
+            if per_tensor is None:
+                torch._foreach_add_([current[i] for i in used], [grads[i] for i in used],
+                                    alpha=-lrs)
+            else:
+                torch._foreach_addcmul_([current[i] for i in used], [per_tensor[i] for i in used],
+                                        [grads[i] for i in used], value=-1.0)
         if trace is not None:
-            trace.append({k: v.detach() for k, v in current.items()})
-    return {k: v.detach() for k, v in current.items()}
+            trace.append({k: v.detach().clone() for k, v in zip(names, current, strict=True)})
+    return {k: v.detach() for k, v in zip(names, current, strict=True)}
