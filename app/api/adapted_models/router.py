@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request, Response, status
 from starlette.concurrency import run_in_threadpool
@@ -28,7 +28,6 @@ from app.api.json_body import openapi_body, parse_body
 from app.api.lean_call import LeanCall
 from app.api.schemas import AdaptedModelId, check_depth, problem_responses
 from app.core.problems import InvalidInputs
-from app.db.models import AdaptedModelRow
 from app.jobs.queue import QUEUED, RUNNING
 
 router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
@@ -68,7 +67,7 @@ async def create_adapted_model(
     call = await LeanCall.of(request)
     wants_async = prefers_async(prefer)
 
-    def create() -> tuple[str, AdaptedModelRow, bool]:
+    def create() -> tuple[str, Any, bool]:
         with call.session() as session:
             tenant = call.tenant(session)
             body = parse_body(AdaptedModelCreate, call.body, call.content_type)

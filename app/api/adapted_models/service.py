@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opentelemetry import trace
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, bindparam, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -58,7 +58,7 @@ def request_digest(adapted_model_in: AdaptedModelCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def replay(*, session: Session, tenant: str, key: str, digest: str) -> AdaptedModelRow | None:
+def replay(*, session: Session, tenant: str, key: str, digest: str) -> Row[Any] | None:
     """The adapted model an earlier request with this Idempotency-Key created, if any."""
     previous = session.get(IdempotencyRow, (tenant, key))
     if previous is None:
@@ -90,7 +90,7 @@ def refuse_over_quota(*, count: int, settings: Settings) -> None:
 def create(*, session: Session, engine: ServingEngine, settings: Settings,
            adapted_model_in: AdaptedModelCreate, tenant: str,
            idempotency_key: str | None = None, respond_async: bool = False,
-           jobs: JobRunner | None = None) -> tuple[AdaptedModelRow, bool]:
+           jobs: JobRunner | None = None) -> tuple[AdaptedModelRow | Row[Any], bool]:
     """Adapt a meta-learner to a support set, store the state durably, then commit the row.
 
     With ``respond_async`` (or a meta-learner whose adaptations always run as jobs, and a job
@@ -123,7 +123,9 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
         id=uuid.uuid4().hex, tenant=tenant, meta_learner=reg.name,
         meta_learner_version=reg.version, meta_learner_weights_sha256=reg.weights_sha256,
         task_type=reg.task_type, labels=task.labels, abstain_threshold=options.abstain_threshold,
-        created_at=created, expires_at=created + timedelta(seconds=ttl))
+        status=READY, progress=None, error=None, revision=1, artifact_sha256=None,
+        artifact_bytes=None, adaptation=None, created_at=created,
+        expires_at=created + timedelta(seconds=ttl))
     asynchronous = jobs is not None and (respond_async or engine.is_asynchronous(reg))
 
     # 2. compute: adapt and store the state durably (no session in use), unless queued
@@ -160,7 +162,7 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     if asynchronous:
         enqueue(session, row, request)
     else:
-        session.add(row)
+        insert_ready(session, row)
     if idempotency_key:
         session.add(IdempotencyRow(tenant=tenant, key=idempotency_key, request_sha256=digest,
                                    adapted_model_id=row.id, created_at=created))
@@ -182,7 +184,7 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     return row, False
 
 
-def add_examples(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
+def add_examples(*, session: Session, engine: ServingEngine, row: Row[Any],
                  examples: SupportSet, idempotency_key: str | None = None) -> tuple[AdaptedModelRow, bool]:
     """Add labelled examples to an adapted model (memory-based learners): a new state, the
     same ID, ``revision`` + 1. Compare-and-set on the revision: of two concurrent updates one
@@ -239,15 +241,26 @@ def add_examples(*, session: Session, engine: ServingEngine, row: AdaptedModelRo
 ID_PATTERN = re.compile(r"[0-9a-f]{32}")
 
 
-def get(*, session: Session, adapted_model_id: str, tenant: str) -> AdaptedModelRow:
-    """The adapted model, unless it does not exist, belongs to another tenant or has expired.
-    A string that is not an ID this service issues never reaches the database."""
+ROWS = AdaptedModelRow.__table__
+ROW_BY_ID = select(ROWS).where(ROWS.c.id == bindparam("ident"))
+
+
+def get(*, session: Session, adapted_model_id: str, tenant: str) -> Row[Any]:
+    """The adapted model's columns as a read-only record (attribute access, like the ORM
+    row, at half the cost of an ORM load), unless it does not exist, belongs to another tenant
+    or has expired. A string that is not an ID this service issues never reaches the database."""
     if not ID_PATTERN.fullmatch(adapted_model_id):
         raise AdaptedModelNotFound(f"no adapted model with id {adapted_model_id[:64]!r}")
-    row = session.get(AdaptedModelRow, adapted_model_id)
+    row = session.execute(ROW_BY_ID, {"ident": adapted_model_id}).one_or_none()
     if row is None or row.tenant != tenant or row.expires_at <= now_utc():
         raise AdaptedModelNotFound(f"no adapted model with id {adapted_model_id!r}")
     return row
+
+
+def insert_ready(session: Session, row: AdaptedModelRow) -> None:
+    """INSERT a ready model's row as one Core statement: the ORM's unit of work (identity
+    map, flush) cost about 0.4 ms more per adaptation on SQLite."""
+    session.execute(insert(ROWS), {column.key: getattr(row, column.key) for column in ROWS.columns})
 
 
 def encode_cursor(row: AdaptedModelRow) -> str:
@@ -293,12 +306,12 @@ def list_page(*, session: Session, limit: int, cursor: str | None, meta_learner:
     return rows, encode_cursor(rows[-1]) if more and rows else None
 
 
-def delete(*, session: Session, engine: ServingEngine, row: AdaptedModelRow) -> None:
+def delete(*, session: Session, engine: ServingEngine, row: Row[Any]) -> None:
     """Delete an adapted model and, when no other model shares it, its stored state."""
     delete_rows(session=session, states=engine, ids=[row.id])
 
 
-def predict(*, session: Session, engine: ServingEngine, row: AdaptedModelRow,
+def predict(*, session: Session, engine: ServingEngine, row: Row[Any],
             inputs: list[Any], top_k: int | None = None) -> Served:
     """Predictions on the exact meta-learner version and weights that adapted ``row``."""
     if row.status != READY:

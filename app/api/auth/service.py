@@ -7,7 +7,7 @@ import hmac
 import secrets
 from datetime import UTC, datetime
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.db.models import ApiKeyRow
@@ -43,12 +43,16 @@ def list_keys(*, session: Session) -> list[ApiKeyRow]:
     return list(session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at)))
 
 
+KEY_BY_ID = select(ApiKeyRow.id, ApiKeyRow.tenant, ApiKeyRow.secret_sha256, ApiKeyRow.revoked_at
+                   ).where(ApiKeyRow.id == bindparam("key_id"))
+
+
 def authenticate(*, session: Session, key: str) -> tuple[str, str] | None:
     """(key id, tenant) for a valid, unrevoked key; None otherwise."""
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX:
         return None
-    row = session.get(ApiKeyRow, parts[1])
+    row = session.execute(KEY_BY_ID, {"key_id": parts[1]}).one_or_none()  # Core: no ORM load
     if row is None or row.revoked_at is not None:
         return None
     if not hmac.compare_digest(row.secret_sha256, _digest(parts[2])):
