@@ -27,7 +27,7 @@ from app.core.problems import install_problem_handlers
 from app.core.tracing import configure_tracing
 from app.db.migrate import check_schema
 from app.db.session import make_engine, make_session_factory
-from app.engine.build import build_engine, shutdown_engine
+from app.engine.build import build_engine, freeze_loaded_objects, shutdown_engine
 from app.jobs.runner import InProcessRunner
 from app.lifecycle import ExpirySweeper, bind_store, collect_orphans
 
@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 collect_orphans(session=session, states=engine)
         if settings.warm_up and app.state.store_mismatch is None:
             engine.warm_up()
+        freeze_loaded_objects()
         sweeper = ExpirySweeper(app.state.session_factory, engine, settings.sweep_interval_seconds)
         app.state.jobs = jobs = InProcessRunner(
             app.state.session_factory, engine, threads=settings.job_threads,

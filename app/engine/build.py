@@ -3,6 +3,8 @@ Shared by the HTTP service (``app.main``) and the job worker (``app.jobs.worker`
 
 from __future__ import annotations
 
+import gc
+
 import torch
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -54,7 +56,19 @@ def build_engine(settings: Settings, metrics: Metrics,
         max_response_bytes=settings.max_response_bytes, device=device)
 
 
+def freeze_loaded_objects() -> None:
+    """Exclude what start-up loaded (learners, the sentence encoder, modules: about half a
+    million objects) from the cyclic garbage collector. Every full collection walked them all:
+    a 0.35 s pause of every request, twice in 15 s under a 32-client load; with them frozen a
+    full collection took 13 ms. Call once the engine is built and warmed up;
+    ``shutdown_engine`` unfreezes them (a process that builds several engines, as the tests
+    do, lets each one's objects be collected after it)."""
+    gc.collect()
+    gc.freeze()
+
+
 def shutdown_engine(engine: ServingEngine) -> None:
+    gc.unfreeze()
     engine.executor.shutdown()
     if engine.predict_executor is not engine.executor:
         engine.predict_executor.shutdown()

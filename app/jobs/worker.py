@@ -17,7 +17,7 @@ from app.core.metrics import Metrics
 from app.core.tracing import configure_tracing
 from app.db.migrate import check_schema
 from app.db.session import make_engine, make_session_factory
-from app.engine.build import build_engine, shutdown_engine
+from app.engine.build import build_engine, freeze_loaded_objects, shutdown_engine
 from app.jobs.runner import InProcessRunner
 from app.lifecycle import bind_store
 
@@ -40,6 +40,7 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> int:
         return 2
     if settings.warm_up:
         engine.warm_up()
+    freeze_loaded_objects()
     runner = InProcessRunner(factory, engine, threads=max(settings.job_threads, 1),
                              lease_seconds=settings.job_lease_seconds,
                              poll_seconds=settings.job_poll_seconds,
