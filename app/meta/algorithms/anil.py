@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import torch.nn.functional as F
 from torch import Tensor
+from torch.func import vmap
 
 from app.meta.algorithms.base import MetaLearner
-from app.meta.algorithms.inner_loop import gradient_descent
+from app.meta.algorithms.inner_loop import TaskLossFn, descend_tasks, gradient_descent
 from app.meta.backbones import expand_head
 from app.meta.types import AdaptedState
 
@@ -36,19 +37,32 @@ class ANIL(MetaLearner):
         head = expand_head(self.head_only(self.frozen()), ways)
         return {k: v.contiguous() for k, v in head.items()}
 
+    def inner_problem(self, params: dict[str, Tensor], support: int, ways: int
+                      ) -> tuple[dict[str, Tensor], TaskLossFn, float]:
+        """The head the inner loop starts from, one task's support loss as a function of (head,
+        features, y), and the inner learning rate."""
+        head = expand_head(self.head_only(params), ways)
+        weight = self.inner_loss_weight(support, ways)
+
+        def task_loss(h: dict[str, Tensor], feats: Tensor, y: Tensor) -> Tensor:
+            return self.loss(F.linear(feats, h["head.weight"], h["head.bias"]), y) * weight
+
+        return head, task_loss, float(self.hparams.get("inner_lr", 0.1))
+
     def adapt_params(
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
     ) -> AdaptedState:
         feats = self.features(params, x)
-        head = expand_head(self.head_only(params), ways)
-        weight = self.inner_loss_weight(x.shape[0], ways)
-
-        def support_loss(h: dict[str, Tensor]) -> Tensor:
-            return self.loss(F.linear(feats, h["head.weight"], h["head.bias"]), y) * weight
-
-        lr = float(self.hparams.get("inner_lr", 0.1))
+        head, task_loss, lr = self.inner_problem(params, x.shape[0], ways)
         first_order = bool(self.hparams.get("first_order", False))
-        return gradient_descent(support_loss, head, lr, steps, first_order)
+        return gradient_descent(lambda h: task_loss(h, feats, y), head, lr, steps, first_order)
+
+    def adapt_params_batch(
+        self, params: dict[str, Tensor], xs: Tensor, ys: Tensor, ways: int, steps: int
+    ) -> AdaptedState:
+        feats = vmap(lambda x: self.features(params, x))(xs)
+        head, task_loss, lr = self.inner_problem(params, xs.shape[1], ways)
+        return descend_tasks(task_loss, head, lr, steps, feats, ys)
 
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor

@@ -154,9 +154,16 @@ class MetaLearner(ABC):
     ) -> AdaptedState:
         """Adapt many tasks of one shape at once (``vmap`` over dim 0)."""
         steps = self.resolve_steps(options)
-        params = self.frozen()
+        states = self.adapt_params_batch(self.frozen(), xs, ys, ways, steps)
+        return {k: v.detach().contiguous() for k, v in states.items()}
+
+    def adapt_params_batch(
+        self, params: dict[str, Tensor], xs: Tensor, ys: Tensor, ways: int, steps: int
+    ) -> AdaptedState:
+        """``adapt_params`` for tasks stacked on dim 0 (serving: ``params`` carry no graph):
+        ``vmap`` over tasks unless a family has a cheaper exact form."""
         fn = vmap(lambda x, y: self.adapt_params(params, x, y, ways, steps), randomness="same")
-        return {k: v.detach().contiguous() for k, v in fn(xs, ys).items()}
+        return fn(xs, ys)
 
     def predict_batch(self, states: AdaptedState, xs: Tensor) -> Tensor:
         """Predict for many (state, inputs) pairs at once; states stacked on dim 0."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from app.meta.algorithms.base import MetaLearner
-from app.meta.algorithms.inner_loop import gradient_descent
+from app.meta.algorithms.inner_loop import TaskLossFn, descend_tasks, gradient_descent
 from app.meta.backbones import expand_head
 from app.meta.types import AdaptedState
 
@@ -38,18 +38,30 @@ class MAML(MetaLearner):
         start = expand_head(self.weights(self.frozen()), ways)
         return {k: v.contiguous() for k, v in start.items()}
 
+    def inner_problem(self, params: dict[str, Tensor], support: int, ways: int
+                      ) -> tuple[dict[str, Tensor], TaskLossFn, dict[str, Tensor] | float]:
+        """Where the inner loop starts, one task's support loss as a function of (weights,
+        x, y), and the inner learning rates."""
+        fast = expand_head(self.weights(params), ways)
+        weight = self.inner_loss_weight(support, ways)
+
+        def task_loss(p: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+            return self.loss(self.forward(p, x), y) * weight
+
+        return fast, task_loss, self.inner_lrs(params, fast)
+
     def adapt_params(
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
     ) -> AdaptedState:
-        fast = expand_head(self.weights(params), ways)
-        weight = self.inner_loss_weight(x.shape[0], ways)
-
-        def support_loss(p: dict[str, Tensor]) -> Tensor:
-            return self.loss(self.forward(p, x), y) * weight
-
+        fast, task_loss, lrs = self.inner_problem(params, x.shape[0], ways)
         first_order = bool(self.hparams.get("first_order", False))
-        lrs = self.inner_lrs(params, fast)
-        return gradient_descent(support_loss, fast, lrs, steps, first_order)
+        return gradient_descent(lambda p: task_loss(p, x, y), fast, lrs, steps, first_order)
+
+    def adapt_params_batch(
+        self, params: dict[str, Tensor], xs: Tensor, ys: Tensor, ways: int, steps: int
+    ) -> AdaptedState:
+        fast, task_loss, lrs = self.inner_problem(params, xs.shape[1], ways)
+        return descend_tasks(task_loss, fast, lrs, steps, xs, ys)
 
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
