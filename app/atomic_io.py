@@ -11,17 +11,27 @@ import threading
 from pathlib import Path
 
 
+def fsync_directory(path: Path) -> None:
+    dir_fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.is_dir():
+        missing = [p for p in (path.parent, *path.parent.parents) if not p.is_dir()]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # new folders' own entries must be durable too, or a power loss can take a folder,
+        # and the file in it, away after the write was acknowledged
+        for folder in missing:
+            fsync_directory(folder.parent)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
     with tmp.open("wb") as fh:
         fh.write(data)
         fh.flush()
         os.fsync(fh.fileno())
     tmp.replace(path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    fsync_directory(path.parent)

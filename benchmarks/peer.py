@@ -5,9 +5,11 @@
 
 The work: sinusoid MAML, 5 shots, 10 inner steps, then 100 predictions. Rows: learn2learn
 in-process (``../shared/peers/l2l_peer.py``), Metaserve's library in-process (the shipped
-sinusoid-maml), Metaserve over HTTP sequentially (adapt + predict per task, p50) and with 32
-concurrent clients (wall time / tasks), plus the per-request overhead of a small adaptation
-and of a 10-input prediction. Writes ``benchmarks/results/peer.json`` with service ÷ peer ratios.
+sinusoid-maml), the HTTP floor (the same two requests against a bare ASGI app on the same
+client and server stack, ``benchmarks/http_floor.py``), Metaserve over HTTP sequentially
+(adapt + predict per task, p50) and with 32 concurrent clients (wall time / tasks), plus the
+per-request overhead of a small adaptation and of a 10-input prediction. Writes
+``benchmarks/results/peer-<N>p.json`` with service ÷ peer ratios.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from pathlib import Path
 import httpx
 import torch
 
+from benchmarks.http_floor import FloorServer
 from benchmarks.server import BenchServer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,6 +74,23 @@ def one_task(client: httpx.Client, rng: torch.Generator) -> None:
         "inputs": x, "targets": y}, "options": {"steps": STEPS}})
     r.raise_for_status()
     client.post(f"/v1/adapted-models/{r.json()['id']}/predictions", json={"inputs": q}).raise_for_status()
+
+
+def floor_ms(tasks: int) -> float:
+    """p50 of one task's two requests (the adaptation body, then 100 query points) against
+    the bare ASGI app of ``benchmarks.http_floor``: what the client and HTTP stack alone cost."""
+    rng = torch.Generator().manual_seed(2)
+    times = []
+    with FloorServer() as url, httpx.Client(base_url=url, timeout=60) as client:
+        for i in range(tasks + 20):
+            x, y, q = sine_task(rng)
+            t0 = time.perf_counter()
+            client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml", "support": {
+                "inputs": x, "targets": y}, "options": {"steps": STEPS}}).json()
+            client.post(f"/v1/adapted-models/{'0' * 32}/predictions", json={"inputs": q}).json()
+            if i >= 20:
+                times.append(time.perf_counter() - t0)
+    return 1000 * statistics.median(times)
 
 
 def http_rows(url: str, tasks: int, clients: int) -> dict:
@@ -131,6 +151,7 @@ def main() -> None:
     args = parser.parse_args()
     peer = peer_ms(args.peer_python, args.tasks)
     library = library_ms(args.tasks)
+    floor = floor_ms(args.tasks)
     with BenchServer(METASERVE_AUTH_ENABLED="false", METASERVE_RATE_LIMIT_PER_MINUTE="0",
                      METASERVE_MAX_REQUESTS_PER_CLIENT="0", METASERVE_PROCESSES=str(args.processes)) as url:
         service = http_rows(url, args.tasks, args.clients)
@@ -139,9 +160,11 @@ def main() -> None:
               "cpus": os.cpu_count(), "server_processes": args.processes,
               "learn2learn_in_process_ms": round(peer, 3),
               "metaserve_library_ms": round(library, 3),
+              "http_floor_sequential_ms": round(floor, 3),
               **{k: round(v, 3) for k, v in service.items()},
               "ratios_vs_learn2learn": {
                   "library": round(library / peer, 2),
+                  "http_floor": round(floor / peer, 2),
                   "http_sequential": round(service["sequential_ms_per_task_p50"] / peer, 2),
                   f"http_{args.clients}_clients": round(concurrent / peer, 2)}}
     RESULTS.mkdir(exist_ok=True)
