@@ -8,9 +8,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import httpx
+from sqlalchemy import create_engine, text
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -30,6 +32,18 @@ class BenchServer:
         self.env = {**os.environ, "METASERVE_DATA_DIR": self.tmp.name,
                     "METASERVE_PORT": str(self.port), "METASERVE_LOG_LEVEL": "warning",
                     "METASERVE_MODELS_DIR": str(REPO / "models"), **env}
+        self.schema_owner: str | None = None
+        if database_url and database_url.startswith("postgresql"):
+            # a schema of its own for each run: the run's database and its temporary artifact
+            # store belong together (a second run on the public schema would find the first
+            # run's rows and store binding, and be refused as a store mismatch)
+            self.schema_owner, self.schema = database_url, f"bench_{uuid.uuid4().hex[:12]}"
+            admin = create_engine(database_url)
+            with admin.begin() as conn:
+                conn.execute(text(f"CREATE SCHEMA {self.schema}"))
+            admin.dispose()
+            sep = "&" if "?" in database_url else "?"
+            database_url = f"{database_url}{sep}options=-csearch_path%3D{self.schema}"
         if database_url:
             self.env["METASERVE_DATABASE_URL"] = database_url
         self.proc: subprocess.Popen | None = None
@@ -58,4 +72,9 @@ class BenchServer:
         if self.proc:
             self.proc.terminate()
             self.proc.wait(timeout=30)
+        if self.schema_owner:
+            admin = create_engine(self.schema_owner)
+            with admin.begin() as conn:
+                conn.execute(text(f"DROP SCHEMA {self.schema} CASCADE"))
+            admin.dispose()
         self.tmp.cleanup()
