@@ -472,8 +472,9 @@ class ServingEngine:
                 outs = list(reg.learner.predict_batch(states, self._in(torch.stack([i[2] for i in items]))))
             outs = [reg.task.outputs(o).cpu() for o in outs]
             elapsed = time.perf_counter() - t0
-            if record and self.batch_choice.record(("predict", reg.ref), len(items), elapsed):
-                self._gauge_batching()
+            if record:
+                if self.batch_choice.record(("predict", reg.ref), len(items), elapsed):
+                    self._gauge_batching()
                 for _ in items:
                     self.metrics.prediction.labels(reg.name).observe(elapsed)
             return outs

@@ -161,9 +161,13 @@ def test_request_id_is_echoed_and_metrics_exported(client):
     r = client.get("/healthz", headers={"X-Request-ID": "abc-123"})
     assert r.headers["x-request-id"] == "abc-123"
     assert client.get("/healthz").headers["x-request-id"]
-    adapt(client)
+    made = adapt(client)
+    predicted = client.post(f"/v1/adapted-models/{made.json()['id']}/predictions",
+                            json={"inputs": [[0.5]]})
+    assert predicted.status_code == 200, predicted.text
     text = client.get("/metrics").text
     assert 'metaserve_adaptation_seconds_count{meta_learner="sinusoid-maml"} 1.0' in text
+    assert 'metaserve_prediction_seconds_count{meta_learner="sinusoid-maml"} 1.0' in text
     assert "metaserve_http_requests_total" in text and "metaserve_state_cache_bytes" in text
 
 
