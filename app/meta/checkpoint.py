@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from app.atomic_io import atomic_write_bytes
 from app.meta.algorithms import ALGORITHMS, MetaLearner
@@ -54,14 +53,9 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 def save_weights(folder: Path, learner: MetaLearner) -> str:
     """Write the learner's meta-parameters as safetensors; returns their sha256."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = folder / f".{WEIGHTS}.tmp"
-    save_file({k: v.contiguous() for k, v in learner.state_dict().items()}, str(tmp))
-    with tmp.open("rb") as fh:
-        os.fsync(fh.fileno())
-    tmp.replace(folder / WEIGHTS)
-    return file_sha256(folder / WEIGHTS)
+    data = save({k: v.contiguous() for k, v in learner.state_dict().items()})
+    atomic_write_bytes(Path(folder) / WEIGHTS, data)
+    return hashlib.sha256(data).hexdigest()
 
 
 def read_manifest(folder: Path) -> dict[str, Any]:
