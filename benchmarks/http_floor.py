@@ -6,13 +6,14 @@ against it in the same run, so the service's figures can be read as floor + the 
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 import time
 from types import TracebackType
 
 import httpx
+
+from benchmarks.server import free_port
 
 
 async def app(scope: dict, receive, send) -> None:  # noqa: ANN001
@@ -34,9 +35,7 @@ class FloorServer:
     """``with FloorServer() as url:`` uvicorn serving :func:`app` on a free local port."""
 
     def __enter__(self) -> str:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+        port = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "uvicorn", "benchmarks.http_floor:app", "--port", str(port),
              "--log-level", "warning", "--no-access-log"],

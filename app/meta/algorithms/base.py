@@ -152,7 +152,7 @@ class MetaLearner(ABC):
     def adapt_batch(
         self, xs: Tensor, ys: Tensor, ways: int = 0, options: AdaptOptions | None = None
     ) -> AdaptedState:
-        """Adapt many tasks of one shape at once (``vmap`` over dim 0)."""
+        """Adapt many tasks of one shape at once (tasks on dim 0; see ``adapt_params_batch``)."""
         steps = self.resolve_steps(options)
         states = self.adapt_params_batch(self.frozen(), xs, ys, ways, steps)
         return {k: v.detach().contiguous() for k, v in states.items()}
