@@ -2,7 +2,7 @@
 and batched prediction across many adapted models vs one model at a time.
 
     python -m benchmarks.throughput [--seconds 15] [--clients 1 8 32] [--only NAME ...]
-        [--device cuda] [--out DIR] [--label NAME]
+        [--batching on off auto] [--device cuda] [--out DIR] [--label NAME]
 
 Writes ``benchmarks/results/throughput.json`` and ``throughput.png`` (``throughput-<label>``
 with ``--label``). ``--device`` runs the in-process floor and the server on that device.
@@ -148,8 +148,11 @@ def plot(report: dict, path: Path) -> None:
     for ax, name in zip(axes[0], names):
         entry = report["learners"][name]
         clients = [int(c) for c in entry["service"]]
-        for key, label in (("batching_on_rps", "batching on"), ("batching_off_rps", "batching off")):
-            ax.plot(clients, [entry["service"][str(c)][key] for c in clients], marker="o", label=label)
+        for mode in ("on", "off", "auto"):
+            key = f"batching_{mode}_rps"
+            if key in entry["service"][str(clients[0])]:
+                ax.plot(clients, [entry["service"][str(c)][key] for c in clients], marker="o",
+                        label=f"batching {mode}")
         ax.axhline(max(entry["in_process_floor"].values()), ls="--", color="k", label="in-process floor")
         ax.set(title=name, xlabel="concurrent clients", ylabel="adaptations / s", xscale="log",
                yscale="log")
@@ -165,6 +168,11 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=["sinusoid-maml", "sinusoid-hypernet", "omniglot-protonet"])
     ap.add_argument("--plot-only", action="store_true", help="redraw the PNG from the last JSON")
     ap.add_argument("--device", default="cpu", help="cpu or cuda: the floor's and the server's")
+    ap.add_argument("--floor-seconds", type=float, default=5.0,
+                    help="seconds per mode of the in-process floor")
+    ap.add_argument("--batching", nargs="*", choices=["on", "off", "auto"], default=["on", "off"],
+                    help="METASERVE_BATCHING values to run at each client count ('on' first: "
+                         "its mean batch is reported)")
     ap.add_argument("--out", type=Path, default=RESULTS, help="folder for the JSON and the plot")
     ap.add_argument("--label", default="", help="result files throughput-<label>.json/.png")
     args = ap.parse_args()
@@ -180,20 +188,28 @@ def main() -> None:
               "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
               "learners": {}}
     for name in args.only:
-        floor = in_process_floor(name, device=args.device)
+        floor = in_process_floor(name, seconds=args.floor_seconds, device=args.device)
         rows = {}
         for clients in args.clients:
-            batches: dict = {}
-            on = service_throughput(name, clients, args.seconds, "on", pngs, args.device, batches)
-            off = service_throughput(name, clients, args.seconds, "off", pngs, args.device)
             best_floor = max(floor.values())
-            rows[clients] = {"batching_on_rps": on, "batching_off_rps": off,
-                             "batching_on_mean_batch": batches.get("mean_batch"),
-                             "batching_on_batches": batches.get("batches"),
-                             "on_over_off": round(on / off, 2) if off else None,
-                             "efficiency_vs_floor": round(on / best_floor, 3)}
-            print(f"{name:18s} clients={clients:3d}  on {on:8.1f}/s  off {off:8.1f}/s  "
-                  f"floor {best_floor:8.1f}/s  mean batch {batches.get('mean_batch')}", flush=True)
+            row: dict = {}
+            for mode in args.batching:
+                batches: dict = {}
+                rate = service_throughput(name, clients, args.seconds, mode, pngs, args.device, batches)
+                row[f"batching_{mode}_rps"] = rate
+                if mode != "off":
+                    row[f"batching_{mode}_mean_batch"] = batches.get("mean_batch")
+                    row[f"batching_{mode}_batches"] = batches.get("batches")
+            on, off = row.get("batching_on_rps"), row.get("batching_off_rps")
+            if on is not None and off:
+                row["on_over_off"] = round(on / off, 2)
+            if on is not None:
+                row["efficiency_vs_floor"] = round(on / best_floor, 3)
+            rows[clients] = row
+            shown = "  ".join(f"{m} {row[f'batching_{m}_rps']:8.1f}/s" for m in args.batching)
+            means = {m: row.get(f"batching_{m}_mean_batch") for m in args.batching if m != "off"}
+            print(f"{name:18s} clients={clients:3d}  {shown}  floor {best_floor:8.1f}/s  "
+                  f"mean batch {means}", flush=True)
         entry = {"in_process_floor": floor, "service": rows}
         if name.startswith("sinusoid"):
             entry["prediction_scaling"] = prediction_scaling(name, device=args.device)

@@ -9,7 +9,7 @@ mkdir -p .whl
 for pkg in alembic annotated-types fastapi fastapi-offline httptools importlib-metadata mako \
     opentelemetry-api opentelemetry-sdk opentelemetry-semantic-conventions pydantic pydantic-core \
     pydantic-settings python-dotenv sqlalchemy starlette typing-inspection uvicorn; do
-  version="$("$PY" -m pip show "$pkg" 2>/dev/null | sed -n 's/^Version: //p')"
+  version="$("$PY" -m pip show "$pkg" 2>/dev/null | sed -n 's/^Version: //p' || true)"
   "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
     --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
     --platform manylinux1_x86_64 -d .whl "$pkg${version:+==$version}"
