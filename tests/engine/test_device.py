@@ -9,6 +9,8 @@ through the HTTP service.
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 from fastapi.testclient import TestClient
@@ -17,6 +19,7 @@ from pydantic import ValidationError
 from app.core.config import Settings
 from app.engine.build import DeviceUnavailable, resolve_device
 from app.engine.registry import load_registry
+from app.engine.types import batching_pays
 from app.main import create_app
 from tests.api.helpers import image_support, sine_support
 from tests.conftest import REPO
@@ -145,3 +148,31 @@ def test_the_service_on_the_gpu_answers_as_on_the_cpu(tmp_path):
             assert [p["label"] for p in on_gpu] == [p["label"] for p in on_cpu], name
             for a, b in zip(on_gpu, on_cpu, strict=True):
                 assert a["probabilities"] == pytest.approx(b["probabilities"], abs=2e-3), name
+
+
+def test_auto_batching_starts_batched_for_per_task_convolutions_on_a_gpu_only():
+    """The static rule of ``auto``: per-task convolution kernels (omniglot-maml) start
+    unbatched on the CPU and batched on a GPU (vmapped, 7x a loop on an H200)."""
+    reg = load_registry(REPO / "models").resolve("omniglot-maml")
+    assert not batching_pays(reg)
+    on_gpu = SimpleNamespace(batchable=True, has_steps=True, initial_state=reg.learner.initial_state,
+                             device=torch.device("cuda", 0))
+    assert batching_pays(SimpleNamespace(learner=on_gpu))
+    not_batchable = SimpleNamespace(batchable=False, has_steps=True, device=torch.device("cuda", 0),
+                                    initial_state=reg.learner.initial_state)
+    assert not batching_pays(SimpleNamespace(learner=not_batchable))
+    # learners without per-task convolutions batch on either device
+    assert batching_pays(load_registry(REPO / "models").resolve("omniglot-anil"))
+
+
+@gpu
+def test_the_service_on_the_gpu_starts_batching_per_task_convolutions(tmp_path):
+    from app.db.migrate import upgrade
+
+    settings = Settings(data_dir=tmp_path / "var", models_dir=REPO / "models", device="cuda",
+                        auth_enabled=False, batching="auto")
+    settings.data_dir.mkdir(parents=True)
+    upgrade(settings.resolved_database_url)
+    with TestClient(create_app(settings)) as c:
+        batched = {ref.split("@")[0]: on for ref, on in c.app.state.engine.batched.items()}
+    assert batched["omniglot-maml"] and batched["sinusoid-maml"]
