@@ -11,13 +11,24 @@ from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.db.models import TenantUsageRow
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+_USAGE = TenantUsageRow.__table__
+
+
+def _claim_statement(insert):  # noqa: ANN001, ANN202
+    """Built once per dialect, on the Core table: the ORM's bulk-insert path and a statement
+    rebuilt per call cost ~0.3 ms of CPU more per adaptation on SQLite (0.35 vs 0.06-0.10 ms)."""
+    return insert(_USAGE).values(tenant=bindparam("tenant"), models=bindparam("rows")).on_conflict_do_update(
+        index_elements=[_USAGE.c.tenant], set_={"models": _USAGE.c.models + bindparam("rows")},
+    ).returning(_USAGE.c.models)
+
+
+_CLAIMS = {"postgresql": _claim_statement(postgresql.insert), "sqlite": _claim_statement(sqlite.insert)}
 
 
 def claim_model_row(session: Session, tenant: str, rows: int = 1) -> int:
@@ -25,15 +36,10 @@ def claim_model_row(session: Session, tenant: str, rows: int = 1) -> int:
     ends); returns the new count, the rows about to be inserted included. Every insert of
     adapted-model rows claims them in its transaction."""
     dialect = session.get_bind().dialect.name
-    insert = _INSERTS.get(dialect)
-    if insert is None:
+    statement = _CLAIMS.get(dialect)
+    if statement is None:
         raise RuntimeError(f"tenant_usage needs PostgreSQL or SQLite, not {dialect}")
-    statement = insert(TenantUsageRow).values(tenant=tenant, models=rows)
-    statement = statement.on_conflict_do_update(
-        index_elements=[TenantUsageRow.tenant],
-        set_={"models": TenantUsageRow.models + rows},
-    ).returning(TenantUsageRow.models)
-    return int(session.execute(statement).scalar_one())
+    return int(session.execute(statement, {"tenant": tenant, "rows": rows}).scalar_one())
 
 
 def release_model_rows(session: Session, tenants: Counter[str]) -> None:
