@@ -49,6 +49,9 @@ class Settings(BaseSettings):
                         "there is none). Stored states and the state cache stay in host memory")
     max_queue: int = Field(64, ge=1, description="queued + running jobs before 503")
     cache_bytes: int = Field(256 * 1024 * 1024, ge=0, description="in-memory adapted-state cache")
+    malloc_trim_threshold_bytes: int = Field(
+        128 * 1024 * 1024, ge=0, le=2**31 - 1,
+        description="freed memory a thread's heap keeps for its next request (glibc; 0 = glibc's defaults)")
     batching: str = Field("auto", pattern="^(auto|on|off)$",
                           description="micro-batch concurrent requests per meta-learner")
     max_batch: int = Field(32, ge=1, description="requests per micro-batch")

@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.core.config import Settings
 from app.core.metrics import Metrics
 from app.engine.admission import TenantAdmission
+from app.engine.allocator import keep_freed_memory
 from app.engine.cache import StateCache
 from app.engine.engine import ServingEngine
 from app.engine.executor import Executor
@@ -42,6 +43,7 @@ def resolve_device(name: str) -> torch.device:
 def build_engine(settings: Settings, metrics: Metrics,
                  factory: sessionmaker[Session] | None = None) -> ServingEngine:
     device = resolve_device(settings.device)
+    keep_freed_memory(settings.malloc_trim_threshold_bytes)  # process-wide, before the first tensors
     registry = load_registry(settings.models_dir, device)
     executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
     predict_executor = Executor(settings.prediction_workers, settings.max_queue,
