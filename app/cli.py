@@ -19,7 +19,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="run adaptation jobs only (no HTTP); scale these separately")
 
     db = sub.add_parser("db", help="database migrations")
-    db.add_argument("action", choices=["upgrade"])
+    db.add_argument("action", choices=["upgrade", "reconcile-usage"],
+                    help="upgrade: apply migrations; reconcile-usage: recount each tenant's models "
+                         "(after a rolling upgrade from before migration 0010)")
 
     ml = sub.add_parser("meta-learners", help="the registry of shipped meta-learners")
     ml.add_argument("action", choices=["list"])

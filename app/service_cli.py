@@ -29,6 +29,8 @@ def run_service_command(args: argparse.Namespace) -> int:
         from app.jobs.worker import run_worker
 
         return run_worker(settings)
+    elif args.command == "db" and args.action == "reconcile-usage":
+        return reconcile_usage_command(settings)
     elif args.command == "db":
         from app.db.migrate import upgrade
 
@@ -88,6 +90,28 @@ def keys_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
                     print(f"{row.id}  {row.tenant}  {state}  created {row.created_at:%Y-%m-%d}")
     finally:
         engine.dispose()
+    return 0
+
+
+def reconcile_usage_command(settings) -> int:  # noqa: ANN001 - Settings
+    """``metaserve db reconcile-usage``: every tenant's model counter set to its row count."""
+    from sqlalchemy import inspect
+
+    from app.db.session import make_engine, make_session_factory
+    from app.db.tenant_usage import reconcile_usage
+
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        if not inspect(engine).has_table("tenant_usage"):
+            print(f"no tenant_usage table in {redact(settings.resolved_database_url)}: "
+                  "run `metaserve db upgrade` first")
+            return 2
+        changed = reconcile_usage(make_session_factory(engine))
+    finally:
+        engine.dispose()
+    for tenant, (before, after) in changed.items():
+        print(f"tenant {tenant}: {'no counter' if before is None else before} -> {after}")
+    print(f"reconciled: {len(changed)} counter(s) changed")
     return 0
 
 

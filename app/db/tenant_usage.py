@@ -5,17 +5,23 @@ and holds the counter's row lock (PostgreSQL) or the database's write lock (SQLi
 that transaction ends: one tenant's creates run their quota check and insert one at a time.
 ``release_model_rows`` subtracts, in the transaction that deleted the rows. The count is never
 below the tenant's rows, so a count under the quota proves the live models are under it.
+
+That holds while every process that inserts or deletes rows keeps the counter. During a
+rolling upgrade from a version before migration 0010, the old replicas still running insert
+rows without counting them, and the counter can fall below the rows (the quota would then be
+skipped). ``reconcile_usage`` (``metaserve db reconcile-usage``, once every replica runs this
+version) sets each tenant's counter to its exact row count, under the same lock a create takes.
 """
 
 from __future__ import annotations
 
 from collections import Counter
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, func, select, union, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from app.db.models import TenantUsageRow
+from app.db.models import AdaptedModelRow, TenantUsageRow
 
 _USAGE = TenantUsageRow.__table__
 
@@ -48,3 +54,37 @@ def release_model_rows(session: Session, tenants: Counter[str]) -> None:
     for tenant in sorted(tenants):
         session.execute(update(TenantUsageRow).where(TenantUsageRow.tenant == tenant)
                         .values(models=TenantUsageRow.models - tenants[tenant]))
+
+
+_ENSURE = {
+    name: insert(_USAGE).values(tenant=bindparam("tenant"), models=0)
+    .on_conflict_do_nothing(index_elements=[_USAGE.c.tenant]).returning(_USAGE.c.tenant)
+    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+
+
+def reconcile_usage(factory: sessionmaker[Session]) -> dict[str, tuple[int | None, int]]:
+    """Set every tenant's counter to its exact number of rows, one tenant per transaction,
+    each holding the lock a create holds from its claim to its commit, so that creates
+    running meanwhile are counted exactly once. Returns the counters it changed:
+    tenant -> (before, after); ``before`` is None where the tenant had no counter."""
+    with factory() as session:
+        tenants = sorted(session.scalars(union(select(AdaptedModelRow.tenant).distinct(),
+                                               select(TenantUsageRow.tenant))))
+        dialect = session.get_bind().dialect.name
+    if dialect not in _ENSURE:
+        raise RuntimeError(f"tenant_usage needs PostgreSQL or SQLite, not {dialect}")
+    changed: dict[str, tuple[int | None, int]] = {}
+    for tenant in tenants:
+        with factory() as session:
+            # a write first: SQLite's write lock, or on PostgreSQL a wait for any transaction
+            # that holds this counter's row (a create between its claim and its commit)
+            created = session.execute(_ENSURE[dialect], {"tenant": tenant}).first() is not None
+            before = session.scalar(select(TenantUsageRow.models).where(TenantUsageRow.tenant == tenant)
+                                    .with_for_update())
+            rows = session.scalar(select(func.count()).where(AdaptedModelRow.tenant == tenant))
+            if created or before != rows:
+                session.execute(update(TenantUsageRow).where(TenantUsageRow.tenant == tenant)
+                                .values(models=rows))
+                changed[tenant] = (None if created else before, rows)
+            session.commit()
+    return changed

@@ -72,3 +72,30 @@ def test_fit_strategy_writes_a_new_version_that_the_registry_serves(tmp_path, ca
     with pytest.raises(SystemExit):  # a malformed shape list is a usage error
         main(["fit-strategy", str(written), "--version", "9", "--candidates", "1",
               "--train-shapes", "5by1", "--test-shapes", "5x1"])
+
+
+def test_db_reconcile_usage_recounts_and_says_to_migrate_first(tmp_path):
+    from sqlalchemy import text
+
+    from app.db.models import AdaptedModelRow
+    from app.db.session import make_engine, make_session_factory
+    from app.lifecycle import now_utc
+    from tests.db.test_migrations import META_LEARNER
+
+    env = {"METASERVE_DATA_DIR": str(tmp_path / "var"), "METASERVE_DATABASE_URL": ""}
+    (tmp_path / "var").mkdir()
+    r = metaserve("db", "reconcile-usage", env=env)
+    assert r.returncode == 2 and "metaserve db upgrade" in r.stdout and "Traceback" not in r.stderr
+    assert metaserve("db", "upgrade", env=env).returncode == 0
+    engine = make_engine(f"sqlite:///{tmp_path / 'var' / 'metaserve.db'}")
+    with make_session_factory(engine)() as session:  # a row inserted as a pre-0010 replica did
+        session.execute(text(META_LEARNER), {"version": "1", "w": "a" * 64})
+        session.add(AdaptedModelRow(id="x1", tenant="t", meta_learner="m", meta_learner_version="1",
+                                    task_type="regression", created_at=now_utc(), expires_at=now_utc()))
+        session.commit()
+    engine.dispose()
+    r = metaserve("db", "reconcile-usage", env=env)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "tenant t: no counter -> 1" in r.stdout and "reconciled: 1 counter(s) changed" in r.stdout
+    r = metaserve("db", "reconcile-usage", env=env)
+    assert r.returncode == 0 and "reconciled: 0 counter(s) changed" in r.stdout
