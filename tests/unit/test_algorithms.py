@@ -338,3 +338,38 @@ def test_protonet_finetune_served_temperature_does_not_change_the_fine_tuning():
     queries = torch.randn(6, 16)
     assert torch.equal(tuned.predict(a, queries).argmax(-1), recalibrated.predict(b, queries).argmax(-1))
     assert torch.allclose(recalibrated.predict(b, queries) * 5.0, tuned.predict(a, queries) * 2.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm,task", [("protonet", "image"), ("hypernet", "sine"),
+                                            ("matchingnet", "image"), ("neural-process", "sine"),
+                                            ("maml", "sine")])
+def test_serving_adaptation_without_steps_skips_autograd_and_gives_the_same_state(algorithm, task):
+    """Families without inner steps adapt with a forward pass: ``adapt`` runs it without
+    autograd (as prediction does) and gives what ``adapt_params`` gives with autograd on;
+    families with steps keep autograd for their inner loop."""
+    if algorithm == "neural-process":
+        lrn = build_learner({"algorithm": algorithm, "backbone": "neural_process",
+                             "backbone_args": {"width": 16}, "task_type": "regression", "hparams": {}})
+    else:
+        lrn = learner(algorithm, task=task, inner_lr=0.1, inner_steps=2)
+    b = image_batch(2) if task == "image" else sine_batch(2)
+    ways = b.ways if task == "image" else 0
+    seen: list[bool] = []
+    real = lrn.adapt_params
+
+    def spy(*args, **kwargs):
+        seen.append(torch.is_grad_enabled())
+        return real(*args, **kwargs)
+
+    lrn.adapt_params = spy
+    state = lrn.adapt(b.support_x[0], b.support_y[0], ways)
+    assert seen == [lrn.has_steps]
+    if not lrn.has_steps:
+        with torch.enable_grad():
+            reference = real(lrn.frozen(), b.support_x[0], b.support_y[0], ways, 0)
+        for key, value in reference.items():
+            assert torch.equal(state[key], value.detach()), key
+        batched = lrn.adapt_batch(b.support_x, b.support_y, ways)
+        assert not any(t.requires_grad for t in batched.values())
+        for key, value in state.items():
+            torch.testing.assert_close(batched[key][0], value, rtol=1e-5, atol=1e-6)

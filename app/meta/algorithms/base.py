@@ -11,6 +11,7 @@ outer loop trains). Everything else is a pure function of them:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from abc import ABC, abstractmethod
@@ -125,8 +126,16 @@ class MetaLearner(ABC):
         self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None
     ) -> AdaptedState:
         """Adapt to one task's support set; the result holds no autograd history."""
-        state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options))
+        with self._no_grad_unless_stepping():
+            state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options))
         return {k: v.detach().contiguous() for k, v in state.items()}
+
+    def _no_grad_unless_stepping(self) -> contextlib.AbstractContextManager:
+        """Serving adaptation of a family without inner steps is a forward pass: run it without
+        autograd's bookkeeping, as prediction does (the same values; on Conv4 it also takes the
+        vectorised pooling: ProtoNet 5-way 5-shot 17.3 -> 7 ms on one thread). Families with
+        steps need autograd for their inner loop."""
+        return contextlib.nullcontext() if self.has_steps else torch.no_grad()
 
     def predict(self, state: AdaptedState, x: Tensor) -> Tensor:
         with torch.no_grad():
@@ -154,7 +163,8 @@ class MetaLearner(ABC):
     ) -> AdaptedState:
         """Adapt many tasks of one shape at once (tasks on dim 0; see ``adapt_params_batch``)."""
         steps = self.resolve_steps(options)
-        states = self.adapt_params_batch(self.frozen(), xs, ys, ways, steps)
+        with self._no_grad_unless_stepping():
+            states = self.adapt_params_batch(self.frozen(), xs, ys, ways, steps)
         return {k: v.detach().contiguous() for k, v in states.items()}
 
     def adapt_params_batch(
