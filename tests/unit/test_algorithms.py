@@ -373,3 +373,25 @@ def test_serving_adaptation_without_steps_skips_autograd_and_gives_the_same_stat
         assert not any(t.requires_grad for t in batched.values())
         for key, value in state.items():
             torch.testing.assert_close(batched[key][0], value, rtol=1e-5, atol=1e-6)
+
+
+def test_anil_serves_with_constant_support_features_and_still_meta_learns_the_encoder():
+    """Serving: the support features are computed without autograd (a constant of the inner
+    loop, the same values), so the adapted head equals the head computed with autograd on.
+    Meta-training: the encoder still gets its gradient through the features."""
+    lrn = learner("anil", task="image", inner_lr=0.1, inner_steps=3)
+    b = image_batch(2)
+    state = lrn.adapt(b.support_x[0], b.support_y[0], b.ways)
+    with_autograd = lrn.support_features
+    lrn.support_features = lrn.features  # the encoder's features with autograd recording
+    reference = lrn.adapt(b.support_x[0], b.support_y[0], b.ways)
+    lrn.support_features = with_autograd
+    for key in state:
+        assert torch.equal(state[key], reference[key]), key
+    loss, grads = lrn.meta_gradient(b)
+    lrn.support_features = lrn.features
+    ref_loss, ref_grads = lrn.meta_gradient(b)  # through the support features, unconditionally
+    assert loss == pytest.approx(ref_loss, rel=1e-6)
+    for key in ref_grads:
+        torch.testing.assert_close(grads[key], ref_grads[key], rtol=1e-5, atol=1e-7)
+    assert all(float(grads[k].abs().sum()) > 0 for k in grads if k.startswith("encoder."))
