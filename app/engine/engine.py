@@ -289,8 +289,10 @@ class ServingEngine:
             t0 = time.perf_counter()
             options = AdaptOptions(steps=first.steps, progress=first.progress)
             xs, ys = [self._in(t.x) for t in tasks], [self._in(t.y) for t in tasks]
+            outputs: list[Tensor | None] = [None] * len(tasks)  # on the support set, if given
             if len(tasks) == 1:
-                states = [learner.adapt(xs[0], ys[0], first.ways, options)]
+                state, outputs[0] = learner.adapt_with_support_outputs(xs[0], ys[0], first.ways, options)
+                states = [state]
             else:
                 stacked = learner.adapt_batch(torch.stack(xs), torch.stack(ys), first.ways, options)
                 states = [{k: v[j] for k, v in stacked.items()} for j in range(len(tasks))]
@@ -299,12 +301,13 @@ class ServingEngine:
                 self._gauge_batching()
             start = learner.initial_state(first.ways)
             results = []
-            for task, state, x, y in zip(tasks, states, xs, ys, strict=True):
+            for task, state, x, y, out in zip(tasks, states, xs, ys, outputs, strict=True):
                 report = AdaptationReport(
                     steps=first.steps, duration_ms=round(duration * 1000, 3),
                     steps_chosen_by=task.steps_chosen_by,
                     support_loss_before=None if start is None else learner.support_loss(start, x, y),
-                    support_loss_after=learner.support_loss(state, x, y))
+                    support_loss_after=(learner.support_loss(state, x, y) if out is None
+                                        else float(learner.loss(out, y))))
                 results.append((self._out(state), report))
                 if record:
                     self.metrics.adaptation.labels(first.learner.name).observe(duration)

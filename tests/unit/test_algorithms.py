@@ -395,3 +395,28 @@ def test_anil_serves_with_constant_support_features_and_still_meta_learns_the_en
     for key in ref_grads:
         torch.testing.assert_close(grads[key], ref_grads[key], rtol=1e-5, atol=1e-7)
     assert all(float(grads[k].abs().sum()) > 0 for k in grads if k.startswith("encoder."))
+
+
+def test_protonet_gives_its_support_outputs_from_the_one_embedding_it_adapts_with():
+    """The service's report takes the support loss from these outputs: they must be exactly
+    ``predict(state, x)``, and the state exactly ``adapt``'s. Fine-tuning adapts the default way."""
+    lrn = learner("protonet", task="image")
+    b = image_batch(1, ways=3, shots=3)
+    x, y = b.support_x[0], b.support_y[0]
+    state, outputs = lrn.adapt_with_support_outputs(x, y, 3)
+    expected = lrn.adapt(x, y, 3)
+    assert state.keys() == expected.keys()
+    for key in expected:
+        assert torch.equal(state[key], expected[key]), key
+    assert torch.equal(outputs, lrn.predict(state, x))
+    assert float(lrn.loss(outputs, y)) == lrn.support_loss(state, x, y)
+    base, tuned, tx, ty = finetune_pair()
+    assert base.adapt_with_support_outputs(tx, ty, 3)[1] is not None
+    tuned_state, tuned_outputs = tuned.adapt_with_support_outputs(tx, ty, 3)
+    assert tuned_outputs is None
+    for key, value in tuned.adapt(tx, ty, 3).items():
+        torch.testing.assert_close(tuned_state[key], value)
+    # other families: no outputs, the plain adaptation
+    maml = learner("maml", inner_lr=0.1, inner_steps=2)
+    sb = sine_batch(1)
+    assert maml.adapt_with_support_outputs(sb.support_x[0], sb.support_y[0])[1] is None

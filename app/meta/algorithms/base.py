@@ -130,6 +130,14 @@ class MetaLearner(ABC):
             state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options))
         return {k: v.detach().contiguous() for k, v in state.items()}
 
+    def adapt_with_support_outputs(
+        self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None
+    ) -> tuple[AdaptedState, Tensor | None]:
+        """``adapt``, and where a family computes them on the way, the adapted state's outputs
+        on the support set (exactly ``predict(state, x)``), which spares the service's report
+        a second forward pass; None where it does not."""
+        return self.adapt(x, y, ways, options), None
+
     def _no_grad_unless_stepping(self) -> contextlib.AbstractContextManager:
         """Serving adaptation of a family without inner steps is a forward pass: run it without
         autograd's bookkeeping, as prediction does (the same values; on Conv4 it also takes the

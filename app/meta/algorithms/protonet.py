@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from app.meta.algorithms.base import MetaLearner
+from app.meta.algorithms.base import AdaptOptions, MetaLearner
 from app.meta.types import AdaptedState
 
 
@@ -42,10 +42,14 @@ class ProtoNet(MetaLearner):
     def adapt_params(
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
     ) -> AdaptedState:
-        onehot = F.one_hot(y, ways).to(x.dtype)  # [n, ways]
-        sums = onehot.T @ self.embed(params, x)  # [ways, d]
+        return self.prototypes_of(self.embed(params, x), y, ways)
+
+    @staticmethod
+    def prototypes_of(z: Tensor, y: Tensor, ways: int) -> AdaptedState:
+        """Class means of the embeddings ``z`` [n, d] and the examples per class."""
+        onehot = F.one_hot(y, ways).to(z.dtype)  # [n, ways]
         counts = onehot.sum(0)
-        return {"prototypes": sums / counts.clamp_min(1.0)[:, None], "counts": counts}
+        return {"prototypes": (onehot.T @ z) / counts.clamp_min(1.0)[:, None], "counts": counts}
 
     def can_extend(self, state: AdaptedState) -> bool:
         return "counts" in state
@@ -68,7 +72,21 @@ class ProtoNet(MetaLearner):
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
     ) -> Tensor:
-        z = self.embed(params, x)
-        protos = state["prototypes"]
+        return self.logits(self.embed(params, x), state["prototypes"])
+
+    def logits(self, z: Tensor, protos: Tensor) -> Tensor:
         sq = (z * z).sum(-1, keepdim=True) - 2 * z @ protos.T + (protos * protos).sum(-1)
         return -sq / float(self.hparams.get("temperature", 1.0))
+
+    def adapt_with_support_outputs(
+        self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None
+    ) -> tuple[AdaptedState, Tensor | None]:
+        """One embedding of the support set for both the prototypes and the support logits
+        (``predict(state, x)`` would embed it again: the same values, a second forward pass).
+        Families that also take steps (fine-tuning) adapt the default way."""
+        if self.has_steps:
+            return super().adapt_with_support_outputs(x, y, ways, options)
+        with torch.no_grad():
+            z = self.embed(self.frozen(), x)
+            state = {k: v.contiguous() for k, v in self.prototypes_of(z, y, ways).items()}
+            return state, self.logits(z, state["prototypes"])
