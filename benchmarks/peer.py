@@ -68,12 +68,18 @@ def library_ms(tasks: int) -> float:
     return 1000 * statistics.median(times)
 
 
-def one_task(client: httpx.Client, rng: torch.Generator) -> None:
+def task_bodies(rng: torch.Generator) -> tuple[dict, dict]:
+    """One task's two request bodies: the adaptation, then the queries to predict."""
     x, y, q = sine_task(rng)
-    r = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml", "support": {
-        "inputs": x, "targets": y}, "options": {"steps": STEPS}})
+    return ({"meta_learner": "sinusoid-maml", "support": {"inputs": x, "targets": y},
+             "options": {"steps": STEPS}}, {"inputs": q})
+
+
+def one_task(client: httpx.Client, rng: torch.Generator) -> None:
+    create, query = task_bodies(rng)
+    r = client.post("/v1/adapted-models", json=create)
     r.raise_for_status()
-    client.post(f"/v1/adapted-models/{r.json()['id']}/predictions", json={"inputs": q}).raise_for_status()
+    client.post(f"/v1/adapted-models/{r.json()['id']}/predictions", json=query).raise_for_status()
 
 
 def floor_ms(tasks: int) -> float:

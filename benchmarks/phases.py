@@ -172,7 +172,7 @@ def main() -> None:
     import torch
 
     import benchmarks.server as bench_server
-    from benchmarks.peer import STEPS, sine_task
+    from benchmarks.peer import task_bodies
     from benchmarks.workloads import OmniglotPngs, make_task
 
     probes = Path(tempfile.mkdtemp()) / "probes.json"
@@ -196,11 +196,8 @@ def main() -> None:
         rng, gen = random.Random(0), torch.Generator().manual_seed(2)
         with httpx.Client(base_url=url, timeout=60) as client:
             for i in range(args.tasks + 20):
-                if pngs is None:
-                    x, y, q = sine_task(gen)
-                    body = {"meta_learner": args.learner, "support": {"inputs": x, "targets": y},
-                            "options": {"steps": STEPS}}
-                    query = {"inputs": q}
+                if pngs is None:  # the peer benchmark's task (sinusoid-maml)
+                    body, query = task_bodies(gen)
                 else:
                     support, query = make_task(args.learner, rng, pngs)
                     body = {"meta_learner": args.learner, "support": support}

@@ -23,41 +23,22 @@ import torch
 
 from app.engine.registry import load_registry
 from benchmarks.server import REPO, BenchServer
+from benchmarks.vmap_floor import adapt_round, sync, tasks
 from benchmarks.workloads import OmniglotPngs, make_task
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
 
-def sync(device: str) -> None:
-    if device.startswith("cuda"):
-        torch.cuda.synchronize()
-
-
 def in_process_floor(name: str, batch: int = 32, seconds: float = 5.0,
                      device: str = "cpu") -> dict[str, float]:
     """Adaptations per second calling the algorithm directly: a loop, and one vmapped batch."""
-    reg = load_registry(REPO / "models", device).learners[name]
-    learner = reg.learner
-    rng = random.Random(0)
-    if name.startswith("sinusoid"):
-        xs = torch.rand(batch, 5, 1) * 10 - 5
-        ys = torch.sin(xs) * rng.uniform(0.1, 5)
-        ways = 0
-    else:
-        xs = torch.rand(batch, 5, 1, 28, 28)
-        ys = torch.arange(5).expand(batch, 5).contiguous()
-        ways = 5
-    xs, ys = xs.to(device), ys.to(device)
+    learner = load_registry(REPO / "models", device).learners[name].learner
+    xs, ys, ways = tasks(name, batch, device)
     out = {}
     for mode in ("loop", "vmap"):
         n, t0 = 0, time.perf_counter()
         while time.perf_counter() - t0 < seconds:
-            if mode == "loop":
-                for i in range(batch):
-                    learner.adapt(xs[i], ys[i], ways)
-            else:
-                learner.adapt_batch(xs, ys, ways)
-            sync(device)
+            adapt_round(learner, xs, ys, ways, mode, device)
             n += batch
         out[f"{mode}_tasks_per_s"] = round(n / (time.perf_counter() - t0), 1)
     return out

@@ -65,6 +65,18 @@ def sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
+def adapt_round(learner, xs: torch.Tensor, ys: torch.Tensor, ways: int, mode: str,  # noqa: ANN001
+                device: str) -> None:
+    """One batch of tasks, adapted by one vmapped call (``vmap``) or a loop of single calls
+    (``loop``), finished on the device."""
+    if mode == "loop":
+        for i in range(xs.shape[0]):
+            learner.adapt(xs[i], ys[i], ways)
+    else:
+        learner.adapt_batch(xs, ys, ways)
+    sync(device)
+
+
 def measure(learner, xs, ys, ways: int, mode: str, rounds: int, device: str) -> dict:
     """``rounds`` timed rounds of one batch (vmapped call, or a loop of single calls)."""
     batch = xs.shape[0]
@@ -72,12 +84,7 @@ def measure(learner, xs, ys, ways: int, mode: str, rounds: int, device: str) -> 
     for _ in range(rounds + 1):  # the first round warms kernels and caches, not reported
         with GcPauses() as pauses:
             t0 = time.perf_counter()
-            if mode == "loop":
-                for i in range(batch):
-                    learner.adapt(xs[i], ys[i], ways)
-            else:
-                learner.adapt_batch(xs, ys, ways)
-            sync(device)
+            adapt_round(learner, xs, ys, ways, mode, device)
             wall = time.perf_counter() - t0
         rows.append({"ms": round(wall * 1000, 2),
                      "gc_ms": round(sum(p for _, p in pauses.pauses) * 1000, 2),
