@@ -34,18 +34,22 @@ def _claim_statement(insert):  # noqa: ANN001, ANN202
     ).returning(_USAGE.c.models)
 
 
-_CLAIMS = {"postgresql": _claim_statement(postgresql.insert), "sqlite": _claim_statement(sqlite.insert)}
+_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}  # the dialects with upserts
+_CLAIMS = {name: _claim_statement(insert) for name, insert in _INSERTS.items()}
+
+
+def _dialect(session: Session) -> str:
+    name = session.get_bind().dialect.name
+    if name not in _INSERTS:
+        raise RuntimeError(f"tenant_usage needs PostgreSQL or SQLite, not {name}")
+    return name
 
 
 def claim_model_row(session: Session, tenant: str, rows: int = 1) -> int:
     """Count ``rows`` more rows for ``tenant`` (locking its counter until the transaction
     ends); returns the new count, the rows about to be inserted included. Every insert of
     adapted-model rows claims them in its transaction."""
-    dialect = session.get_bind().dialect.name
-    statement = _CLAIMS.get(dialect)
-    if statement is None:
-        raise RuntimeError(f"tenant_usage needs PostgreSQL or SQLite, not {dialect}")
-    return int(session.execute(statement, {"tenant": tenant, "rows": rows}).scalar_one())
+    return int(session.execute(_CLAIMS[_dialect(session)], {"tenant": tenant, "rows": rows}).scalar_one())
 
 
 def release_model_rows(session: Session, tenants: Counter[str]) -> None:
@@ -59,7 +63,7 @@ def release_model_rows(session: Session, tenants: Counter[str]) -> None:
 _ENSURE = {
     name: insert(_USAGE).values(tenant=bindparam("tenant"), models=0)
     .on_conflict_do_nothing(index_elements=[_USAGE.c.tenant]).returning(_USAGE.c.tenant)
-    for name, insert in (("postgresql", postgresql.insert), ("sqlite", sqlite.insert))}
+    for name, insert in _INSERTS.items()}
 
 
 def reconcile_usage(factory: sessionmaker[Session]) -> dict[str, tuple[int | None, int]]:
@@ -70,9 +74,7 @@ def reconcile_usage(factory: sessionmaker[Session]) -> dict[str, tuple[int | Non
     with factory() as session:
         tenants = sorted(session.scalars(union(select(AdaptedModelRow.tenant).distinct(),
                                                select(TenantUsageRow.tenant))))
-        dialect = session.get_bind().dialect.name
-    if dialect not in _ENSURE:
-        raise RuntimeError(f"tenant_usage needs PostgreSQL or SQLite, not {dialect}")
+        dialect = _dialect(session)
     changed: dict[str, tuple[int | None, int]] = {}
     for tenant in tenants:
         with factory() as session:
