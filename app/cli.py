@@ -53,6 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--dataset", choices=["hwu64", "clinc150"], default=None,
                     help="text learners: the dataset whose fixed K-shot support and test split to use")
     ev.add_argument("--seeds", type=int, default=5, help="text learners: random K-shot supports drawn")
+    ev.add_argument("--photos", type=Path, default=None,
+                    help="photo learners: a folder with one subfolder of photos per class")
+    ev.add_argument("--classes", type=_names, default=None,
+                    help="photo learners: evaluate on these classes (comma-separated) only")
     ev.add_argument("--record", action="store_true",
                     help="write the reports into the model's folder and the result into its manifest")
     ev.add_argument("--out", type=Path, default=None,
@@ -77,6 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help="keep the adapted tasks' outcomes here and reuse them on a rerun")
     fs.add_argument("--no-progress", action="store_true")
     return parser
+
+
+def _names(text: str) -> list[str]:
+    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def _ints(text: str) -> list[int]:
@@ -105,6 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluate_command(
             args.model, args.ways, args.shots, args.tasks, args.queries, args.steps,
             args.seed, args.omniglot_runs, args.record, args.out, args.dataset, args.seeds,
+            args.photos, args.classes,
         )
         print(json.dumps(report["row"]))
     elif args.command == "fit-strategy":

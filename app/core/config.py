@@ -76,8 +76,12 @@ class Settings(BaseSettings):
                                          "address and process (429 beyond); 0 = no cap")
     max_connections: int = Field(1000, ge=1, description="open connections per process before "
                                  "uvicorn answers 503")
-    max_image_bytes: int = Field(1024 * 1024, ge=64)
-    max_image_pixels: int = Field(1024 * 1024, ge=64)
+    max_image_bytes: int = Field(4 * 1024 * 1024, ge=64, description="bytes of one image input "
+                                 "(after base64 decoding)")
+    max_image_pixels: int = Field(4096 * 4096, ge=64, description="pixels of one image input, "
+                                  "checked from its header before decoding")
+    embedding_cache_bytes: int = Field(64 * 1024 * 1024, ge=0, description="photo embeddings kept "
+                                       "per process, keyed by the image bytes (0 = off)")
     default_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
     max_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
 

@@ -321,8 +321,9 @@ class ServingEngine:
         here). Not counted in the request metrics."""
         self.warmed_up = []
         for reg in self.registry.all():
-            self._codec(reg).warm(reg.input_spec)
-            x = torch.zeros(2, *reg.spec.input.shape)
+            codec = self._codec(reg)
+            codec.warm(reg.input_spec)
+            x = torch.zeros(2, *codec.model_shape(reg.input_spec))
             targets = reg.task.dummy_targets(2)
             steps = 1 if reg.learner.has_steps else 0
             task = PreparedTask(reg, x, targets.y, targets.ways, targets.labels, steps)
@@ -413,7 +414,7 @@ class ServingEngine:
     # ----- prediction ------------------------------------------------------------------------
     @staticmethod
     def _codec(reg: RegisteredLearner) -> InputCodec:
-        return codec_for(reg.spec.input.kind)
+        return codec_for(reg.spec.input.codec_name)
 
     def _decode(self, reg: RegisteredLearner, inputs: list[Any], field: str) -> Tensor:
         try:

@@ -118,6 +118,13 @@ def load_version(folder: Path) -> tuple[MetaLearner, Manifest, dict[str, Any]]:
             check_encoder(manifest.input.encoder)
         except EncoderUnavailable as exc:
             raise CheckpointError(str(exc)) from exc
+    if manifest.input.backbone:
+        from app.meta.image_backbone import BackboneUnavailable, check_backbone
+
+        try:
+            check_backbone(manifest.input.backbone)
+        except BackboneUnavailable as exc:
+            raise CheckpointError(str(exc)) from exc
     spec = manifest.model.model_dump()
     spec["hparams"] = manifest.model.hparams.as_dict()
     learner = build_learner(spec, seed=0)

@@ -4,7 +4,12 @@
 one element). ``image`` learners take nested lists in the model's shape (``[1, 28, 28]`` or
 ``[28, 28]``, values in the model's range) or a base64 PNG/JPEG string of any size in the
 dataset's native form, which goes through :func:`app.meta.preprocess.preprocess_image`.
-A new kind of input is one class registered in ``CODECS``.
+``photo`` is the codec of image learners over a pinned ImageNet backbone (``input.kind =
+"image"``, ``input.codec = "photo"``): base64 JPEG/PNG/WebP photographs, preprocessed by
+:mod:`app.meta.photo_preprocess` and embedded once per distinct image (an LRU cache).
+``text`` learners take sentences, embedded by a pinned sentence encoder.
+A new kind of input is one class registered in ``CODECS`` (named by ``input.codec``, else
+``input.kind``).
 """
 
 from __future__ import annotations
@@ -34,8 +39,9 @@ class InputLimitExceeded(ValueError):
 
 @dataclass(frozen=True)
 class InputLimits:
-    max_image_bytes: int = 1024 * 1024
-    max_image_pixels: int = 1024 * 1024
+    max_image_bytes: int = 4 * 1024 * 1024
+    max_image_pixels: int = 4096 * 4096
+    embedding_cache_bytes: int = 64 * 1024 * 1024  # photo embeddings kept per process
 
 
 class InputCodec(ABC):
@@ -59,6 +65,13 @@ class InputCodec(ABC):
 
     def warm(self, spec: dict[str, Any]) -> None:  # noqa: B027 - most codecs need nothing
         """Load what decoding needs (e.g. a text encoder) before the first request."""
+
+    def check_spec(self, spec: dict[str, Any]) -> None:  # noqa: B027 - most codecs need nothing
+        """Refuse a manifest's input spec this codec cannot serve (``ValueError``)."""
+
+    def model_shape(self, spec: dict[str, Any]) -> tuple[int, ...]:
+        """The shape of one decoded input as the meta-learner receives it."""
+        return tuple(spec["shape"])
 
     def batch_key(self, x: Tensor) -> tuple:
         """What must be equal for two requests' inputs to share one batched call."""
@@ -147,17 +160,7 @@ class ImageCodec(InputCodec):
 
     @staticmethod
     def _decode_base64(text: str, where: str, limits: InputLimits) -> np.ndarray:
-        if text.startswith("data:"):
-            _, _, text = text.partition(",")
-        max_bytes = limits.max_image_bytes
-        if len(text) > 4 * (max_bytes // 3 + 1):
-            raise InputLimitExceeded(f"{where}: image larger than {max_bytes} bytes")
-        try:
-            data = base64.b64decode(text, validate=True)
-        except (binascii.Error, ValueError) as exc:
-            raise InputError(f"{where}: not valid base64 ({exc})") from exc
-        if len(data) > max_bytes:
-            raise InputLimitExceeded(f"{where}: image of {len(data)} bytes exceeds {max_bytes}")
+        data = image_bytes(text, where, limits)
         try:
             image = decode_image(data, limits.max_image_pixels)
         except ImageTooLarge as exc:
@@ -165,6 +168,114 @@ class ImageCodec(InputCodec):
         except (ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
             raise InputError(f"{where}: cannot decode the image ({exc})") from exc
         return preprocess_image(image)
+
+
+def image_bytes(text: str, where: str, limits: InputLimits) -> bytes:
+    """The bytes of a base64 image (a ``data:`` URL prefix allowed), within the byte limit."""
+    if text.startswith("data:"):
+        _, _, text = text.partition(",")
+    max_bytes = limits.max_image_bytes
+    if len(text) > 4 * (max_bytes // 3 + 1):
+        raise InputLimitExceeded(f"{where}: image larger than {max_bytes} bytes")
+    try:
+        data = base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"{where}: not valid base64 ({exc})") from exc
+    if not data:
+        raise InputError(f"{where}: empty image")
+    if len(data) > max_bytes:
+        raise InputLimitExceeded(f"{where}: image of {len(data)} bytes exceeds {max_bytes}")
+    return data
+
+
+class PhotoCodec(InputCodec):
+    """Photographs for learners over a pinned ImageNet backbone (``input.backbone``): base64
+    JPEG/PNG/WebP strings, or nested lists ``[3, S, S]`` already preprocessed (values in
+    [-1, 1]). The learner receives the backbone's embeddings ``[n, dim]``; the same image bytes
+    are embedded once per process (least recently used dropped beyond the cache's bytes)."""
+
+    kind = "photo"
+
+    def __init__(self) -> None:
+        from app.meta.image_backbone import EmbeddingCache
+
+        self.cache = EmbeddingCache(InputLimits().embedding_cache_bytes)
+
+    def check_spec(self, spec: dict[str, Any]) -> None:
+        from app.meta.image_backbone import IMAGE_BACKBONES
+
+        backbone = IMAGE_BACKBONES.get(spec.get("backbone") or "")
+        if backbone is None:
+            raise ValueError(f"photo inputs need a backbone, one of {sorted(IMAGE_BACKBONES)}")
+        if list(spec["shape"]) != [3, backbone.image_size, backbone.image_size]:
+            raise ValueError(f"photo inputs of {backbone.name} have shape "
+                             f"[3, {backbone.image_size}, {backbone.image_size}]")
+
+    def model_shape(self, spec: dict[str, Any]) -> tuple[int, ...]:
+        from app.meta.image_backbone import backbone_spec
+
+        return (backbone_spec(spec["backbone"]).dim,)
+
+    def warm(self, spec: dict[str, Any]) -> None:
+        from app.meta.image_backbone import load_image_backbone
+
+        backbone = load_image_backbone(spec["backbone"])
+        backbone.embed(torch.zeros(1, 3, backbone.image_size, backbone.image_size))
+
+    def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> np.ndarray:
+        shape = tuple(spec["shape"])
+        arr = as_array(item, where)
+        if arr.shape != shape:
+            raise InputError(f"{where}: expected a base64 JPEG/PNG/WebP string or preprocessed "
+                             f"pixels of shape {list(shape)}, got shape {list(arr.shape)}")
+        if arr.size and (arr.min() < -1.0 or arr.max() > 1.0):
+            raise InputError(f"{where}: preprocessed pixels must lie in [-1, 1] (send the photo "
+                             "itself as base64 to have it preprocessed)")
+        return arr.astype(np.float32)
+
+    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+        from app.meta.image_backbone import EmbeddingCache, load_image_backbone
+        from app.meta.photo_preprocess import PhotoError, PhotoTooLarge, preprocess_photo
+
+        if not inputs:
+            raise InputError(f"{field}: at least one input is required")
+        if self.cache.max_bytes != limits.embedding_cache_bytes:
+            self.cache = EmbeddingCache(limits.embedding_cache_bytes)
+        backbone = load_image_backbone(spec["backbone"])
+        out: list[Tensor | None] = [None] * len(inputs)
+        pending: dict[Any, tuple[np.ndarray, list[int]]] = {}  # key -> (pixels, rows)
+        for i, item in enumerate(inputs):
+            where = f"{field}[{i}]"
+            if isinstance(item, bool) or isinstance(item, int | float) or item is None:
+                raise InputError(f"{where}: expected a base64 JPEG/PNG/WebP string")
+            if not isinstance(item, str):
+                pending[("pixels", i)] = (self.decode_one(item, spec, where, limits), [i])
+                continue
+            data = image_bytes(item, where, limits)
+            key = self.cache.key(backbone.spec.name, data)
+            cached = self.cache.get(key)
+            if cached is not None:
+                out[i] = cached
+            elif key in pending:
+                pending[key][1].append(i)
+            else:
+                try:
+                    pixels = preprocess_photo(data, backbone.image_size, limits.max_image_pixels)
+                except PhotoTooLarge as exc:
+                    raise InputLimitExceeded(f"{where}: {exc}") from exc
+                except PhotoError as exc:
+                    raise InputError(f"{where}: {exc}") from exc
+                pending[key] = (pixels, [i])
+        if pending:
+            keys = list(pending)
+            embedded = backbone.embed(torch.from_numpy(np.stack([pending[k][0] for k in keys])))
+            for key, row in zip(keys, embedded, strict=True):
+                row = row.clone()
+                if key[0] != "pixels":
+                    self.cache.put(key, row)
+                for i in pending[key][1]:
+                    out[i] = row
+        return torch.stack(out)  # type: ignore[arg-type]
 
 
 class TextCodec(InputCodec):
@@ -187,6 +298,10 @@ class TextCodec(InputCodec):
             raise InputError(f"{where}: not valid Unicode (a lone surrogate)") from None
         return item
 
+    def check_spec(self, spec: dict[str, Any]) -> None:
+        if not (spec.get("encoder") and spec.get("max_chars")):
+            raise ValueError("text inputs need an encoder and max_chars")
+
     def warm(self, spec: dict[str, Any]) -> None:
         from app.meta.text_encoder import load_encoder
 
@@ -201,11 +316,12 @@ class TextCodec(InputCodec):
         return load_encoder(spec["encoder"]).encode(sentences)
 
 
-CODECS: dict[str, InputCodec] = {c.kind: c for c in (VectorCodec(), ImageCodec(), TextCodec())}
+CODECS: dict[str, InputCodec] = {c.kind: c for c in (VectorCodec(), ImageCodec(), PhotoCodec(), TextCodec())}
 
 
-def codec_for(kind: str) -> InputCodec:
+def codec_for(name: str) -> InputCodec:
+    """The codec named by an input spec's ``codec`` (else its ``kind``)."""
     try:
-        return CODECS[kind]
+        return CODECS[name]
     except KeyError:
-        raise ValueError(f"unknown input kind {kind!r}; known: {sorted(CODECS)}") from None
+        raise ValueError(f"unknown input codec {name!r}; known: {sorted(CODECS)}") from None

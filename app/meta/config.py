@@ -21,6 +21,12 @@ def text_dir() -> Path:
     return Path(os.environ.get("METASERVE_TEXT_DIR", str(Path("..") / "shared" / "data" / "text")))
 
 
+def images_dir() -> Path:
+    """``METASERVE_IMAGES_DIR``, default ``../shared/data/images`` (relative to the cwd): photo
+    folders named by training configurations."""
+    return Path(os.environ.get("METASERVE_IMAGES_DIR", str(Path("..") / "shared" / "data" / "images")))
+
+
 def cache_dir() -> Path:
     """``METASERVE_CACHE_DIR``, default ``./.cache``: decoded datasets."""
     return Path(os.environ.get("METASERVE_CACHE_DIR", ".cache"))
@@ -31,7 +37,7 @@ class TrainConfig:
     name: str
     algorithm: str
     backbone: str
-    task: str  # "sinusoid" | "omniglot" | "text"
+    task: str  # "sinusoid" | "omniglot" | "text" | "photos"
     task_type: str
     version: str = "1.0.0"
     seed: int = 0
@@ -54,6 +60,10 @@ class TrainConfig:
     # text tasks: {"encoder": NAME, "max_chars": N, "sources": [[dataset, split], ...],
     # "validation_every": K (every K-th intent, sorted, held out for validation)}
     text: dict[str, Any] = field(default_factory=dict)
+    # photo tasks: {"backbone": NAME, "folder": DIR under METASERVE_IMAGES_DIR (one subfolder
+    # per class), "test_classes": [...] (never read), "validation_every": K (every K-th photo of
+    # each training class held out for validation)}
+    photos: dict[str, Any] = field(default_factory=dict)
     # a shipped model folder whose weights start the training (matching names only); its
     # weights' sha256 is recorded in the manifest
     init_from: str = ""

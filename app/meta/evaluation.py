@@ -78,6 +78,26 @@ def evaluate_tasks(
     return summarise(values)
 
 
+def evaluate_with_calibration(
+    learner: MetaLearner, sampler, n_tasks: int, seed: int, batch_size: int = 20, progress: bool = True,
+) -> dict[str, float]:
+    """:func:`evaluate_tasks` for classifiers, plus the expected calibration error of the served
+    probabilities over every query of the tasks (the same tasks as ``evaluate_tasks``)."""
+    gen = torch.Generator().manual_seed(seed)
+    values: list[float] = []
+    probs, truth = [], []
+    with tqdm(total=n_tasks, desc="evaluate", disable=not progress, leave=False) as bar:
+        while len(values) < n_tasks:
+            batch = sampler.sample(min(batch_size, n_tasks - len(values)), gen)
+            states = learner.adapt_batch(batch.support_x, batch.support_y, batch.ways)
+            outputs = learner.predict_batch(states, batch.query_x)
+            values.extend(learner.task.metric(outputs, batch.query_y).cpu().tolist())
+            probs.append(outputs.softmax(-1).reshape(-1, outputs.shape[-1]))
+            truth.append(batch.query_y.reshape(-1))
+            bar.update(len(batch))
+    return {**summarise(values), "ece": expected_calibration_error(torch.cat(probs), torch.cat(truth))}
+
+
 def evaluate_lake_runs(learner: MetaLearner, runs: list[LakeRun]) -> dict[str, float]:
     """Error rate over the 400 test items of the 20 within-alphabet 20-way 1-shot runs."""
     errors = 0

@@ -63,15 +63,20 @@ class InputSpec(_Strict):
     native: str | None = None
     encoder: str | None = None  # text: the pinned sentence encoder (app.meta.text_encoder)
     max_chars: int | None = Field(None, ge=1)  # text: characters per input
+    codec: str | None = None  # the codec when it is not named after the kind (photo images)
+    backbone: str | None = None  # photo: the pinned ImageNet backbone (app.meta.image_backbone)
+
+    @property
+    def codec_name(self) -> str:
+        return self.codec or self.kind
 
     @model_validator(mode="after")
     def _known_kind(self) -> InputSpec:
         from app.meta.codecs import CODECS
 
-        if self.kind not in CODECS:
-            raise ValueError(f"input kind {self.kind!r} has no codec; known: {sorted(CODECS)}")
-        if self.kind == "text" and not (self.encoder and self.max_chars):
-            raise ValueError("text inputs need an encoder and max_chars")
+        if self.codec_name not in CODECS:
+            raise ValueError(f"input codec {self.codec_name!r} is unknown; known: {sorted(CODECS)}")
+        CODECS[self.codec_name].check_spec(self.model_dump(exclude_none=True))
         return self
 
 

@@ -70,10 +70,38 @@ def evaluate_text_protocol(learner, manifest: dict, dataset: str, shots: int, se
     return result, protocol, data, row
 
 
+def evaluate_photo_protocol(learner, manifest: dict, photos: Path, classes: list[str] | None,
+                            ways: int, shots: int, queries: int, tasks: int, seed: int):
+    """N-way K-shot episodes over a photo folder (one subfolder per class; ``classes`` only,
+    when given): mean accuracy, 95% CI and the calibration error over ``tasks`` tasks."""
+    from app.meta.config import cache_dir
+    from app.meta.evaluation import evaluate_with_calibration
+    from app.meta.tasks.episodes import EmbeddingEpisodes
+    from app.meta.tasks.photos import class_pools, embed_folder, scan_photo_folder
+
+    folder = scan_photo_folder(photos)
+    if classes:
+        missing = sorted(set(classes) - set(folder.classes))
+        if missing:
+            raise ValueError(f"{photos}: no photos of the classes {missing}")
+    embed_folder(folder, manifest["input"]["backbone"], cache_dir(), progress=True)
+    pools = class_pools(folder, classes)
+    too_few = {label: int(p.shape[0]) for label, p in pools.items() if p.shape[0] < shots + queries}
+    sampler = EmbeddingEpisodes(list(pools.values()), ways, shots, queries, what="classes")
+    result = evaluate_with_calibration(learner, sampler, tasks, seed)
+    result.update(classes=sorted(pools), skipped_classes=too_few,
+                  unreadable=[f"{path}: {why}" for path, why in folder.unreadable])
+    protocol = f"{Path(photos).name}-{ways}-way-{shots}-shot"
+    row = {"protocol": protocol, "metric": "accuracy", "mean": result["mean"], "ci95": result["ci95"],
+           "ece": result["ece"], "tasks": tasks}
+    return result, protocol, {Path(photos).name: folder.sha256}, row
+
+
 def evaluate_command(
     model_dir: Path, ways: int, shots: int, tasks: int, queries: int, steps: int | None,
     seed: int, omniglot_runs: Path | None, record: bool, out: Path | None = None,
-    dataset: str | None = None, seeds: int = 5,
+    dataset: str | None = None, seeds: int = 5, photos: Path | None = None,
+    classes: list[str] | None = None,
 ) -> dict[str, Any]:
     """Evaluate a shipped meta-learner on test tasks and write JSON + PNG.
 
@@ -84,7 +112,14 @@ def evaluate_command(
     model_dir = resolve_version_folder(model_dir)
     learner, manifest = load_meta_learner(model_dir)
     t0 = time.monotonic()
-    if manifest["input"]["kind"] == "text":
+    if manifest["input"].get("codec") == "photo":
+        if photos is None:
+            raise SystemExit("photo meta-learners are evaluated on a folder of photos: --photos DIR")
+        result, protocol, data, row = evaluate_photo_protocol(
+            learner, manifest, photos, classes, ways, shots, queries, tasks, seed)
+        settings = {"ways": ways, "shots": shots, "tasks": tasks, "queries": queries, "seed": seed,
+                    "photos": Path(photos).name, "classes": result["classes"]}
+    elif manifest["input"]["kind"] == "text":
         result, protocol, data, row = evaluate_text_protocol(learner, manifest, dataset, shots, seeds)
         settings = {"dataset": dataset, "shots": shots, "seeds": seeds, "seed_base": seed}
     elif omniglot_runs is not None:

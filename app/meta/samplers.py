@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from app.meta.config import TrainConfig, cache_dir, omniglot_dir, text_dir
+import torch
+
+from app.meta.config import TrainConfig, cache_dir, images_dir, omniglot_dir, text_dir
 from app.meta.tasks.omniglot import OmniglotTasks, load_split, train_val_split
 from app.meta.tasks.sinusoid import SinusoidTasks
 from app.meta.tasks.text import TextTasks, embed, subset
@@ -29,7 +31,35 @@ def training_samplers(cfg: TrainConfig, device: str):
         train, val, checksums = text_training_splits(cfg)
         return (TextTasks(train, cfg.ways, cfg.shots, cfg.queries, device),
                 TextTasks(val, cfg.ways, cfg.shots, cfg.queries, device), checksums)
+    if cfg.task == "photos":
+        return photo_training_samplers(cfg, device)
     raise ValueError(f"unknown task {cfg.task!r}")
+
+
+def photo_training_samplers(cfg: TrainConfig, device: str):
+    """Episodes over the training classes of a photo folder (the configured test classes are
+    never read): every K-th photo of each class held out for validation, the others with their
+    mirror image as an augmentation."""
+    from app.meta.tasks.episodes import EmbeddingEpisodes
+    from app.meta.tasks.photos import class_pools, embed_folder, scan_photo_folder
+
+    folder = images_dir() / cfg.photos["folder"]
+    backbone, every = cfg.photos["backbone"], int(cfg.photos.get("validation_every", 5))
+    test = set(cfg.photos.get("test_classes", []))
+    scanned = scan_photo_folder(folder, skip=test)
+    plain = embed_folder(scanned, backbone, cache_dir(), progress=True)
+    mirrored = embed_folder(scan_photo_folder(folder, skip=test), backbone, cache_dir(), progress=True, flip=True)
+    train, twins, val = [], [], []
+    mirror_pools = class_pools(mirrored)
+    for label, pool in class_pools(plain).items():
+        held = torch.zeros(pool.shape[0], dtype=torch.bool)
+        held[every - 1 :: every] = True
+        train.append(pool[~held])
+        twins.append(mirror_pools[label][~held])
+        val.append(pool[held])
+    checksums = {f"{cfg.photos['folder']} (training classes)": plain.sha256}
+    return (EmbeddingEpisodes(train, cfg.ways, cfg.shots, cfg.queries, device, twins=twins),
+            EmbeddingEpisodes(val, cfg.ways, cfg.shots, cfg.queries, device), checksums)
 
 
 def text_training_splits(cfg: TrainConfig):

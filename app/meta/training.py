@@ -187,6 +187,18 @@ def input_spec(cfg: TrainConfig) -> dict[str, Any]:
                              f"(L2-normalised, {encoder.dim}-d); only the adapter is shipped",
             "encoder": encoder.name, "max_chars": int(cfg.text.get("max_chars", 512)),
         }
+    if cfg.task == "photos":
+        from app.meta.image_backbone import backbone_spec
+        from app.meta.photo_preprocess import photo_preprocessing
+
+        backbone = backbone_spec(cfg.photos["backbone"])
+        size = backbone.image_size
+        return {
+            "kind": "image", "codec": "photo", "backbone": backbone.name, "shape": [3, size, size],
+            "dtype": "float32", "value_range": [-1.0, 1.0], "preprocessing": photo_preprocessing(size),
+            "native": "a photograph (base64 JPEG, PNG or WebP) of any size from 16x16 to 4096x4096; "
+                      f"only the adapter over the pinned {backbone.name} is shipped",
+        }
     if cfg.task == "omniglot":
         return {
             "kind": "image", "shape": [1, IMAGE_SIZE, IMAGE_SIZE], "dtype": "float32",

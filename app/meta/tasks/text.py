@@ -19,7 +19,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import Tensor
 
-from app.meta.types import TaskBatch
+from app.meta.tasks.episodes import EmbeddingEpisodes
 
 
 @dataclass
@@ -96,43 +96,19 @@ def subset(split: TextSplit, keep) -> TextSplit:
                      split.sha256, None if split.embeddings is None else split.embeddings[rows])
 
 
-class TextTasks:
+class TextTasks(EmbeddingEpisodes):
     """N-way K-shot episodes over embedded intents (intents with too few sentences skipped)."""
 
     def __init__(self, splits: list[TextSplit], ways: int, shots: int, queries: int,
                  device: str = "cpu") -> None:
-        per_class = shots + queries
-        self.ways, self.shots, self.queries, self.device = ways, shots, queries, device
-        self.pools: list[Tensor] = []
+        pools: list[Tensor] = []
         for split in splits:
             assert split.embeddings is not None, "embed() the split first"
             index: dict[str, list[int]] = {}
             for i, intent in enumerate(split.intents):
                 index.setdefault(f"{split.name}|{intent}", []).append(i)
-            for rows in index.values():
-                if len(rows) >= per_class:
-                    self.pools.append(split.embeddings[rows].to(device))
-        if len(self.pools) < ways:
-            raise ValueError(f"only {len(self.pools)} intents have {per_class} sentences; need {ways}")
-
-    def sample(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
-        per_class = self.shots + self.queries
-        tasks = []
-        for _ in range(n_tasks):
-            classes = torch.randperm(len(self.pools), generator=generator)[: self.ways].tolist()
-            rows = []
-            for c in classes:
-                pool = self.pools[c]
-                pick = torch.randperm(pool.shape[0], generator=generator)[:per_class]
-                rows.append(pool[pick.to(pool.device)])
-            tasks.append(torch.stack(rows))  # [ways, per_class, dim]
-        x = torch.stack(tasks)
-        labels = torch.arange(self.ways, device=self.device)[:, None]
-        sy = labels.expand(self.ways, self.shots).reshape(-1)
-        qy = labels.expand(self.ways, self.queries).reshape(-1)
-        sx = x[:, :, : self.shots].reshape(n_tasks, -1, x.shape[-1])
-        qx = x[:, :, self.shots :].reshape(n_tasks, -1, x.shape[-1])
-        return TaskBatch(sx, sy.expand(n_tasks, -1), qx, qy.expand(n_tasks, -1), self.ways)
+            pools += [split.embeddings[rows] for rows in index.values()]
+        super().__init__(pools, ways, shots, queries, device, what="intents")
 
 
 # the protocol: fixed few-shot supports shipped with each dataset, and its test split
