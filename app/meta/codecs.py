@@ -278,6 +278,43 @@ class PhotoCodec(InputCodec):
         return torch.stack(out)  # type: ignore[arg-type]
 
 
+class PhotoPixelCodec(PhotoCodec):
+    """The photo codec for learners that run the backbone themselves (per-task fine-tuning of
+    its last stage): they receive the preprocessed pixels ``[n, 3, S, S]``, not embeddings."""
+
+    kind = "photo-pixels"
+
+    def model_shape(self, spec: dict[str, Any]) -> tuple[int, ...]:
+        return tuple(spec["shape"])
+
+    def warm(self, spec: dict[str, Any]) -> None:
+        """Nothing to embed: the learner loads the backbone it fine-tunes."""
+
+    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+        from app.meta.image_backbone import backbone_spec
+        from app.meta.photo_preprocess import PhotoError, PhotoTooLarge, preprocess_photo
+
+        if not inputs:
+            raise InputError(f"{field}: at least one input is required")
+        size = backbone_spec(spec["backbone"]).image_size
+        rows = []
+        for i, item in enumerate(inputs):
+            where = f"{field}[{i}]"
+            if isinstance(item, bool) or isinstance(item, int | float) or item is None:
+                raise InputError(f"{where}: expected a base64 JPEG/PNG/WebP string")
+            if not isinstance(item, str):
+                rows.append(self.decode_one(item, spec, where, limits))
+                continue
+            data = image_bytes(item, where, limits)
+            try:
+                rows.append(preprocess_photo(data, size, limits.max_image_pixels))
+            except PhotoTooLarge as exc:
+                raise InputLimitExceeded(f"{where}: {exc}") from exc
+            except PhotoError as exc:
+                raise InputError(f"{where}: {exc}") from exc
+        return torch.from_numpy(np.stack(rows).astype(np.float32))
+
+
 class TextCodec(InputCodec):
     """UTF-8 sentences, embedded by the meta-learner's pinned sentence encoder (``encoder``
     in the input spec), at most ``max_chars`` characters each."""
@@ -316,7 +353,8 @@ class TextCodec(InputCodec):
         return load_encoder(spec["encoder"]).encode(sentences)
 
 
-CODECS: dict[str, InputCodec] = {c.kind: c for c in (VectorCodec(), ImageCodec(), PhotoCodec(), TextCodec())}
+CODECS: dict[str, InputCodec] = {
+    c.kind: c for c in (VectorCodec(), ImageCodec(), PhotoCodec(), PhotoPixelCodec(), TextCodec())}
 
 
 def codec_for(name: str) -> InputCodec:

@@ -33,6 +33,11 @@ class HParams(_Strict):
     scale: float | None = Field(None, gt=0)  # Matching Networks: cosine attention sharpness
     # per-task fine-tuning: the temperature of its loss, when the served one was refitted after
     inner_temperature: float | None = Field(None, gt=0)
+    # per-task fine-tuning of an image backbone: which one, how many of its last blocks, and
+    # how many augmented views of each support photo
+    image_backbone: str | None = None
+    tail_blocks: int | None = Field(None, ge=0)
+    views: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _references(self) -> HParams:

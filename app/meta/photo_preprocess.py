@@ -111,6 +111,28 @@ def photo_pixels(image: Image.Image, size: int) -> np.ndarray:
     return ((pixels - 0.5) / 0.5).transpose(2, 0, 1).copy()
 
 
+def augmented_view(image: Image.Image, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A random view of an RGB photo for training and per-task fine-tuning: a crop of 35-100% of
+    the area (aspect 3/4-4/3), a mirror image half of the time, brightness, contrast and
+    saturation each scaled by 0.7-1.3; then :func:`photo_pixels`."""
+    from PIL import ImageEnhance
+
+    width, height = image.size
+    for _ in range(10):
+        area = width * height * rng.uniform(0.35, 1.0)
+        aspect = float(np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3))))
+        w, h = round((area * aspect) ** 0.5), round((area / aspect) ** 0.5)
+        if w <= width and h <= height:
+            left, top = int(rng.integers(0, width - w + 1)), int(rng.integers(0, height - h + 1))
+            image = image.crop((left, top, left + w, top + h))
+            break
+    if rng.random() < 0.5:
+        image = ImageOps.mirror(image)
+    for enhance in (ImageEnhance.Brightness, ImageEnhance.Contrast, ImageEnhance.Color):
+        image = enhance(image).enhance(float(rng.uniform(0.7, 1.3)))
+    return photo_pixels(image, size)
+
+
 def preprocess_photo(data: bytes, size: int, max_pixels: int) -> np.ndarray:
     """Photo bytes -> the backbone's input ``[3, size, size]`` (see the module docstring)."""
     return photo_pixels(decode_photo(data, size, max_pixels), size)

@@ -38,28 +38,39 @@ def training_samplers(cfg: TrainConfig, device: str):
 
 def photo_training_samplers(cfg: TrainConfig, device: str):
     """Episodes over the training classes of a photo folder (the configured test classes are
-    never read): every K-th photo of each class held out for validation, the others with their
-    mirror image as an augmentation."""
-    from app.meta.tasks.episodes import EmbeddingEpisodes
-    from app.meta.tasks.photos import class_pools, embed_folder, scan_photo_folder
+    never read): every K-th photo of each class held out for validation; the others drawn as
+    any of their ``views`` augmented versions, in class episodes and, with
+    ``instance_episodes``, in turn with episodes whose classes are single photos (their
+    augmented views as shots and queries); ``class_episodes = false`` keeps only the latter
+    (self-supervised: no label is read but the validation's)."""
+    from app.meta.tasks.episodes import AlternatingEpisodes, EmbeddingEpisodes
+    from app.meta.tasks.photos import embed_folder, embed_views, scan_photo_folder
 
     folder = images_dir() / cfg.photos["folder"]
     backbone, every = cfg.photos["backbone"], int(cfg.photos.get("validation_every", 5))
+    n_views = int(cfg.photos.get("views", 0))
     test = set(cfg.photos.get("test_classes", []))
-    scanned = scan_photo_folder(folder, skip=test)
-    plain = embed_folder(scanned, backbone, cache_dir(), progress=True)
-    mirrored = embed_folder(scan_photo_folder(folder, skip=test), backbone, cache_dir(), progress=True, flip=True)
-    train, twins, val = [], [], []
-    mirror_pools = class_pools(mirrored)
-    for label, pool in class_pools(plain).items():
-        held = torch.zeros(pool.shape[0], dtype=torch.bool)
+    data = embed_folder(scan_photo_folder(folder, skip=test), backbone, cache_dir(), progress=True)
+    views = embed_views(data, backbone, n_views, cfg.seed, cache_dir(), progress=True) if n_views else None
+    train, train_views, val = [], [], []
+    for label in data.classes:
+        rows = torch.tensor([i for i, lab in enumerate(data.labels) if lab == label])
+        held = torch.zeros(rows.numel(), dtype=torch.bool)
         held[every - 1 :: every] = True
-        train.append(pool[~held])
-        twins.append(mirror_pools[label][~held])
-        val.append(pool[held])
-    checksums = {f"{cfg.photos['folder']} (training classes)": plain.sha256}
-    return (EmbeddingEpisodes(train, cfg.ways, cfg.shots, cfg.queries, device, twins=twins),
-            EmbeddingEpisodes(val, cfg.ways, cfg.shots, cfg.queries, device), checksums)
+        train.append(data.embeddings[rows[~held]])
+        val.append(data.embeddings[rows[held]])
+        if views is not None:
+            train_views.append(views[rows[~held]])
+    checksums = {f"{cfg.photos['folder']} (training classes)": data.sha256}
+    sampler = EmbeddingEpisodes(train, cfg.ways, cfg.shots, cfg.queries, device,
+                                views=train_views if views is not None else None)
+    if views is not None and cfg.photos.get("instance_episodes", False):
+        photos = torch.cat([torch.cat([t[:, None], v], 1) for t, v in zip(train, train_views, strict=True)])
+        half = (n_views + 1) // 2
+        instances = EmbeddingEpisodes(list(photos), cfg.ways, half, n_views + 1 - half, device, what="photos")
+        sampler = AlternatingEpisodes([sampler, instances] if cfg.photos.get("class_episodes", True)
+                                      else [instances])
+    return sampler, EmbeddingEpisodes(val, cfg.ways, cfg.shots, cfg.queries, device), checksums
 
 
 def text_training_splits(cfg: TrainConfig):

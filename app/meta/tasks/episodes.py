@@ -10,17 +10,18 @@ from app.meta.types import TaskBatch
 
 class EmbeddingEpisodes:
     """Episodes drawn from ``pools`` (one ``[n_c, dim]`` tensor per class); classes with fewer
-    than ``shots + queries`` examples are skipped. ``twins`` (optional, aligned with ``pools``)
-    holds an augmented embedding of every example (e.g. the mirrored photo): each drawn
-    example is replaced by its twin with probability one half."""
+    than ``shots + queries`` examples are skipped. ``views`` (optional, aligned with ``pools``)
+    holds ``[n_c, V, dim]`` embeddings of augmented views of every example (e.g. crops and
+    mirror images of a photo): each drawn example is then one of its V + 1 versions, uniformly."""
 
     def __init__(self, pools: list[Tensor], ways: int, shots: int, queries: int,
-                 device: str = "cpu", what: str = "classes", twins: list[Tensor] | None = None) -> None:
+                 device: str = "cpu", what: str = "classes", views: list[Tensor] | None = None) -> None:
         per_class = shots + queries
         self.ways, self.shots, self.queries, self.device = ways, shots, queries, device
         keep = [i for i, pool in enumerate(pools) if pool.shape[0] >= per_class]
         self.pools = [pools[i].to(device) for i in keep]
-        self.twins = None if twins is None else [twins[i].to(device) for i in keep]
+        self.versions = None if views is None else [
+            torch.cat([pools[i][:, None], views[i]], 1).to(device) for i in keep]  # [n_c, V + 1, dim]
         if len(self.pools) < ways:
             raise ValueError(f"only {len(self.pools)} {what} have {per_class} examples; need {ways}")
 
@@ -33,10 +34,12 @@ class EmbeddingEpisodes:
             for c in classes:
                 pool = self.pools[c]
                 pick = torch.randperm(pool.shape[0], generator=generator)[:per_class].to(pool.device)
-                chosen = pool[pick]
-                if self.twins is not None:
-                    swap = (torch.rand(per_class, generator=generator) < 0.5).to(pool.device)
-                    chosen = torch.where(swap[:, None], self.twins[c][pick], chosen)
+                if self.versions is None:
+                    chosen = pool[pick]
+                else:
+                    versions = self.versions[c]
+                    which = torch.randint(versions.shape[1], (per_class,), generator=generator)
+                    chosen = versions[pick, which.to(pool.device)]
                 rows.append(chosen)
             tasks.append(torch.stack(rows))  # [ways, per_class, dim]
         x = torch.stack(tasks)
@@ -46,3 +49,16 @@ class EmbeddingEpisodes:
         sx = x[:, :, : self.shots].reshape(n_tasks, -1, x.shape[-1])
         qx = x[:, :, self.shots :].reshape(n_tasks, -1, x.shape[-1])
         return TaskBatch(sx, sy.expand(n_tasks, -1), qx, qy.expand(n_tasks, -1), self.ways)
+
+
+class AlternatingEpisodes:
+    """Meta-batches drawn in turn from several samplers (e.g. class episodes, then episodes
+    whose classes are single photos and whose examples are its augmented views)."""
+
+    def __init__(self, samplers: list) -> None:
+        self.samplers, self._turn = samplers, 0
+
+    def sample(self, n_tasks: int, generator: torch.Generator) -> TaskBatch:
+        sampler = self.samplers[self._turn % len(self.samplers)]
+        self._turn += 1
+        return sampler.sample(n_tasks, generator)

@@ -110,6 +110,37 @@ def embed_folder(folder: PhotoFolder, backbone: str, cache_dir: Path | None,
     return folder
 
 
+def embed_views(folder: PhotoFolder, backbone: str, views: int, seed: int, cache_dir: Path | None,
+                progress: bool = False) -> Tensor:
+    """``[n_photos, views, dim]`` embeddings of random augmented views of every (readable) photo
+    of an embedded folder (:func:`app.meta.photo_preprocess.augmented_view`), cached like
+    :func:`embed_folder`; deterministic for a seed."""
+    import numpy as np
+
+    from app.meta.photo_preprocess import augmented_view, decode_photo
+
+    cache = None
+    if cache_dir is not None:
+        key = hashlib.sha256(f"{backbone}|{folder.sha256}|{len(folder.files)}|views={views}|seed={seed}"
+                             .encode()).hexdigest()[:24]
+        cache = Path(cache_dir) / f"photo-views-{key}.safetensors"
+        if cache.is_file():
+            return load_file(str(cache))["views"]
+    net = load_image_backbone(backbone)
+    rng = np.random.default_rng(seed)
+    out = []
+    for path in tqdm(folder.files, desc=f"augmented views of {folder.root.name}", disable=not progress,
+                     mininterval=2.0):
+        image = decode_photo(path.read_bytes(), net.image_size, DEFAULT_MAX_PIXELS)
+        pixels = torch.from_numpy(np.stack([augmented_view(image, net.image_size, rng) for _ in range(views)]))
+        out.append(net.embed(pixels))
+    result = torch.stack(out)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_file({"views": result.contiguous()}, str(cache))
+    return result
+
+
 def _flush(net, rows: list[Tensor], folder: PhotoFolder) -> None:
     if rows:
         out = net.embed(torch.stack(rows))
