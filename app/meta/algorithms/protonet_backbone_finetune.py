@@ -8,7 +8,8 @@ set with data augmentation, then its prototypes are computed over the whole supp
 Here the network is the pinned EfficientNet-Lite (``hparams.image_backbone``) followed by the
 meta-learned residual adapter of a photo ProtoNet. Its trunk stays frozen (computed once per
 photo and view); the last ``tail_blocks`` MBConv blocks (default none), the 1x1 head
-convolution with its batch norm's affine parameters, and the adapter are fine-tuned with Adam for ``steps`` steps. Each step draws a pseudo-episode: every
+convolution with its batch norm's affine parameters, and the adapter are fine-tuned with Adam
+for ``steps`` steps. Each step draws a pseudo-episode: every
 class with at least two photos is split into a pseudo-support and a pseudo-query half; a class
 with a single photo uses it as support and one of its augmented views as query; every example
 is one of its ``views`` augmented versions (random crop of 50-100% of the area, mirror image,

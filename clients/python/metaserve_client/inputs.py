@@ -1,8 +1,10 @@
 """Python values -> the JSON inputs a meta-learner takes.
 
-Lists and numbers pass through; numpy arrays become lists; PIL images and file paths
-(``pathlib.Path``, or a ``str`` naming an existing file for an image learner) become base64
-PNG/JPEG strings; other strings pass through (text learners, or base64 you encoded yourself).
+Lists and numbers pass through; numpy arrays become lists; file paths (``pathlib.Path``, or a
+``str`` naming an existing file for an image learner) are sent as their bytes, base64 (a JPEG
+stays the JPEG you have); PIL images become base64 PNG (grey, palette, transparency, or up to
+256x256) or JPEG at quality 95 (larger RGB/CMYK photos, which would be several MB as PNG);
+other strings pass through (text learners, or base64 you encoded yourself).
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ def encode_input(value: Any, kind: str) -> Any:
         return base64.b64encode(Path(value).read_bytes()).decode()
     if _is_pil_image(value):
         buf = io.BytesIO()
-        value.save(buf, format="PNG")
+        photo = value.mode in ("RGB", "CMYK") and value.width * value.height > 256 * 256
+        value.save(buf, format="JPEG", quality=95) if photo else value.save(buf, format="PNG")
         return base64.b64encode(buf.getvalue()).decode()
     if isinstance(value, bytes):
         return base64.b64encode(value).decode()
