@@ -1,10 +1,12 @@
 """Fit a photo ProtoNet's temperature on validation episodes (held-out photos of its training
 classes) so that its served probabilities are calibrated; the argmax never changes.
 
-The temperature T minimises the query NLL of logits / T (grid over log T) on 300 validation
-episodes (the configuration's ways, shots and queries); the expected calibration error (ECE,
-15 bins) is reported before and after. ``--write`` stores T in the manifest's
-``model.hparams.temperature`` and the record under ``training.calibration``.
+The temperature is T + s / k (k: shots per class): T and s minimise the query NLL of the
+logits divided by it (grid over log T and log s, s = 0 included) on validation episodes of
+1, 2, 5 and 10 shots (the configuration's ways and queries, ``--tasks`` of each); the expected
+calibration error (ECE, 15 bins) is reported per shot before (T = 1, s = 0) and after.
+``--write`` stores T and s in the manifest's ``model.hparams`` (``temperature``,
+``shot_temperature``) and the record under ``training.calibration``.
 
     python scripts/calibrate_photos.py models/photo-protonet/1.0.0 [--write]
 """
@@ -24,36 +26,57 @@ from app.meta.checkpoint import load_meta_learner, read_manifest, write_json  # 
 from app.meta.config import TrainConfig  # noqa: E402
 from app.meta.evaluation import expected_calibration_error as ece  # noqa: E402
 from app.meta.samplers import photo_training_samplers  # noqa: E402
-from scripts.calibrate_text import fit_temperature  # noqa: E402
+from app.meta.tasks.episodes import EmbeddingEpisodes  # noqa: E402
+
+SHOTS = (1, 2, 5, 10)
+
+
+def fit(raw: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
+    """(T, s) minimising the summed NLL over the shot settings of logits / (T + s / k)."""
+    best = (float("inf"), 1.0, 0.0)
+    temperatures = torch.linspace(-3, 6, 91).exp().tolist()
+    slopes = [0.0] + torch.linspace(-3, 4, 57).exp().tolist()
+    for t in temperatures:
+        for s in slopes:
+            nll = sum(float(torch.nn.functional.cross_entropy(logits / (t + s / k), truth))
+                      for k, (logits, truth) in raw.items())
+            best = min(best, (nll, t, s))
+    return best[1], best[2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("model", type=Path)
-    parser.add_argument("--tasks", type=int, default=300)
+    parser.add_argument("--tasks", type=int, default=150, help="validation episodes per shot setting")
     parser.add_argument("--write", action="store_true")
     args = parser.parse_args()
     learner, manifest = load_meta_learner(args.model)
     cfg = TrainConfig(**manifest["training"]["config"])
     _, val, _ = photo_training_samplers(cfg, "cpu")
-    batch = val.sample(args.tasks, torch.Generator().manual_seed(5))
-    learner.hparams["temperature"] = 1.0
-    logits = learner.predict_batch(learner.adapt_batch(batch.support_x, batch.support_y, batch.ways),
-                                   batch.query_x).reshape(-1, batch.ways)
-    truth = batch.query_y.reshape(-1)
-    t = fit_temperature(logits, truth)
+    learner.hparams["temperature"], learner.hparams["shot_temperature"] = 1.0, 0.0
+    raw = {}
+    for k in SHOTS:
+        batch = EmbeddingEpisodes(val.pools, cfg.ways, k, cfg.queries).sample(
+            args.tasks, torch.Generator().manual_seed(5 + k))
+        logits = learner.predict_batch(learner.adapt_batch(batch.support_x, batch.support_y, batch.ways),
+                                       batch.query_x).reshape(-1, batch.ways)
+        raw[k] = (logits, batch.query_y.reshape(-1))
+    t, s = fit(raw)
     record = {
         "temperature": round(t, 6),
-        "validation_ece_before": ece(logits.softmax(-1), truth),
-        "validation_ece_after": ece((logits / t).softmax(-1), truth),
-        "validation": f"{args.tasks} episodes of held-out photos of the training classes "
-                      f"({cfg.ways}-way {cfg.shots}-shot, {cfg.queries} queries)",
+        "shot_temperature": round(s, 6),
+        "validation_ece_before": {f"{k}-shot": ece(lg.softmax(-1), y) for k, (lg, y) in raw.items()},
+        "validation_ece_after": {f"{k}-shot": ece((lg / (t + s / k)).softmax(-1), y)
+                                 for k, (lg, y) in raw.items()},
+        "validation": f"{args.tasks} episodes each of 1, 2, 5 and 10 shots of held-out photos of the "
+                      f"training classes ({cfg.ways}-way, {cfg.queries} queries)",
         "command": "python scripts/calibrate_photos.py " + " ".join(sys.argv[1:]),
     }
     print(json.dumps(record, indent=2))
     if args.write:
         raw = read_manifest(args.model)
         raw["model"]["hparams"]["temperature"] = record["temperature"]
+        raw["model"]["hparams"]["shot_temperature"] = record["shot_temperature"]
         raw["training"]["calibration"] = record
         write_json(Path(args.model) / "manifest.json", raw)
 

@@ -30,6 +30,7 @@ class HParams(_Strict):
     reference_ways: int | None = Field(None, ge=1)
     width: int | None = Field(None, ge=1)
     temperature: float | None = Field(None, gt=0)  # ProtoNet: logits / T (calibration)
+    shot_temperature: float | None = Field(None, ge=0)  # ProtoNet: T + s / (mean shots per class)
     scale: float | None = Field(None, gt=0)  # Matching Networks: cosine attention sharpness
     # per-task fine-tuning: the temperature of its loss, when the served one was refitted after
     inner_temperature: float | None = Field(None, gt=0)

@@ -91,7 +91,8 @@ def evaluate_photo_protocol(learner, manifest: dict, photos: Path, classes: list
     result = evaluate_with_calibration(learner, sampler, tasks, seed)
     result.update(classes=sorted(pools), skipped_classes=too_few,
                   unreadable=[f"{path}: {why}" for path, why in folder.unreadable])
-    protocol = f"{Path(photos).name}-{ways}-way-{shots}-shot"
+    subset = f"-{'+'.join(sorted(pools))}" if classes else ""
+    protocol = f"{Path(photos).name}{subset}-{ways}-way-{shots}-shot"
     row = {"protocol": protocol, "metric": "accuracy", "mean": result["mean"], "ci95": result["ci95"],
            "ece": result["ece"], "tasks": tasks}
     return result, protocol, {Path(photos).name: folder.sha256}, row

@@ -92,12 +92,18 @@ def train(
         tmp.replace(ckpt_path)
 
     metric = task_type_for(cfg.task_type).metric_name
-    it = start
+    iterations_done = start
     with log_path.open("a") as log, tqdm(
         range(start, cfg.iterations), initial=start, total=cfg.iterations,
         desc=cfg.name, disable=not progress, mininterval=2.0,
     ) as bar:
+        if start == 0 and cfg.iterations == 0:
+            # no meta-training: the initialisation is the result, validated like any other
+            val = evaluate_tasks(learner, val_tasks, cfg.val_tasks, seed=12345, progress=False)
+            best = val["mean"]
+            log.write(json.dumps({"iteration": 0, "val": val}) + "\n")
         for it in bar:
+            iterations_done = it + 1
             batch = train_tasks.sample(cfg.meta_batch, gen)
             loss, grads = learner.meta_gradient(batch)
             opt.zero_grad(set_to_none=True)
@@ -140,7 +146,7 @@ def train(
             "command": command,
             "config": {k: v for k, v in vars(cfg).items() if k not in ("limits", "evaluations")},
             "seed": cfg.seed,
-            "iterations_done": it + 1,
+            "iterations_done": iterations_done,
             "iterations_planned": cfg.iterations,
             "best_validation": {metric: best},
             "seconds": round(time.monotonic() - t0, 1),

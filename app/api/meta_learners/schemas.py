@@ -8,7 +8,8 @@ from pydantic import BaseModel, Field
 
 
 class InputSpec(BaseModel):
-    kind: str = Field(examples=["image"], description="vector | image | text")
+    kind: str = Field(examples=["image"], description="vector | image | text; `shape` is what one input "
+                      "becomes (photos: the preprocessed pixels)")
     shape: list[int] = Field(examples=[[1, 28, 28]])
     dtype: str = Field(examples=["float32"])
     value_range: list[float] | None = Field(None, examples=[[0.0, 1.0]])
@@ -16,6 +17,12 @@ class InputSpec(BaseModel):
     native: str | None = None
     encoder: str | None = Field(None, description="text: the sentence encoder that embeds inputs")
     max_chars: int | None = Field(None, description="text: characters per input")
+    codec: str | None = Field(None, examples=["photo"], description="how inputs are decoded when "
+                              "not by their kind: photo (base64 JPEG/PNG/WebP photographs embedded by "
+                              "`backbone`), photo-pixels (the same photos, for learners that fine-tune "
+                              "the backbone)")
+    backbone: str | None = Field(None, examples=["efficientnet-lite0"],
+                                 description="photo: the pinned ImageNet backbone that embeds inputs")
 
 
 class VersionSummary(BaseModel):

@@ -4,7 +4,10 @@ Snell, Swersky, Zemel (2017), "Prototypical Networks for Few-shot Learning", Neu
 is adapted by embedding its support set and averaging each class's embeddings into a
 prototype c_k; a query's logits are −‖f(x) − c_k‖² / T. No gradient steps at adaptation time.
 ``hparams["temperature"]`` (T, default 1) is fitted after meta-training on validation
-episodes so that the served probabilities are calibrated; it never changes the argmax.
+episodes so that the served probabilities are calibrated; it never changes the argmax. With
+``hparams["shot_temperature"]`` (s) the temperature is T + s / k̄, k̄ the task's mean number of
+examples per class: a prototype of one example is a noisier estimate than one of ten, so the
+same distances deserve less confidence (still one temperature per task: the argmax stays).
 
 Adapted state: ``prototypes`` ``[ways, feature_dim]`` and ``counts`` ``[ways]`` (support
 examples per class). Adding examples to a model updates each prototype as a running mean,
@@ -72,11 +75,15 @@ class ProtoNet(MetaLearner):
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
     ) -> Tensor:
-        return self.logits(self.embed(params, x), state["prototypes"])
+        return self.logits(self.embed(params, x), state["prototypes"], state.get("counts"))
 
-    def logits(self, z: Tensor, protos: Tensor) -> Tensor:
+    def logits(self, z: Tensor, protos: Tensor, counts: Tensor | None = None) -> Tensor:
         sq = (z * z).sum(-1, keepdim=True) - 2 * z @ protos.T + (protos * protos).sum(-1)
-        return -sq / float(self.hparams.get("temperature", 1.0))
+        temperature = float(self.hparams.get("temperature", 1.0))
+        per_shot = float(self.hparams.get("shot_temperature", 0.0) or 0.0)
+        if per_shot and counts is not None:
+            return -sq / (temperature + per_shot / counts.mean().clamp_min(1.0))
+        return -sq / temperature
 
     def adapt_with_support_outputs(
         self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None
@@ -89,4 +96,4 @@ class ProtoNet(MetaLearner):
         with torch.no_grad():
             z = self.embed(self.frozen(), x)
             state = {k: v.contiguous() for k, v in self.prototypes_of(z, y, ways).items()}
-            return state, self.logits(z, state["prototypes"])
+            return state, self.logits(z, state["prototypes"], state["counts"])
