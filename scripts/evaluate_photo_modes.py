@@ -1,14 +1,15 @@
-"""Compare the photo modes on the same held-out tasks: the frozen backbone (identity adapter),
-the photo ProtoNet of each fold, and that ProtoNet fine-tuned per task (photo-finetune).
+"""Compare the photo modes on the same tasks: photo-protonet (prototypes of the frozen
+backbone's embeddings through the model's adapter) and the same model fine-tuned per task
+(photo-finetune: the backbone's head convolution and the adapter, P>M>F).
 
-For each fold the tasks are 5-way K-shot (15 queries per class) over the fold's held-out
-classes (never read by the fold's meta-training); fine-tuning's steps and learning rate are
-chosen with ``--grid`` on tasks of the fold's *training* classes only. Results are paired
-(the same tasks for every mode): mean accuracy, 95% CI, and the paired difference.
+Classes are split into folds (``--fold NAME=class,class,...``); for each fold the tasks are
+5-way K-shot (15 queries per class) over the fold's classes, and fine-tuning's steps and
+learning rate are chosen with ``--grid`` on tasks of the *other* classes only. Results are
+paired (the same tasks for every mode): mean accuracy, 95% CI and the paired difference.
 
-    python scripts/evaluate_photo_modes.py --photos DIR --fold A=runs/photo/fold-a \\
-        --fold B=runs/photo/fold-b [--tasks 200] [--grid 10:1e-4,20:5e-4] [--device cuda] \\
-        [--out reports/photos/modes.json]
+    python scripts/evaluate_photo_modes.py --photos DIR --model models/photo-protonet/1.0.0 \\
+        --fold A=banded,blotchy,... --fold B=... [--tasks 200] [--grid 10:1e-4,20:5e-4] \\
+        [--device cuda] [--out reports/photos/modes.json]
 """
 
 from __future__ import annotations
@@ -64,19 +65,18 @@ def draw_tasks(files: dict[str, list[str]], classes: list[str], shots: int, n: i
     return tasks
 
 
-def learners(fold_dir: Path, device: str, steps: int, lr: float, views: int):
-    manifest = json.loads((fold_dir / "manifest.json").read_text())
-    weights = load_file(str(fold_dir / "weights.safetensors"))
+def learners(model_dir: Path, device: str, steps: int, lr: float, views: int):
+    manifest = json.loads((model_dir / "manifest.json").read_text())
+    weights = load_file(str(model_dir / "weights.safetensors"))
     args = manifest["model"]["backbone_args"]
-    t = float(manifest["model"]["hparams"].get("temperature", 1.0))
-    identity = ProtoNet(EmbeddingAdapter(**args), "classification", temperature=t)
-    protonet = ProtoNet(EmbeddingAdapter(**args), "classification", temperature=t)
+    hparams = {k: v for k, v in manifest["model"]["hparams"].items()
+               if k in ("temperature", "shot_temperature")}
+    protonet = ProtoNet(EmbeddingAdapter(**args), "classification", **hparams)
     protonet.load_state_dict(weights)
     finetune = ProtoNetBackboneFineTune(EmbeddingAdapter(**args), "classification", image_backbone=BACKBONE,
-                                        tail_blocks=0, views=views, inner_lr=lr, eval_steps=steps,
-                                        temperature=t)
+                                        tail_blocks=0, views=views, inner_lr=lr, eval_steps=steps, **hparams)
     finetune.load_state_dict(weights)
-    return [m.to(device) for m in (identity, protonet, finetune)]
+    return [m.to(device) for m in (protonet, finetune)]
 
 
 def run(tasks, pixels, backbone, modes, device: str, desc: str) -> dict[str, list[float]]:
@@ -85,7 +85,7 @@ def run(tasks, pixels, backbone, modes, device: str, desc: str) -> dict[str, lis
         xs = torch.from_numpy(np.stack([pixels[p] for p in sx])).to(device)
         xq = torch.from_numpy(np.stack([pixels[p] for p in qx])).to(device)
         ys, yq = torch.tensor(sy, device=device), torch.tensor(qy, device=device)
-        zs, zq = backbone.embed(xs), backbone.embed(xq)
+        zs, zq = backbone.embed(xs, batch_size=64), backbone.embed(xq, batch_size=64)
         for name, learner in modes.items():
             if isinstance(learner, ProtoNetBackboneFineTune):
                 state = learner.adapt(xs, ys, 5)
@@ -99,7 +99,8 @@ def run(tasks, pixels, backbone, modes, device: str, desc: str) -> dict[str, lis
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--photos", type=Path, required=True)
-    parser.add_argument("--fold", action="append", required=True, help="NAME=FOLDER of a fold model")
+    parser.add_argument("--model", type=Path, required=True, help="a photo ProtoNet version folder")
+    parser.add_argument("--fold", action="append", required=True, help="NAME=class,class,... (5 or more)")
     parser.add_argument("--tasks", type=int, default=200)
     parser.add_argument("--val-tasks", type=int, default=30)
     parser.add_argument("--grid", default="20:5e-4", help="steps:lr candidates for fine-tuning")
@@ -109,7 +110,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("reports/photos/modes.json"))
     args = parser.parse_args()
     torch.manual_seed(0)
-    files = {d.name: sorted(str(p) for p in d.glob("*.jpg")) for d in sorted(args.photos.iterdir()) if d.is_dir()}
+    files = {d.name: sorted(str(p) for p in d.iterdir() if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+             for d in sorted(args.photos.iterdir()) if d.is_dir()}
     if args.per_class:
         files = {k: v[: args.per_class] for k, v in files.items()}
     every = [p for v in files.values() for p in v]
@@ -122,16 +124,15 @@ def main() -> None:
               "hardware": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.machine(),
               "command": "python scripts/evaluate_photo_modes.py " + " ".join(sys.argv[1:]), "folds": {}}
     for spec in args.fold:
-        name, folder = spec.split("=", 1)
-        fold_dir = Path(folder)
-        test = json.loads((fold_dir / "manifest.json").read_text())["training"]["config"]["photos"]["test_classes"]
+        name, listed = spec.split("=", 1)
+        test = listed.split(",")
         train = [c for c in files if c not in test]
         fold = {"test_classes": test, "validation": {}, "test": {}}
         chosen = grid[0]
         if len(grid) > 1:  # choose on tasks of the training classes, 5-shot and 1-shot together
             scores = {}
             for steps, lr in grid:
-                _, _, finetune = learners(fold_dir, args.device, steps, lr, args.views)
+                _, finetune = learners(args.model, args.device, steps, lr, args.views)
                 accs = []
                 for shots in (1, 5):
                     tasks = draw_tasks(files, train, shots, args.val_tasks, seed=100 + shots)
@@ -141,8 +142,8 @@ def main() -> None:
             fold["validation"] = scores
             chosen = max(grid, key=lambda g: scores[f"{g[0]}:{g[1]}"]["mean"])
         fold["chosen"] = {"steps": chosen[0], "inner_lr": chosen[1], "views": args.views}
-        identity, protonet, finetune = learners(fold_dir, args.device, chosen[0], chosen[1], args.views)
-        modes = {"frozen": identity, "photo-protonet": protonet, "photo-finetune": finetune}
+        protonet, finetune = learners(args.model, args.device, chosen[0], chosen[1], args.views)
+        modes = {"photo-protonet": protonet, "photo-finetune": finetune}
         for shots in (1, 5):
             tasks = draw_tasks(files, test, shots, args.tasks, seed=shots)
             t0 = time.monotonic()
@@ -155,8 +156,8 @@ def main() -> None:
             print(name, shots, {m: round(100 * s["mean"], 1) for m, s in fold["test"][f"{shots}-shot"].items()
                                 if isinstance(s, dict)}, flush=True)
         report["folds"][name] = fold
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(report, indent=2) + "\n")  # after every fold
     print(json.dumps(report, indent=2))
 
 

@@ -18,7 +18,8 @@ statistics (evaluation mode), so a prediction never depends on the other inputs 
 The views, splits and crops come from a generator seeded by the support set itself: the same
 support set always adapts to the same state.
 
-Adapted state: the fine-tuned ``tail.*`` and ``encoder.*`` tensors and ``prototypes``.
+Adapted state: the fine-tuned ``tail.*`` and ``encoder.*`` tensors, ``prototypes`` and
+``counts`` (served probabilities use ProtoNet's temperature, T + s / shots).
 The learner's inputs are preprocessed pixels ``[n, 3, S, S]`` (the ``photo-pixels`` codec).
 """
 
@@ -55,12 +56,12 @@ class BackboneTail(nn.Module):
         return self.act(self.bn(self.conv_head(x))).mean(dim=(2, 3))
 
 
-def trunk_features(network: nn.Module, blocks: int, pixels: Tensor, batch_size: int = 32) -> Tensor:
+def trunk_features(network: nn.Module, blocks: int, pixels: Tensor, batch_size: int = 4) -> Tensor:
     """The frozen part of the backbone: stem and all but the last ``blocks`` MBConv blocks."""
     out = []
     with torch.no_grad():
         for start in range(0, pixels.shape[0], batch_size):
-            x = pixels[start:start + batch_size]
+            x = pixels[start:start + batch_size].contiguous(memory_format=torch.channels_last)
             x = network._swish(network._bn0(network._conv_stem(x)))
             for block in network._blocks[: len(network._blocks) - blocks]:
                 x = block(x)
@@ -172,7 +173,7 @@ class ProtoNetBackboneFineTune(ProtoNet):
                     progress((step + 1) / steps)
         with torch.no_grad():
             state = {k: v.detach() for k, v in weights.items()}
-            state["prototypes"] = prototypes(self.embed_pixels(state, trunk), y, ways)
+            state.update(self.prototypes_of(self.embed_pixels(state, trunk), y, ways))
         return state
 
     def adapt(self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None) -> AdaptedState:
@@ -186,8 +187,7 @@ class ProtoNetBackboneFineTune(ProtoNet):
 
     def predict_params(self, params: dict[str, Tensor], state: AdaptedState, x: Tensor) -> Tensor:
         trunk = trunk_features(self.network, self.tail_blocks, x)
-        z = self.embed_pixels(state, trunk)
-        return -squared_distances(z, state["prototypes"]) / float(self.hparams.get("temperature", 1.0))
+        return self.logits(self.embed_pixels(state, trunk), state["prototypes"], state["counts"])
 
     def can_extend(self, state: AdaptedState) -> bool:
         return False
