@@ -135,3 +135,23 @@ def test_preprocessed_pixels_are_served_like_the_photo(client):
     # 4 decimals keep the body under the test server's 2 MB limit (pixels step by 2/255)
     as_pixels = predictions(client, ident, {"inputs": [np.round(pixels.astype(np.float64), 4).tolist()]})
     assert close(as_photo, as_pixels, tol=1e-3)
+
+
+def test_photo_finetune_is_a_deterministic_job(client):
+    from tests.api.test_async_adaptation import wait_for
+
+    described = client.get("/v1/meta-learners/photo-finetune").json()
+    assert described["input"]["codec"] == "photo-pixels" and described["family"] == "optimization"
+    body = {"meta_learner": "photo-finetune", "support": SUPPORT}
+    made = client.post("/v1/adapted-models", json=body)
+    assert made.status_code == 202, made.text
+    ready = wait_for(client, made.json()["id"], timeout=120)
+    assert ready["status"] == "ready" and ready["adaptation"]["steps"] == 10
+    first = predictions(client, ready["id"], QUERIES)
+    assert [p["label"] for p in first["predictions"]] == ["coffee", "cat"]
+    # the same support set fine-tunes to the same state: views and splits are seeded by it
+    again = wait_for(client, client.post("/v1/adapted-models", json=body).json()["id"], timeout=120)
+    assert predictions(client, again["id"], QUERIES) == first
+    bad = {"inputs": SUPPORT["inputs"][:5] + ["bm90IGFuIGltYWdl"], "targets": SUPPORT["targets"]}
+    check_problem(client.post("/v1/adapted-models", json={"meta_learner": "photo-finetune", "support": bad}),
+                  422, "support.inputs[5]: not a jpeg")
