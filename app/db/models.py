@@ -162,13 +162,16 @@ class ApiKeyRow(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
+MAX_IDEMPOTENCY_KEY = 200  # characters of an Idempotency-Key header, and of its column
+
+
 class IdempotencyRow(Base):
     """A client's ``Idempotency-Key`` bound to the request it came with and its result."""
 
     __tablename__ = "idempotency_keys"
 
     tenant: Mapped[str] = mapped_column(String(100), primary_key=True)
-    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    key: Mapped[str] = mapped_column(String(MAX_IDEMPOTENCY_KEY), primary_key=True)
     request_sha256: Mapped[str] = mapped_column(String(64))
     adapted_model_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -152,6 +152,30 @@ def test_idempotent_examples_are_added_once(client):
     check_problem(other, 409, "different request body")
 
 
+@pytest.mark.parametrize("length", [159, 200])
+def test_long_idempotency_keys_on_examples_are_stored_within_their_column(client, length):
+    """Keys up to the header's maximum (200) work on /examples although the stored form is
+    scoped to the model (a 159-200 character key once overflowed the column: a 500 on
+    PostgreSQL); one past the maximum is a 422 on both routes."""
+    model = adapt(client, "omniglot-matchingnet", FIRST)
+    key = {"Idempotency-Key": "k" * length}
+    first = client.post(f"/v1/adapted-models/{model['id']}/examples", json=MORE, headers=key)
+    assert first.status_code == 200, first.text
+    again = client.post(f"/v1/adapted-models/{model['id']}/examples", json=MORE, headers=key)
+    assert again.headers["Idempotent-Replayed"] == "true" and again.json()["revision"] == 2
+    other = client.post(f"/v1/adapted-models/{model['id']}/examples", json=FIRST, headers=key)
+    check_problem(other, 409, "different request body")
+
+
+def test_idempotency_key_one_past_the_maximum_is_refused_on_every_route(client):
+    model = adapt(client, "omniglot-matchingnet", FIRST)
+    key = {"Idempotency-Key": "k" * 201}
+    check_problem(client.post(f"/v1/adapted-models/{model['id']}/examples", json=MORE, headers=key), 422)
+    check_problem(client.post("/v1/adapted-models", json={"meta_learner": "omniglot-matchingnet",
+                                                          "support": FIRST}, headers=key), 422)
+    assert client.get(f"/v1/adapted-models/{model['id']}").json()["revision"] == 1
+
+
 def test_concurrent_updates_are_never_lost(client):
     model = adapt(client, "omniglot-matchingnet", FIRST)
     batches = [image_support(labels=("a", "b"), shots=1) for _ in range(4)]

@@ -28,6 +28,7 @@ from app.api.json_body import openapi_body, parse_body
 from app.api.lean_call import LeanCall
 from app.api.schemas import AdaptedModelId, check_depth, problem_responses
 from app.core.problems import InvalidInputs
+from app.db.models import MAX_IDEMPOTENCY_KEY
 from app.jobs.queue import QUEUED, RUNNING
 
 router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
@@ -55,7 +56,7 @@ def prefers_async(prefer: str | None) -> bool:
                       "image": {"summary": "image classification from PNGs", "value": IMAGE_EXAMPLE}}))
 async def create_adapted_model(
     request: Request,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=MAX_IDEMPOTENCY_KEY)] = None,
     prefer: Annotated[str | None, Header(max_length=200, description="respond-async: run the "
                                          "adaptation as a job and answer 202 at once")] = None,
 ) -> Response:
@@ -123,7 +124,7 @@ def delete_adapted_model(row: OwnedAdaptedModel, session: SessionDep, engine: En
              response_model=AdaptedModelRead, responses=problem_responses(401, 404, 409, 410, 413, 422, 429, 503))
 def add_examples(
     row: OwnedAdaptedModel, body: SupportSet, session: SessionDep, engine: EngineDep, response: Response,
-    idempotency_key: Annotated[str | None, Header(max_length=200)] = None,
+    idempotency_key: Annotated[str | None, Header(max_length=MAX_IDEMPOTENCY_KEY)] = None,
 ) -> AdaptedModelRead:
     """Add labelled examples (new labels too) to an adapted model whose family makes that
     exact (memory-based: its memory grows); the ID stays, ``revision`` goes up by one.

@@ -34,7 +34,7 @@ from app.core.problems import (
     StateMissing,
 )
 from app.core.tracing import current_context_carrier, tracer
-from app.db.models import AdaptedModelRow, IdempotencyRow
+from app.db.models import MAX_IDEMPOTENCY_KEY, AdaptedModelRow, IdempotencyRow
 from app.db.tenant_usage import claim_model_row
 from app.engine.engine import ServingEngine
 from app.engine.types import Served
@@ -184,6 +184,16 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     return row, False
 
 
+def examples_key(model_id: str, idempotency_key: str) -> str:
+    """The stored form of an ``Idempotency-Key`` on ``/examples`` (scoped to the model), never
+    longer than the key column: a key whose scoped form would not fit is stored as its
+    sha256."""
+    scoped = f"examples:{model_id}:{idempotency_key}"
+    if len(scoped) <= MAX_IDEMPOTENCY_KEY:
+        return scoped
+    return f"examples:{model_id}:sha256:{hashlib.sha256(idempotency_key.encode()).hexdigest()}"
+
+
 def add_examples(*, session: Session, engine: ServingEngine, row: Row[Any],
                  examples: SupportSet, idempotency_key: str | None = None) -> tuple[AdaptedModelRow, bool]:
     """Add labelled examples to an adapted model (memory-based learners): a new state, the
@@ -195,7 +205,7 @@ def add_examples(*, session: Session, engine: ServingEngine, row: Row[Any],
     reg = engine.bound(row.meta_learner, row.meta_learner_version, row.meta_learner_weights_sha256)
     digest = hashlib.sha256(json.dumps([row.id, examples.model_dump(mode="json")], sort_keys=True,
                                        separators=(",", ":")).encode()).hexdigest()
-    key = f"examples:{row.id}:{idempotency_key}" if idempotency_key else None
+    key = examples_key(row.id, idempotency_key) if idempotency_key else None
     if key:
         previous = session.get(IdempotencyRow, (row.tenant, key))
         if previous is not None:
