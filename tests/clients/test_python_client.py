@@ -74,6 +74,21 @@ def test_the_whole_surface(live_server, tmp_path, monkeypatch):
         assert missing.value.status == 404 and missing.value.type.endswith("adapted-model-not-found")
 
 
+def test_photos_from_paths_and_pil_images(live_server):
+    """The walk-through's photos: file paths (sent as their JPEG bytes) and PIL images (a large
+    RGB image goes as JPEG, a small or grey one as PNG)."""
+    from tests.conftest import REPO
+
+    photos = REPO / "examples" / "photos"
+    with Client(live_server.url, api_key=live_server.key) as client:
+        model = client.adapted_models.create(
+            "photo-protonet", [photos / f"{c}-{i}.jpg" for c in ("cat", "coffee") for i in (1, 2, 3)],
+            ["cat"] * 3 + ["coffee"] * 3)
+        cat = Image.open(photos / "query-cat.jpg")
+        preds = model.predict([str(photos / "query-coffee.jpg"), cat, cat.convert("L").resize((200, 150))])
+        assert [p.label for p in preds] == ["coffee", "cat", "cat"]
+
+
 def test_typed_errors(live_server):
     with Client(live_server.url, api_key="ms_wrong_key") as client, pytest.raises(Unauthorized):
         client.meta_learners.list()
