@@ -7,8 +7,10 @@ import io
 
 import numpy as np
 import pytest
+from fastapi.testclient import TestClient
 from PIL import Image
 
+from app.main import create_app
 from tests.api.helpers import glyph, image_support, png_b64, sine_support
 
 PROBLEM = "application/problem+json"
@@ -118,16 +120,21 @@ def test_image_errors(client):
     check_problem(post(client, with_first(3.0)), 422, "shape")
 
 
-def test_decompression_bomb_and_oversized_images(client):
-    bomb = np.full((1200, 1200), 255, np.uint8)  # over the 1,048,576-pixel default limit
+def test_decompression_bomb_and_oversized_images(client, settings):
+    bomb = np.full((5000, 5000), 255, np.uint8)  # over the 16,777,216-pixel default limit
     buf = io.BytesIO()
     Image.fromarray(bomb).save(buf, "PNG", optimize=True)
     s = image_support()
     s["inputs"][0] = base64.b64encode(buf.getvalue()).decode()
     check_problem(post(client, body_for(s, "omniglot-protonet")), 422, "exceeds")
-    noise = np.random.default_rng(0).integers(0, 255, (1024, 1024), dtype=np.uint8)
-    s["inputs"][0] = png_b64(noise)  # 1,048,576 pixels (allowed) but over 1 MiB of PNG
-    check_problem(post(client, body_for(s, "omniglot-protonet")), 422, "bytes")
+    # the limits are settings: 1 MiB and 1,048,576 pixels here
+    small = settings.model_copy(update={"max_image_bytes": 1024 * 1024, "max_image_pixels": 1024 * 1024})
+    with TestClient(create_app(small)) as limited:
+        noise = np.random.default_rng(0).integers(0, 255, (1024, 1024), dtype=np.uint8)
+        s["inputs"][0] = png_b64(noise)  # 1,048,576 pixels (allowed) but over 1 MiB of PNG
+        check_problem(post(limited, body_for(s, "omniglot-protonet")), 422, "bytes")
+        s["inputs"][0] = png_b64(np.zeros((1025, 1024), np.uint8))
+        check_problem(post(limited, body_for(s, "omniglot-protonet")), 422, "exceeds the limit of 1048576")
 
 
 @pytest.mark.parametrize("body", [
