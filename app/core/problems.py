@@ -8,6 +8,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 PROBLEM_JSON = "application/problem+json"
 
@@ -198,6 +199,19 @@ def install_problem_handlers(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(allowed_methods(request))
         return problem_response(request, exc.status_code, str(exc.detail), str(exc.detail),
                                 None, headers or None)
+
+    @app.exception_handler(ClientDisconnect)
+    async def _client_gone(request: Request, exc: ClientDisconnect) -> JSONResponse:
+        """The client closed the connection before its body arrived: nothing failed here. 499
+        (nginx's "client closed request") keeps it out of the 5xx rate; nobody reads the body."""
+        import logging
+
+        logging.getLogger("metaserve.access").info(
+            "client closed the connection before its request body arrived",
+            extra={"method": request.method, "path": request.url.path})
+        return problem_response(request, 499, "Client closed request",
+                                "the connection closed before the request body arrived",
+                                "client-closed-request")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
