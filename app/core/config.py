@@ -64,6 +64,9 @@ class Settings(BaseSettings):
                                      "its lease for this long (it died) goes back to the queue")
     job_poll_seconds: float = Field(1.0, gt=0, description="how often idle job threads look "
                                     "for jobs other processes queued")
+    max_pending_jobs_per_tenant: int = Field(0, ge=0, description="queued + running adaptation "
+                                             "jobs one tenant may have (429 with Retry-After beyond); "
+                                             "0 = no cap")
     job_max_attempts: int = Field(3, ge=1, description="a job is marked failed after this many "
                                   "attempts whose worker died or errored")
 

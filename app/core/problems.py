@@ -83,6 +83,10 @@ class TooManyInProgress(RetryLater):
     status, slug, title = 429, "too-many-in-progress", "Too many adaptations in progress"
 
 
+class TooManyPendingJobs(RetryLater):
+    status, slug, title = 429, "too-many-pending-jobs", "Too many adaptation jobs pending"
+
+
 class IdempotencyConflict(Problem):
     status, slug, title = 409, "idempotency-key-reused", "Idempotency key reused with another body"
 

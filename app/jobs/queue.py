@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, text, update
+from sqlalchemy import case, delete, func, select, text, update
 from sqlalchemy.orm import Session
 
 from app.db.models import AdaptationJobRow, AdaptedModelRow
@@ -55,12 +55,38 @@ def enqueue(session: Session, row: AdaptedModelRow, request: dict[str, Any]) -> 
 
 
 def queued_ids(session: Session, limit: int = 16) -> list[str]:
-    """Queued jobs, oldest first."""
-    return list(session.scalars(
-        select(AdaptationJobRow.adapted_model_id)
+    """Queued jobs in the order to claim them: round-robin across tenants. A job's turn is its
+    rank among its tenant's queued jobs (1 = oldest) plus the tenant's jobs already running;
+    among equal turns the tenant with fewer jobs pending (queued or running) goes first, then
+    the oldest job. One tenant's 50 jobs then hold back another tenant's one for at most the
+    job already running; within a tenant the order stays first-in, first-out."""
+    ranked = (
+        select(AdaptationJobRow.adapted_model_id, AdaptationJobRow.queued_at, AdaptedModelRow.tenant,
+               func.row_number().over(partition_by=AdaptedModelRow.tenant,
+                                      order_by=(AdaptationJobRow.queued_at,
+                                                AdaptationJobRow.adapted_model_id)).label("rank"))
         .join(AdaptedModelRow, AdaptedModelRow.id == AdaptationJobRow.adapted_model_id)
         .where(AdaptedModelRow.status == QUEUED)
-        .order_by(AdaptationJobRow.queued_at, AdaptationJobRow.adapted_model_id).limit(limit)))
+        .subquery())
+    per_tenant = (
+        select(AdaptedModelRow.tenant,
+               func.sum(case((AdaptedModelRow.status == RUNNING, 1), else_=0)).label("running"),
+               func.count().label("pending"))
+        .where(AdaptedModelRow.status.in_((QUEUED, RUNNING)))
+        .group_by(AdaptedModelRow.tenant)
+        .subquery())
+    return list(session.scalars(
+        select(ranked.c.adapted_model_id)
+        .join(per_tenant, per_tenant.c.tenant == ranked.c.tenant)
+        .order_by(ranked.c.rank + per_tenant.c.running, per_tenant.c.pending, ranked.c.queued_at,
+                  ranked.c.adapted_model_id)
+        .limit(limit)))
+
+
+def pending_jobs(session: Session, tenant: str) -> int:
+    """A tenant's jobs queued or running."""
+    return session.scalar(select(func.count()).select_from(AdaptedModelRow).where(
+        AdaptedModelRow.tenant == tenant, AdaptedModelRow.status.in_((QUEUED, RUNNING)))) or 0
 
 
 def claim(session: Session, adapted_model_id: str, worker: str, lease_seconds: float

@@ -32,9 +32,9 @@ def factory(database_url):
     engine.dispose()
 
 
-def enqueue_one(factory) -> str:
+def enqueue_one(factory, tenant: str = "t") -> str:
     created = now_utc()
-    row = AdaptedModelRow(id=uuid.uuid4().hex, tenant="t", meta_learner="m", meta_learner_version="1",
+    row = AdaptedModelRow(id=uuid.uuid4().hex, tenant=tenant, meta_learner="m", meta_learner_version="1",
                           meta_learner_weights_sha256="0" * 64, task_type="regression",
                           created_at=created, expires_at=created + timedelta(hours=1))
     with factory() as session:
@@ -131,3 +131,19 @@ def test_give_back_without_counting_the_attempt(factory):
         assert queue.give_back(session, ident, "w1", count_attempt=False)
     status, _, _, job = status_of(factory, ident)
     assert status == "queued" and job.attempts == 0 and job.worker is None
+
+
+def test_claims_go_round_robin_across_tenants(factory):
+    """Tenant a queues five jobs, then b two and c one: the claim order interleaves tenants
+    (oldest first within each; among equal turns the smaller backlog first), instead of a's
+    five first."""
+    a = [enqueue_one(factory, "a") for _ in range(5)]
+    time.sleep(0.01)
+    b = [enqueue_one(factory, "b") for _ in range(2)]
+    c = [enqueue_one(factory, "c")]
+    with factory() as session:
+        assert queue.queued_ids(session) == [c[0], b[0], a[0], b[1], a[1], a[2], a[3], a[4]]
+        assert queue.claim(session, a[0], "w", 30) is not None
+    with factory() as session:  # a has a job running: b and c go first, then turns alternate
+        assert queue.queued_ids(session)[:4] == [c[0], b[0], b[1], a[1]]
+        assert queue.pending_jobs(session, "a") == 5 and queue.pending_jobs(session, "c") == 1

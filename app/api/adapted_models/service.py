@@ -32,6 +32,7 @@ from app.core.problems import (
     QuotaExceeded,
     RevisionConflict,
     StateMissing,
+    TooManyPendingJobs,
 )
 from app.core.tracing import current_context_carrier, tracer
 from app.db.models import MAX_IDEMPOTENCY_KEY, AdaptedModelRow, IdempotencyRow
@@ -39,7 +40,7 @@ from app.db.tenant_usage import claim_model_row
 from app.engine.engine import ServingEngine
 from app.engine.types import Served
 from app.jobs.adaptation import job_request
-from app.jobs.queue import READY, enqueue
+from app.jobs.queue import READY, enqueue, pending_jobs
 from app.jobs.runner import JobRunner
 from app.lifecycle import delete_rows, now_utc, release
 
@@ -160,6 +161,12 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
             undo()
             raise
     if asynchronous:
+        cap = settings.max_pending_jobs_per_tenant
+        if cap and pending_jobs(session, tenant) >= cap:  # under the tenant's counter lock
+            undo()
+            raise TooManyPendingJobs(f"this tenant already has {cap} adaptation jobs queued or "
+                                     "running (METASERVE_MAX_PENDING_JOBS_PER_TENANT); retry when "
+                                     "one is done", retry_after=2)
         enqueue(session, row, request)
     else:
         insert_ready(session, row)
