@@ -85,7 +85,7 @@ def run(tasks, pixels, backbone, modes, device: str, desc: str) -> dict[str, lis
         xs = torch.from_numpy(np.stack([pixels[p] for p in sx])).to(device)
         xq = torch.from_numpy(np.stack([pixels[p] for p in qx])).to(device)
         ys, yq = torch.tensor(sy, device=device), torch.tensor(qy, device=device)
-        zs, zq = backbone.embed(xs, batch_size=64), backbone.embed(xq, batch_size=64)
+        zs, zq = backbone.embed(xs).to(device), backbone.embed(xq).to(device)
         for name, learner in modes.items():
             if isinstance(learner, ProtoNetBackboneFineTune):
                 state = learner.adapt(xs, ys, 5)
@@ -117,8 +117,7 @@ def main() -> None:
     every = [p for v in files.values() for p in v]
     with ProcessPoolExecutor() as pool:
         pixels = dict(zip(every, pool.map(pixels_of, every, chunksize=16), strict=True))
-    backbone = load_image_backbone(BACKBONE)
-    backbone.network.to(args.device)
+    backbone = load_image_backbone(BACKBONE).on(args.device)
     grid = [(int(s), float(lr)) for s, lr in (c.split(":") for c in args.grid.split(","))]
     report = {"date": time.strftime("%Y-%m-%d"), "device": args.device,
               "hardware": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else platform.machine(),

@@ -53,7 +53,7 @@ def build_engine(settings: Settings, metrics: Metrics,
         BatchingPolicy(settings.batching, settings.max_batch, settings.max_wait_ms),
         artifact_grace_seconds=settings.orphan_grace_seconds,
         input_limits=InputLimits(settings.max_image_bytes, settings.max_image_pixels,
-                                 settings.embedding_cache_bytes),
+                                 settings.embedding_cache_bytes, str(device)),
         predict_executor=predict_executor,
         admission=TenantAdmission(settings.max_adaptations_per_tenant),
         max_response_bytes=settings.max_response_bytes, device=device)

@@ -42,6 +42,7 @@ class InputLimits:
     max_image_bytes: int = 4 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
     embedding_cache_bytes: int = 64 * 1024 * 1024  # photo embeddings kept per process
+    device: str = "cpu"  # where encoders that decoding runs (the photo backbone) compute
 
 
 class InputCodec(ABC):
@@ -241,7 +242,7 @@ class PhotoCodec(InputCodec):
             raise InputError(f"{field}: at least one input is required")
         if self.cache.max_bytes != limits.embedding_cache_bytes:
             self.cache = EmbeddingCache(limits.embedding_cache_bytes)
-        backbone = load_image_backbone(spec["backbone"])
+        backbone = load_image_backbone(spec["backbone"]).on(limits.device)
         out: list[Tensor | None] = [None] * len(inputs)
         pending: dict[Any, tuple[np.ndarray, list[int]]] = {}  # key -> (pixels, rows)
         for i, item in enumerate(inputs):

@@ -96,4 +96,4 @@ class ProtoNet(MetaLearner):
         with torch.no_grad():
             z = self.embed(self.frozen(), x)
             state = {k: v.contiguous() for k, v in self.prototypes_of(z, y, ways).items()}
-            return state, self.logits(z, state["prototypes"], state["counts"])
+            return state, self.logits(z, state["prototypes"], state.get("counts"))
