@@ -1,9 +1,10 @@
 """Photo meta-learners over HTTP: adaptation of 5 classes x 5 photos and prediction of 1 and 16
 photos (photo-protonet, p50/p99), every photo a new 640x480 JPEG (nothing served from the
-embedding cache), the phases of one photo inside the process (decode + resize, backbone), and
-the server's resident memory with everything loaded.
+embedding cache), a photo-finetune job of 5 x 5 photos from POST to ready, the phases of one
+photo inside the process (decode + resize, backbone), and the server's resident memory with
+everything loaded.
 
-    python -m benchmarks.photo_latency [--requests 20] [--photos DIR]
+    python -m benchmarks.photo_latency [--requests 20] [--jobs 3] [--photos DIR]
 
 Photos are DTD-10 textures (``METASERVE_IMAGES_DIR``/dtd10, resized to 640x480 and re-encoded
 as JPEG quality 90 with a different crop for every request); writes
@@ -84,6 +85,7 @@ def in_process_phases(photos: Photos, n: int = 30) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=20)
+    parser.add_argument("--jobs", type=int, default=3, help="photo-finetune jobs timed")
     parser.add_argument("--photos", type=Path, default=None, help="default: METASERVE_IMAGES_DIR/dtd10")
     args = parser.parse_args()
     photos = Photos(args.photos or images_dir() / "dtd10")
@@ -111,6 +113,18 @@ def main() -> None:
                 one_ms.append((t1 - t0) * 1000)
                 sixteen_ms.append((t2 - t1) * 1000)
                 ids.append(ident)
+        job_s, job_compute_ms = [], []
+        for _ in range(args.jobs):
+            t0 = time.perf_counter()
+            r = client.post("/v1/adapted-models",
+                            json={"meta_learner": "photo-finetune", "support": photos.task()})
+            r.raise_for_status()
+            while (body := client.get(f"/v1/adapted-models/{r.json()['id']}").json())["status"] not in (
+                    "ready", "failed"):
+                time.sleep(0.05)
+            assert body["status"] == "ready", body
+            job_s.append(time.perf_counter() - t0)
+            job_compute_ms.append(body["adaptation"]["duration_ms"])
         rss = rss_mb(bench.proc.pid)
     result = {
         "date": time.strftime("%Y-%m-%d"),
@@ -122,6 +136,8 @@ def main() -> None:
         "adapt_5x5_compute_after_decoding": percentiles(compute_ms),
         "predict_1": percentiles(one_ms),
         "predict_16": percentiles(sixteen_ms),
+        "finetune_job_5x5_post_to_ready_s": [round(v, 2) for v in job_s],
+        "finetune_job_5x5_compute_ms": job_compute_ms,
         "server_rss_mb_after": round(rss, 1),
         "in_process": in_process_phases(photos),
     }
