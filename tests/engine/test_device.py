@@ -110,7 +110,12 @@ def test_every_learner_adapts_and_predicts_on_the_gpu_as_on_the_cpu(ref):
     assert set(got) == set(want)
     for key in want:
         assert got[key].is_cuda
-        torch.testing.assert_close(got[key].cpu(), want[key], rtol=2e-3, atol=2e-3)
+        if cpu.learner.batchable:
+            torch.testing.assert_close(got[key].cpu(), want[key], rtol=2e-3, atol=2e-3)
+        # per-task Adam (the fine-tuning learners) normalises near-zero gradients into steps of
+        # the full learning rate whose sign rounding decides: photo-finetune's states after 10
+        # steps differ by up to 0.04 between an H200 and the CPU while the probabilities served
+        # differ by 3e-6 with the same argmax (2026-12-04). What a client is served is compared.
     # what a client is served: probabilities (classification) or values (regression). cuDNN's
     # float32 convolutions round differently from the CPU's; ten inner steps amplify that to
     # about 0.5% of ANIL's logits, well inside these tolerances once turned into probabilities
