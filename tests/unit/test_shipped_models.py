@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from app.meta.checkpoint import file_sha256, load_meta_learner
-from app.meta.config import omniglot_dir
+from app.meta.config import cache_dir, images_dir, omniglot_dir
 from app.meta.reports import evaluate_command
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -100,3 +100,31 @@ def test_more_shots_never_hurt_the_served_version(name):
         sampler, _ = test_sampler("omniglot", 5, shots, 5)
         accuracy[shots] = evaluate_tasks(learner, sampler, 24, seed=11, progress=False)["mean"]
     assert accuracy[5] >= accuracy[1], accuracy
+
+
+@pytest.mark.data
+@pytest.mark.slow
+@pytest.mark.skipif(not (images_dir() / "dtd10").is_dir(), reason="DTD-10 photos not present")
+def test_more_photos_never_hurt_photo_protonet_on_paired_tasks(tmp_path):
+    """photo-protonet on five DTD-10 classes: 5-shot accuracy >= 1-shot accuracy on the same
+    queries, the 1-shot support being the first photo of each 5-shot class (40 tasks)."""
+    import torch
+
+    from app.meta.tasks.photos import class_pools, embed_folder, scan_photo_folder
+
+    learner, _ = load_meta_learner(MODELS / "photo-protonet")
+    keep = {"banded", "blotchy", "braided", "bubbly", "bumpy"}
+    others = {p.name for p in (images_dir() / "dtd10").iterdir()} - keep
+    folder = scan_photo_folder(images_dir() / "dtd10", skip=others)
+    pools = list(class_pools(embed_folder(folder, "efficientnet-lite0", cache_dir())).values())
+    gen = torch.Generator().manual_seed(3)
+    correct = {1: 0, 5: 0}
+    for _ in range(40):
+        picks = [pool[torch.randperm(pool.shape[0], generator=gen)[:20]] for pool in pools]
+        queries = torch.cat([p[5:] for p in picks])
+        truth = torch.arange(5).repeat_interleave(15)
+        for shots in (1, 5):
+            support = torch.cat([p[:shots] for p in picks])
+            state = learner.adapt(support, torch.arange(5).repeat_interleave(shots), 5)
+            correct[shots] += int((learner.predict(state, queries).argmax(-1) == truth).sum())
+    assert correct[5] >= correct[1], correct
