@@ -254,11 +254,12 @@ class PhotoCodec(InputCodec):
                 continue
             data = image_bytes(item, where, limits)
             key = self.cache.key(backbone.spec.name, data)
+            if key in pending:  # the same photo twice in one request: embedded once
+                pending[key][1].append(i)
+                continue
             cached = self.cache.get(key)
             if cached is not None:
                 out[i] = cached
-            elif key in pending:
-                pending[key][1].append(i)
             else:
                 try:
                     pixels = preprocess_photo(data, backbone.image_size, limits.max_image_pixels)

@@ -82,3 +82,23 @@ def test_embedding_cache_is_bounded_by_bytes():
     off = EmbeddingCache(max_bytes=0)
     off.put(keys[0], torch.zeros(1280))
     assert len(off) == 0
+
+
+def test_the_photo_codec_embeds_the_same_bytes_once():
+    import base64
+
+    from app.meta.codecs import InputLimits, PhotoCodec
+
+    codec = PhotoCodec()
+    spec = {"kind": "image", "codec": "photo", "backbone": "efficientnet-lite0", "shape": [3, 224, 224]}
+    photo = base64.b64encode(CAT.read_bytes()).decode()
+    other = base64.b64encode((CAT.parent / "coffee-1.jpg").read_bytes()).decode()
+    limits = InputLimits()
+    first = codec.decode([photo, other, photo], spec, "inputs", limits)  # the repeat within a request too
+    assert codec.cache.misses == 2 and len(codec.cache) == 2
+    again = codec.decode([other, photo], spec, "inputs", limits)
+    assert codec.cache.hits == 2 and codec.cache.misses == 2
+    assert torch.equal(first[0], first[2]) and torch.equal(again[1], first[0]) and torch.equal(again[0], first[1])
+    off = PhotoCodec()
+    off.decode([photo], spec, "inputs", InputLimits(embedding_cache_bytes=0))
+    assert len(off.cache) == 0
