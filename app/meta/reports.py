@@ -87,7 +87,11 @@ def evaluate_photo_protocol(learner, manifest: dict, photos: Path, classes: list
     embed_folder(folder, manifest["input"]["backbone"], cache_dir(), progress=True)
     pools = class_pools(folder, classes)
     too_few = {label: int(p.shape[0]) for label, p in pools.items() if p.shape[0] < shots + queries}
-    sampler = EmbeddingEpisodes(list(pools.values()), ways, shots, queries, what="classes")
+    try:
+        sampler = EmbeddingEpisodes(list(pools.values()), ways, shots, queries, what="classes")
+    except ValueError as exc:
+        raise SystemExit(f"{photos}: {exc} (shots + queries photos per class, --ways classes; "
+                         f"photos per class: {dict(sorted(folder.counts().items()))})") from None
     result = evaluate_with_calibration(learner, sampler, tasks, seed)
     result.update(classes=sorted(pools), skipped_classes=too_few,
                   unreadable=[f"{path}: {why}" for path, why in folder.unreadable])

@@ -99,3 +99,29 @@ def test_db_reconcile_usage_recounts_and_says_to_migrate_first(tmp_path):
     assert "tenant t: no counter -> 1" in r.stdout and "reconciled: 1 counter(s) changed" in r.stdout
     r = metaserve("db", "reconcile-usage", env=env)
     assert r.returncode == 0 and "reconciled: 0 counter(s) changed" in r.stdout
+
+
+def test_evaluate_on_a_folder_of_photos_lists_what_it_could_not_read(tmp_path, monkeypatch, capsys):
+    import shutil
+
+    from app.cli import main
+
+    photos = tmp_path / "photos"
+    for label in ("cat", "coffee"):
+        (photos / label).mkdir(parents=True)
+        for i in (1, 2, 3):
+            shutil.copy(REPO / "examples" / "photos" / f"{label}-{i}.jpg", photos / label)
+    (photos / "cat" / "broken.jpg").write_bytes(b"not a photo")
+    monkeypatch.setenv("METASERVE_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "reports"
+    main(["evaluate", str(REPO / "models" / "photo-protonet"), "--photos", str(photos), "--ways", "2",
+          "--shots", "1", "--queries", "2", "--tasks", "8", "--out", str(out)])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["protocol"] == "photos-2-way-1-shot" and row["tasks"] == 8 and 0 <= row["ece"] <= 1
+    report = json.loads((out / "evaluations" / "photos-2-way-1-shot.json").read_text())
+    assert report["result"]["classes"] == ["cat", "coffee"]
+    assert report["result"]["unreadable"] == [
+        "cat/broken.jpg: not a JPEG, PNG or WebP image (UnidentifiedImageError)"]
+    assert (out / "evaluation.png").is_file()
+    with pytest.raises(SystemExit, match="photos per class: {'cat': 3, 'coffee': 3}"):
+        main(["evaluate", str(REPO / "models" / "photo-protonet"), "--photos", str(photos), "--out", str(out)])
