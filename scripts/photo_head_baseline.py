@@ -5,7 +5,7 @@ L2-normalised embeddings, initialised as the prototype classifier (w_k = 2 c_k, 
 so that step 0 *is* ProtoNet) and trained for a few gradient steps on the support set's
 cross-entropy. For each DTD-10 fold the steps and learning rate are chosen on tasks of the other
 five classes; the chosen head and the prototypes are then scored on the same 600 tasks of the
-fold's classes (paired). Writes ``reports/photos/head-baseline.json``.
+fold's classes (paired). Writes ``reports/photos/head-baseline.json`` and its plot.
 
     python scripts/photo_head_baseline.py [--photos DIR] [--tasks 600]
 """
@@ -86,6 +86,13 @@ def main() -> None:
     out = Path("reports/photos/head-baseline.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
+    from app.meta.plots import results_table
+
+    rows = [{"protocol": f"fold {name} {shots} {mode}", "metric": "accuracy", **result[mode]}
+            for name, fold in report["folds"].items() for shots, result in fold["test"].items()
+            for mode in ("prototypes", "head")]
+    results_table(rows, out.with_suffix(".png"),
+                  f"DTD-10 5-way, frozen Lite0: prototypes vs head ({report['date']})")
 
 
 if __name__ == "__main__":
