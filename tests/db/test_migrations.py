@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 from sqlalchemy import create_engine, text
 
 from app.db.migrate import upgrade
+from tests.conftest import REPO
 
 ROW = ("INSERT INTO adapted_models (id, tenant, meta_learner, meta_learner_version, task_type, "
        "labels, artifact_sha256, artifact_bytes, adaptation, created_at, expires_at) VALUES "
@@ -113,3 +115,32 @@ def test_0010_counts_each_tenants_rows(database_url):
         counts = dict(conn.execute(text("SELECT tenant, models FROM tenant_usage")).all())
     engine.dispose()
     assert counts == {"alpha": 2, "beta": 1}
+
+
+def test_migrations_are_found_outside_the_source_tree(tmp_path, monkeypatch):
+    """An installed (non-editable) package has no alembic/ two levels above it: the migrations
+    come from METASERVE_MIGRATIONS_DIR, else the current directory, else a clear refusal (it
+    once loaded the alembic *library's* folder and failed with an ImportError)."""
+    import shutil
+
+    from app.db import migrate
+
+    installed = tmp_path / "site-packages" / "app" / "db"
+    installed.mkdir(parents=True)
+    monkeypatch.setattr(migrate, "__file__", str(installed / "migrate.py"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("METASERVE_MIGRATIONS_DIR", raising=False)
+    with pytest.raises(migrate.MigrationsNotFound, match="set METASERVE_MIGRATIONS_DIR"):
+        migrate.migrations_root()
+    release = tmp_path / "release"
+    release.mkdir()
+    shutil.copy(REPO / "alembic.ini", release)
+    shutil.copytree(REPO / "alembic", release / "alembic")
+    monkeypatch.setenv("METASERVE_MIGRATIONS_DIR", str(release))
+    assert migrate.migrations_root() == release
+    migrate.upgrade(f"sqlite:///{tmp_path / 'a.db'}")
+    monkeypatch.delenv("METASERVE_MIGRATIONS_DIR")
+    monkeypatch.chdir(release)  # the container's WORKDIR
+    assert migrate.migrations_root() == release
