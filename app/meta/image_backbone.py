@@ -17,13 +17,14 @@ from __future__ import annotations
 import hashlib
 import importlib
 import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+
+from app.bytes_lru import BytesLRU
 
 
 class BackboneUnavailable(Exception):
@@ -168,44 +169,13 @@ def load_image_backbone(name: str) -> ImageBackbone:
         return _loaded[name]
 
 
-class EmbeddingCache:
+class EmbeddingCache(BytesLRU[Tensor]):
     """Embeddings of photo bytes already seen, keyed by (backbone, sha256 of the bytes),
     least recently used dropped first once ``max_bytes`` of embeddings are held."""
 
     def __init__(self, max_bytes: int) -> None:
-        self.max_bytes = max_bytes
-        self._items: OrderedDict[tuple[str, str], Tensor] = OrderedDict()
-        self._bytes = 0
-        self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        super().__init__(max_bytes, lambda value: value.numel() * value.element_size())
 
     @staticmethod
     def key(backbone: str, data: bytes) -> tuple[str, str]:
         return backbone, hashlib.sha256(data).hexdigest()
-
-    def get(self, key: tuple[str, str]) -> Tensor | None:
-        with self._lock:
-            value = self._items.get(key)
-            if value is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
-            return value
-
-    def put(self, key: tuple[str, str], value: Tensor) -> None:
-        size = value.numel() * value.element_size()
-        if size > self.max_bytes:
-            return
-        with self._lock:
-            old = self._items.pop(key, None)
-            if old is not None:
-                self._bytes -= old.numel() * old.element_size()
-            self._items[key] = value
-            self._bytes += size
-            while self._bytes > self.max_bytes:
-                _, dropped = self._items.popitem(last=False)
-                self._bytes -= dropped.numel() * dropped.element_size()
-
-    def __len__(self) -> int:
-        return len(self._items)
