@@ -15,7 +15,6 @@ The embedding of a photo is the backbone's ``extract_features`` map, average-poo
 from __future__ import annotations
 
 import hashlib
-import importlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from app.bytes_lru import BytesLRU
+from app.meta.packaged_weights import package_file
 
 
 class BackboneUnavailable(Exception):
@@ -65,12 +65,7 @@ def backbone_spec(name: str) -> ImageBackboneSpec:
 
 
 def weights_path(spec: ImageBackboneSpec) -> Path:
-    try:
-        module = importlib.import_module(spec.package)
-    except ImportError as exc:
-        raise BackboneUnavailable(f"image backbone {spec.name}: the package {spec.package!r} is not "
-                                  "installed") from exc
-    return Path(module.__file__).resolve().parent / spec.weights
+    return package_file(spec.package, spec.weights, f"image backbone {spec.name}", BackboneUnavailable)
 
 
 def _checked_bytes(spec: ImageBackboneSpec) -> bytes:

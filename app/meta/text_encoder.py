@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
+from app.meta.packaged_weights import package_file
+
 
 class EncoderUnavailable(Exception):
     """The encoder's package is missing or its weights do not match the pinned sha256."""
@@ -57,12 +59,7 @@ class SentenceEncoder:
 
 
 def package_weights(spec: EncoderSpec) -> Path:
-    try:
-        module = importlib.import_module(spec.package)
-    except ImportError as exc:
-        raise EncoderUnavailable(f"encoder {spec.name}: the package {spec.package!r} is not "
-                                 "installed") from exc
-    return Path(module.__file__).resolve().parent / spec.weights
+    return package_file(spec.package, spec.weights, f"encoder {spec.name}", EncoderUnavailable)
 
 
 _verified: dict[tuple[str, str, str], float] = {}  # (name, path, sha) -> mtime checked
