@@ -34,7 +34,7 @@ from torch.func import functional_call
 
 from app.meta.algorithms.base import AdaptOptions
 from app.meta.algorithms.protonet import ProtoNet
-from app.meta.algorithms.protonet_finetune import prototypes, squared_distances, support_seed
+from app.meta.algorithms.protonet_finetune import prototype_loss, support_seed
 from app.meta.types import AdaptedState
 
 
@@ -163,9 +163,9 @@ class ProtoNetBackboneFineTune(ProtoNet):
                 batch = torch.cat([versions[s_rows, torch.cat(s_version)], versions[q_rows, torch.cat(q_version)]])
                 with torch.enable_grad():
                     z = self.embed_pixels(trainable, batch)
-                    protos = prototypes(z[: s_rows.numel()], labels[s_rows].to(z.device), ways)
-                    logits = -squared_distances(z[s_rows.numel():], protos) / temperature
-                    loss = F.cross_entropy(logits, torch.cat(q_y).to(z.device))
+                    n = s_rows.numel()
+                    loss = prototype_loss(z[:n], labels[s_rows].to(z.device), z[n:],
+                                          torch.cat(q_y).to(z.device), ways, temperature)
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                 optimiser.step()

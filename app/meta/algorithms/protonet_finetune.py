@@ -43,6 +43,13 @@ def squared_distances(z: Tensor, protos: Tensor) -> Tensor:
     return (z * z).sum(-1, keepdim=True) - 2 * z @ protos.T + (protos * protos).sum(-1)
 
 
+def prototype_loss(z_support: Tensor, y_support: Tensor, z_query: Tensor, y_query: Tensor, ways: int,
+                   temperature: float) -> Tensor:
+    """Cross-entropy of the queries against the support's prototypes (a pseudo-episode's loss)."""
+    logits = -squared_distances(z_query, prototypes(z_support, y_support, ways)) / temperature
+    return F.cross_entropy(logits, y_query)
+
+
 class ProtoNetFineTune(ProtoNet):
     """ProtoNet whose adaptation fine-tunes the embedding on the support set (slow: served
     as an asynchronous job). Not meta-trained itself: it starts from a ProtoNet checkpoint."""
@@ -84,9 +91,7 @@ class ProtoNetFineTune(ProtoNet):
                 s_rows, q_rows = torch.cat(support_rows), torch.cat(query_rows)
                 with torch.enable_grad():
                     z = self.embed(encoder, x)
-                    protos = prototypes(z[s_rows], y[s_rows], ways)
-                    logits = -squared_distances(z[q_rows], protos) / temperature
-                    loss = F.cross_entropy(logits, torch.cat(query_y))
+                    loss = prototype_loss(z[s_rows], y[s_rows], z[q_rows], torch.cat(query_y), ways, temperature)
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                 optimiser.step()
