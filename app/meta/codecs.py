@@ -224,6 +224,11 @@ class PhotoCodec(InputCodec):
         backbone.embed(torch.zeros(1, 3, backbone.image_size, backbone.image_size))
 
     def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> np.ndarray:
+        """One photo -> its preprocessed pixels ``[3, S, S]``."""
+        if isinstance(item, str):
+            return self.preprocess(image_bytes(item, where, limits), spec, where, limits)
+        if item is None or isinstance(item, int | float):  # bool is an int
+            raise InputError(f"{where}: expected a base64 JPEG/PNG/WebP string")
         shape = tuple(spec["shape"])
         arr = as_array(item, where)
         if arr.shape != shape:
@@ -234,9 +239,20 @@ class PhotoCodec(InputCodec):
                              "itself as base64 to have it preprocessed)")
         return arr.astype(np.float32)
 
+    @staticmethod
+    def preprocess(data: bytes, spec: dict[str, Any], where: str, limits: InputLimits) -> np.ndarray:
+        """Photo bytes -> pixels ``[3, S, S]`` (S from the spec's shape), refusals named ``where``."""
+        from app.meta.photo_preprocess import PhotoError, PhotoTooLarge, preprocess_photo
+
+        try:
+            return preprocess_photo(data, int(spec["shape"][-1]), limits.max_image_pixels)
+        except PhotoTooLarge as exc:
+            raise InputLimitExceeded(f"{where}: {exc}") from exc
+        except PhotoError as exc:
+            raise InputError(f"{where}: {exc}") from exc
+
     def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
         from app.meta.image_backbone import EmbeddingCache, load_image_backbone
-        from app.meta.photo_preprocess import PhotoError, PhotoTooLarge, preprocess_photo
 
         if not inputs:
             raise InputError(f"{field}: at least one input is required")
@@ -247,8 +263,6 @@ class PhotoCodec(InputCodec):
         pending: dict[Any, tuple[np.ndarray, list[int]]] = {}  # key -> (pixels, rows)
         for i, item in enumerate(inputs):
             where = f"{field}[{i}]"
-            if isinstance(item, bool) or isinstance(item, int | float) or item is None:
-                raise InputError(f"{where}: expected a base64 JPEG/PNG/WebP string")
             if not isinstance(item, str):
                 pending[("pixels", i)] = (self.decode_one(item, spec, where, limits), [i])
                 continue
@@ -261,13 +275,7 @@ class PhotoCodec(InputCodec):
             if cached is not None:
                 out[i] = cached
             else:
-                try:
-                    pixels = preprocess_photo(data, backbone.image_size, limits.max_image_pixels)
-                except PhotoTooLarge as exc:
-                    raise InputLimitExceeded(f"{where}: {exc}") from exc
-                except PhotoError as exc:
-                    raise InputError(f"{where}: {exc}") from exc
-                pending[key] = (pixels, [i])
+                pending[key] = (self.preprocess(data, spec, where, limits), [i])
         if pending:
             keys = list(pending)
             embedded = backbone.embed(torch.from_numpy(np.stack([pending[k][0] for k in keys])))
@@ -293,27 +301,9 @@ class PhotoPixelCodec(PhotoCodec):
         """Nothing to embed: the learner loads the backbone it fine-tunes."""
 
     def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
-        from app.meta.image_backbone import backbone_spec
-        from app.meta.photo_preprocess import PhotoError, PhotoTooLarge, preprocess_photo
-
         if not inputs:
             raise InputError(f"{field}: at least one input is required")
-        size = backbone_spec(spec["backbone"]).image_size
-        rows = []
-        for i, item in enumerate(inputs):
-            where = f"{field}[{i}]"
-            if isinstance(item, bool) or isinstance(item, int | float) or item is None:
-                raise InputError(f"{where}: expected a base64 JPEG/PNG/WebP string")
-            if not isinstance(item, str):
-                rows.append(self.decode_one(item, spec, where, limits))
-                continue
-            data = image_bytes(item, where, limits)
-            try:
-                rows.append(preprocess_photo(data, size, limits.max_image_pixels))
-            except PhotoTooLarge as exc:
-                raise InputLimitExceeded(f"{where}: {exc}") from exc
-            except PhotoError as exc:
-                raise InputError(f"{where}: {exc}") from exc
+        rows = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
 
