@@ -123,5 +123,10 @@ def test_evaluate_on_a_folder_of_photos_lists_what_it_could_not_read(tmp_path, m
     assert report["result"]["unreadable"] == [
         "cat/broken.jpg: not a JPEG, PNG or WebP image (UnidentifiedImageError)"]
     assert (out / "evaluation.png").is_file()
+    main(["evaluate", str(REPO / "models" / "photo-protonet"), "--photos", str(photos), "--ways", "2",
+          "--shots", "1", "--queries", "2", "--tasks", "8", "--out", str(out)])  # embeddings from the cache
+    again = json.loads((out / "evaluations" / "photos-2-way-1-shot.json").read_text())
+    assert again["result"]["unreadable"] == report["result"]["unreadable"]
+    assert again["result"]["mean"] == report["result"]["mean"]
     with pytest.raises(SystemExit, match="photos per class: {'cat': 3, 'coffee': 3}"):
         main(["evaluate", str(REPO / "models" / "photo-protonet"), "--photos", str(photos), "--out", str(out)])

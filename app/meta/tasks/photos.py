@@ -14,16 +14,18 @@ of the same layout works (``metaserve evaluate --photos DIR``).
 from __future__ import annotations
 
 import hashlib
+import json
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 from tqdm import tqdm
 
 from app.meta.image_backbone import load_image_backbone
 from app.meta.photo_preprocess import PhotoError, PhotoTooLarge, preprocess_photo
+from app.meta.tasks.tensor_cache import cached_tensors
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 DEFAULT_MAX_PIXELS = 4096 * 4096
@@ -45,10 +47,7 @@ class PhotoFolder:
         return sorted(set(self.labels))
 
     def counts(self) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for label in self.labels:
-            out[label] = out.get(label, 0) + 1
-        return out
+        return dict(Counter(self.labels))
 
 
 def scan_photo_folder(root: Path, skip: set[str] | frozenset[str] = frozenset()) -> PhotoFolder:
@@ -77,36 +76,29 @@ def embed_folder(folder: PhotoFolder, backbone: str, cache_dir: Path | None,
     """Fill ``folder.embeddings`` (from the cache when the data and backbone are the same);
     unreadable photos are dropped from the folder and listed in ``folder.unreadable``.
     ``flip``: embed the mirrored photos instead (an augmentation for training)."""
-    cache = None
-    if cache_dir is not None:
-        key = hashlib.sha256(f"{backbone}|{folder.sha256}|flip={flip}".encode()).hexdigest()[:24]
-        cache = Path(cache_dir) / f"photos-{key}.safetensors"
-        if cache.is_file():
-            stored = load_file(str(cache))
-            keep = stored["keep"].tolist()
-            _keep_rows(folder, keep)
-            folder.embeddings = stored["embeddings"]
-            return folder
-    net = load_image_backbone(backbone)
-    rows, keep = [], []
-    for i, path in enumerate(tqdm(folder.files, desc=f"embedding {folder.root.name}", disable=not progress,
-                                  mininterval=2.0)):
-        try:
-            pixels = torch.from_numpy(preprocess_photo(path.read_bytes(), net.image_size, DEFAULT_MAX_PIXELS))
-        except (PhotoError, PhotoTooLarge, OSError) as exc:
-            folder.unreadable.append((str(path.relative_to(folder.root)), str(exc)))
-            continue
-        if flip:
-            pixels = pixels.flip(-1)
-        rows.append(pixels)
-        keep.append(i)
-        if len(rows) == 32:
-            _flush(net, rows, folder)
-    _flush(net, rows, folder)
-    _keep_rows(folder, keep)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"embeddings": folder.embeddings.contiguous(), "keep": torch.tensor(keep)}, str(cache))
+
+    def compute():
+        net = load_image_backbone(backbone)
+        rows, keep, unreadable = [], [], []
+        for i, path in enumerate(tqdm(folder.files, desc=f"embedding {folder.root.name}", disable=not progress,
+                                      mininterval=2.0)):
+            try:
+                pixels = torch.from_numpy(preprocess_photo(path.read_bytes(), net.image_size, DEFAULT_MAX_PIXELS))
+            except (PhotoError, PhotoTooLarge, OSError) as exc:
+                unreadable.append([str(path.relative_to(folder.root)), str(exc)])
+                continue
+            rows.append(pixels.flip(-1) if flip else pixels)
+            keep.append(i)
+        embeddings = torch.cat([net.embed(torch.stack(rows[s:s + 32])) for s in range(0, len(rows), 32)]
+                               or [torch.zeros(0, net.spec.dim)])
+        return {"embeddings": embeddings, "keep": torch.tensor(keep)}, {"unreadable": json.dumps(unreadable)}
+
+    tensors, metadata = cached_tensors(cache_dir, "photos", f"{backbone}|{folder.sha256}|flip={flip}", compute)
+    keep = tensors["keep"].tolist()
+    folder.files = [folder.files[i] for i in keep]
+    folder.labels = [folder.labels[i] for i in keep]
+    folder.unreadable = [tuple(item) for item in json.loads(metadata.get("unreadable", "[]"))]
+    folder.embeddings = tensors["embeddings"]
     return folder
 
 
@@ -119,38 +111,19 @@ def embed_views(folder: PhotoFolder, backbone: str, views: int, seed: int, cache
 
     from app.meta.photo_preprocess import augmented_view, decode_photo
 
-    cache = None
-    if cache_dir is not None:
-        key = hashlib.sha256(f"{backbone}|{folder.sha256}|{len(folder.files)}|views={views}|seed={seed}"
-                             .encode()).hexdigest()[:24]
-        cache = Path(cache_dir) / f"photo-views-{key}.safetensors"
-        if cache.is_file():
-            return load_file(str(cache))["views"]
-    net = load_image_backbone(backbone)
-    rng = np.random.default_rng(seed)
-    out = []
-    for path in tqdm(folder.files, desc=f"augmented views of {folder.root.name}", disable=not progress,
-                     mininterval=2.0):
-        image = decode_photo(path.read_bytes(), net.image_size, DEFAULT_MAX_PIXELS)
-        pixels = torch.from_numpy(np.stack([augmented_view(image, net.image_size, rng) for _ in range(views)]))
-        out.append(net.embed(pixels))
-    result = torch.stack(out)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"views": result.contiguous()}, str(cache))
-    return result
+    def compute():
+        net = load_image_backbone(backbone)
+        rng = np.random.default_rng(seed)
+        out = []
+        for path in tqdm(folder.files, desc=f"augmented views of {folder.root.name}", disable=not progress,
+                         mininterval=2.0):
+            image = decode_photo(path.read_bytes(), net.image_size, DEFAULT_MAX_PIXELS)
+            pixels = np.stack([augmented_view(image, net.image_size, rng) for _ in range(views)])
+            out.append(net.embed(torch.from_numpy(pixels)))
+        return {"views": torch.stack(out)}, {}
 
-
-def _flush(net, rows: list[Tensor], folder: PhotoFolder) -> None:
-    if rows:
-        out = net.embed(torch.stack(rows))
-        folder.embeddings = out if folder.embeddings is None else torch.cat([folder.embeddings, out])
-        rows.clear()
-
-
-def _keep_rows(folder: PhotoFolder, keep: list[int]) -> None:
-    folder.files = [folder.files[i] for i in keep]
-    folder.labels = [folder.labels[i] for i in keep]
+    key = f"{backbone}|{folder.sha256}|{len(folder.files)}|views={views}|seed={seed}"
+    return cached_tensors(cache_dir, "photo-views", key, compute)[0]["views"]
 
 
 def class_pools(folder: PhotoFolder, classes: list[str] | None = None) -> dict[str, Tensor]:

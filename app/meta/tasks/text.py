@@ -16,10 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
 from torch import Tensor
 
 from app.meta.tasks.episodes import EmbeddingEpisodes
+from app.meta.tasks.tensor_cache import cached_tensors
 
 
 @dataclass
@@ -75,17 +75,11 @@ def embed(split: TextSplit, encoder_name: str, cache_dir: Path | None) -> TextSp
     """Fill ``split.embeddings`` (from the cache when the data and encoder are the same)."""
     from app.meta.text_encoder import load_encoder
 
-    cache = None
-    if cache_dir is not None:
-        key = hashlib.sha256(f"{encoder_name}|{split.name}|{split.sha256}".encode()).hexdigest()[:24]
-        cache = Path(cache_dir) / f"text-{key}.safetensors"
-        if cache.is_file():
-            split.embeddings = load_file(str(cache))["embeddings"]
-            return split
-    split.embeddings = load_encoder(encoder_name).encode(split.sentences, batch_size=128)
-    if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        save_file({"embeddings": split.embeddings.contiguous()}, str(cache))
+    def compute():
+        return {"embeddings": load_encoder(encoder_name).encode(split.sentences, batch_size=128)}, {}
+
+    tensors, _ = cached_tensors(cache_dir, "text", f"{encoder_name}|{split.name}|{split.sha256}", compute)
+    split.embeddings = tensors["embeddings"]
     return split
 
 
