@@ -41,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-minutes", type=float, default=0.0, help="stop cleanly after this")
     tr.add_argument("--no-progress", action="store_true")
 
+    add_meta_train_parser(sub)
+
     ev = sub.add_parser("evaluate", help="evaluate a meta-learner folder on test tasks")
     ev.add_argument("model", type=Path, help="models/<name>/<version>, or models/<name> for the newest")
     ev.add_argument("--ways", type=int, default=5)
@@ -83,6 +85,46 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+META_TRAIN_CONTRACT = """Meta-train your own meta-learner from labelled data, starting from a served one.
+
+--data is a folder with one subfolder of photos per class (JPEG, PNG or WebP), or a .csv
+(header with the columns text and label) or .jsonl ({"text": ..., "label": ...} per line) file.
+Classes with fewer than --min-examples examples are reported and skipped; unreadable files or
+rows are listed, never fatal. Classes are split (seeded) into meta-training, validation (early
+stopping) and test classes (the evaluation against the base); the run checkpoints into --out
+and resumes when run again with the same arguments."""
+
+
+def add_meta_train_parser(sub) -> None:
+    mt = sub.add_parser("meta-train", help="meta-train your own meta-learner from a folder of photos per "
+                        "class or a text,label file (resumes; needs the train extra)",
+                        description=META_TRAIN_CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
+    mt.add_argument("--data", type=Path, required=True,
+                    help="a folder of class subfolders of photos, or a .csv / .jsonl file of text,label rows")
+    mt.add_argument("--base", required=True,
+                    help="the served meta-learner to start from: NAME, NAME@VERSION or its folder "
+                         "(photo-protonet for photos, text-protonet for text)")
+    mt.add_argument("--out", type=Path, required=True,
+                    help="the version folder to write, e.g. models/my-parts/1.0.0 (its checkpoint goes there)")
+    mt.add_argument("--max-minutes", type=float, default=0.0,
+                    help="stop meta-training after this many minutes and write the best so far (0: no limit)")
+    mt.add_argument("--val-classes", type=int, default=None,
+                    help="held-out classes for early stopping (default: a sixth of the classes, 2 to 5)")
+    mt.add_argument("--test-classes", type=int, default=None,
+                    help="held-out classes for the evaluation against the base (default: as --val-classes)")
+    mt.add_argument("--seed", type=int, default=0)
+    mt.add_argument("--name", default=None, help="default: the folder above --out when --out is named "
+                    "like a version, else the name of --out")
+    mt.add_argument("--version", default=None, help="default: the name of --out when it is a version, else 1.0.0")
+    mt.add_argument("--iterations", type=int, default=2000, help="at most this many meta-batches")
+    mt.add_argument("--min-examples", type=int, default=5, help="classes with fewer examples are skipped")
+    mt.add_argument("--eval-tasks", type=int, default=600, help="test episodes per shot setting")
+    mt.add_argument("--views", type=int, default=4, help="augmented views of each training photo")
+    mt.add_argument("--patience", type=int, default=8,
+                    help="stop after this many validations (every 25 meta-batches) without improvement")
+    mt.add_argument("--no-progress", action="store_true")
+
+
 def _names(text: str) -> list[str]:
     return [v.strip() for v in text.split(",") if v.strip()]
 
@@ -107,6 +149,10 @@ def main(argv: list[str] | None = None) -> int:
             args.config, args.out, args.device, args.max_minutes, not args.no_progress
         )
         print(json.dumps(manifest["training"]["best_validation"]))
+    elif args.command == "meta-train":
+        from metaserve_train.cli import meta_train_command
+
+        return meta_train_command(args)
     elif args.command == "evaluate":
         from app.meta.reports import evaluate_command
 
