@@ -167,6 +167,8 @@ def meta_train(options: MetaTrainOptions) -> dict[str, Any]:
     started = time.monotonic()
     out = Path(options.out)
     name, version = output_identity(options)
+    if Path(options.data).is_dir() and Path(options.out).resolve().is_relative_to(Path(options.data).resolve()):
+        raise MetaTrainError("--out must not be inside --data (its files would be read as photos)")
     base_folder = resolve_base(options.base, options.models_dir)
     try:
         learner, manifest, raw = load_version(base_folder)

@@ -27,21 +27,9 @@ from app.meta.config import TrainConfig  # noqa: E402
 from app.meta.evaluation import expected_calibration_error as ece  # noqa: E402
 from app.meta.samplers import photo_training_samplers  # noqa: E402
 from app.meta.tasks.episodes import EmbeddingEpisodes  # noqa: E402
+from metaserve_train.calibration import fit_shot_temperature  # noqa: E402
 
 SHOTS = (1, 2, 5, 10)
-
-
-def fit(raw: dict[int, tuple[torch.Tensor, torch.Tensor]]) -> tuple[float, float]:
-    """(T, s) minimising the summed NLL over the shot settings of logits / (T + s / k)."""
-    best = (float("inf"), 1.0, 0.0)
-    temperatures = torch.linspace(-3, 6, 91).exp().tolist()
-    slopes = [0.0] + torch.linspace(-3, 4, 57).exp().tolist()
-    for t in temperatures:
-        for s in slopes:
-            nll = sum(float(torch.nn.functional.cross_entropy(logits / (t + s / k), truth))
-                      for k, (logits, truth) in raw.items())
-            best = min(best, (nll, t, s))
-    return best[1], best[2]
 
 
 def main() -> None:
@@ -61,7 +49,7 @@ def main() -> None:
         logits = learner.predict_batch(learner.adapt_batch(batch.support_x, batch.support_y, batch.ways),
                                        batch.query_x).reshape(-1, batch.ways)
         raw[k] = (logits, batch.query_y.reshape(-1))
-    t, s = fit(raw)
+    t, s = fit_shot_temperature(raw)
     record = {
         "temperature": round(t, 6),
         "shot_temperature": round(s, 6),

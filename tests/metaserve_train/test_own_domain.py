@@ -116,7 +116,8 @@ def test_jsonl_rows(tmp_path, capsys, text_file):
         "no label", "not JSON", "not a JSON object"]
 
 
-@pytest.mark.parametrize("case", ["not-a-base", "wrong-kind", "too-few-classes", "missing", "bad-name"])
+@pytest.mark.parametrize("case", ["not-a-base", "wrong-kind", "too-few-classes", "missing", "bad-name",
+                                  "out-inside-data"])
 def test_refusals_name_the_problem(case, photo_folder, text_file, tmp_path, capsys):
     args = {
         "not-a-base": (photo_folder, str(REPO / "models" / "omniglot-protonet"), "cannot be a base"),
@@ -124,9 +125,11 @@ def test_refusals_name_the_problem(case, photo_folder, text_file, tmp_path, caps
         "too-few-classes": (photo_folder, PHOTO_BASE, "fewer than 2 to meta-train on"),
         "missing": (tmp_path / "nowhere", PHOTO_BASE, "does not exist"),
         "bad-name": (photo_folder, PHOTO_BASE, "lower-case letters"),
+        "out-inside-data": (photo_folder, PHOTO_BASE, "--out must not be inside --data"),
     }[case]
     extra = ["--val-classes", "4", "--test-classes", "3"] if case == "too-few-classes" else []
-    out = tmp_path / ("Bad_Name" if case == "bad-name" else "out")
+    out = {"bad-name": tmp_path / "Bad_Name", "out-inside-data": photo_folder / "class-1" / "own"}.get(
+        case, tmp_path / "out")
     code, _, err = run(capsys, "--data", str(args[0]), "--base", args[1], "--out", str(out), *QUICK, *extra)
     assert code == 2
     assert args[2] in err
@@ -192,3 +195,14 @@ def test_a_checkpoint_of_another_run_is_not_resumed(photo_folder, tmp_path, caps
     torch.save({"run_key": "something else", "iteration": 5}, out / "checkpoint.pt")
     code, _, err = run(capsys, "--data", str(photo_folder), "--base", PHOTO_BASE, "--out", str(out), *QUICK)
     assert code == 2 and "checkpoint of another run" in err
+
+
+def test_max_minutes_stops_and_writes_the_best_so_far(photo_folder, tmp_path, capsys):
+    out = tmp_path / "clock" / "1.0.0"
+    code, summary, err = run(capsys, "--data", str(photo_folder), "--base", PHOTO_BASE, "--out", str(out),
+                             "--max-minutes", "0.0001", *QUICK)
+    assert code == 0, err
+    assert summary["stopped_by"] == "max minutes"
+    training = json.loads((out / "manifest.json").read_text())["training"]
+    assert training["stopped_by"] == "max minutes" and training["iterations_done"] < 60
+    load_version(out)
