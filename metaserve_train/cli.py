@@ -14,6 +14,13 @@ def meta_train_command(args: argparse.Namespace) -> int:
     from app.meta.config import cache_dir
     from metaserve_train.own_domain import MetaTrainError, MetaTrainOptions, meta_train
 
+    try:  # plots are written at the end: fail now, not after the training
+        import matplotlib  # noqa: F401
+    except ImportError:
+        print("metaserve meta-train: error: needs the train extra: pip install 'metaserve[train]'",
+              file=sys.stderr)
+        return 2
+
     options = MetaTrainOptions(
         data=args.data, base=args.base, out=args.out, max_minutes=args.max_minutes,
         val_classes=args.val_classes, test_classes=args.test_classes, seed=args.seed, name=args.name,
