@@ -149,7 +149,8 @@ def main() -> None:
     }
     results = {}
     for domain, (data, base, extra) in domains.items():
-        results[domain] = [run(data, base, args.work / "out" / domain / f"seed{s}" / "1.0.0", s, extra) for s in seeds]
+        results[domain] = [run(data, base, args.work / "out" / domain / f"seed{s}" / "1.0.0", s, extra)
+                           for s in seeds]
         print(domain, [(r["seed"], {p: round(v["difference"]["mean"], 4) for p, v in r["protocols"].items()})
                        for r in results[domain]], flush=True)
     import torch
