@@ -7,6 +7,8 @@ import json
 import sys
 from pathlib import Path
 
+from app.catalog.cli import add_catalog_parsers
+
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="metaserve", description=__doc__)
@@ -23,8 +25,11 @@ def build_parser() -> argparse.ArgumentParser:
                     help="upgrade: apply migrations; reconcile-usage: recount each tenant's models "
                          "(after a rolling upgrade from before migration 0010)")
 
-    ml = sub.add_parser("meta-learners", help="the registry of shipped meta-learners")
-    ml.add_argument("action", choices=["list"])
+    ml = sub.add_parser("meta-learners", help="the catalog of meta-learners: list, publish, alias, "
+                        "retire, purge, history")
+    ml_actions = ml.add_subparsers(dest="action", required=True)
+    ml_actions.add_parser("list", help="every version of the models folder, newest marked, metrics named")
+    add_catalog_parsers(ml_actions)
 
     keys = sub.add_parser("keys", help="API keys (tenants)")
     keys_sub = keys.add_subparsers(dest="action", required=True)

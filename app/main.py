@@ -19,6 +19,7 @@ from app.api.deps import require_store
 from app.api.meta_learners.router import router as meta_learners_router
 from app.api.meta_learners.service import mirror_registry
 from app.api.openapi import problem_openapi, serve_local_docs
+from app.catalog.watcher import CatalogWatcher
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
@@ -70,6 +71,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             app.state.session_factory, engine, threads=settings.job_threads,
             lease_seconds=settings.job_lease_seconds, poll_seconds=settings.job_poll_seconds,
             max_attempts=settings.job_max_attempts)
+        app.state.catalog = catalog = CatalogWatcher(
+            app.state.session_factory, engine, settings, metrics,
+            mirror=lambda session, new: mirror_registry(session=session, registry=new))
+        catalog.start()
         if app.state.store_mismatch is None:
             sweeper.start()
             jobs.start()
@@ -79,6 +84,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.info("ready", extra={"meta_learners": [r.ref for r in registry.all()],
                                  "refused": registry.refused, "batched": engine.batched})
         yield
+        catalog.stop()
         jobs.stop()
         sweeper.stop()
         shutdown_engine(engine)

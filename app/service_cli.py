@@ -37,6 +37,20 @@ def run_service_command(args: argparse.Namespace) -> int:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         upgrade(settings.resolved_database_url)
         print(f"database at revision head: {redact(settings.resolved_database_url)}")
+        from app.catalog.operations import seed_catalog
+        from app.db.session import make_engine, make_session_factory
+
+        engine = make_engine(settings.resolved_database_url)
+        try:
+            with make_session_factory(engine)() as session:
+                seeded = seed_catalog(session=session, models_dir=settings.models_dir, actor="db upgrade")
+        finally:
+            engine.dispose()
+        print(f"catalog: {len(seeded)} version(s) entered from {settings.models_dir}")
+    elif args.command == "meta-learners" and args.action != "list":
+        from app.catalog.cli import catalog_command
+
+        return catalog_command(args, settings)
     elif args.command == "meta-learners":
         from app.engine.registry import load_registry
 

@@ -17,7 +17,10 @@ class Settings(BaseSettings):
 
     data_dir: Path = Field(Path("./var"), description="adapted-model artifacts and the SQLite file")
     database_url: str | None = Field(None, description="default: sqlite:///<data_dir>/metaserve.db")
-    models_dir: Path = Field(Path("./models"), description="shipped meta-learners")
+    models_dir: Path = Field(Path("./models"), description="shipped meta-learners: the seed of the "
+                             "catalog (published into the database at start-up)")
+    registry_poll_seconds: float = Field(2.0, gt=0, description="how often a replica or worker checks "
+                                         "the catalog for published, aliased or retired versions")
     artifact_store: str = Field("local", pattern="^(local|s3)$", description="where adapted states "
                                 "live: local (<data_dir>/artifacts) or s3 (any S3-compatible service)")
     inline_state_bytes: int = Field(0, ge=0, description="adapted states up to this size live in "

@@ -32,3 +32,10 @@ class Metrics:
                               ["kind", "meta_learner"], registry=r)
         self.corrupt_artifacts = Counter("metaserve_corrupt_artifacts",
                                          "artifacts refused for a checksum mismatch", registry=r)
+        self.catalog_revision = Gauge("metaserve_catalog_revision",
+                                      "the catalog revision this process serves", registry=r)
+        self.catalog_refused = Gauge("metaserve_catalog_refused_versions",
+                                     "catalog versions this process could not load", registry=r)
+        self.catalog_reload_failures = Counter("metaserve_catalog_reload_failures",
+                                               "catalog reloads that failed (the previous registry kept serving)",
+                                               registry=r)

@@ -175,3 +175,45 @@ class IdempotencyRow(Base):
     request_sha256: Mapped[str] = mapped_column(String(64))
     adapted_model_id: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RegistryVersionRow(Base):
+    """A meta-learner version of the catalog (``origin``: the models folder, or published into
+    the registry's artifact store); ``state``: active, retired or purged; ``files``: each
+    file's sha256."""
+
+    __tablename__ = "registry_versions"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    version: Mapped[str] = mapped_column(String(40), primary_key=True)
+    weights_sha256: Mapped[str] = mapped_column(String(64))
+    files: Mapped[dict[str, str]] = mapped_column(JSON)
+    origin: Mapped[str] = mapped_column(String(12))
+    state: Mapped[str] = mapped_column(String(12))
+    published_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    published_by: Mapped[str] = mapped_column(String(100))
+
+
+class RegistryAliasRow(Base):
+    """``name@alias`` -> a version of ``name``."""
+
+    __tablename__ = "registry_aliases"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alias: Mapped[str] = mapped_column(String(40), primary_key=True)
+    version: Mapped[str] = mapped_column(String(40))
+    moved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class RegistryEventRow(Base):
+    """Append-only audit of the catalog; the largest id is its revision."""
+
+    __tablename__ = "registry_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(20))
+    name: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON)

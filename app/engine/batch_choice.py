@@ -47,6 +47,13 @@ class BatchChoice:
         self._estimates = {key: _Estimate(batch=on) for key, on in initial.items()}
         self._fixed = set(never or ())
 
+    def add(self, key: Hashable, on: bool, never: bool) -> None:
+        """A key that appeared later (a version published while serving)."""
+        with self._lock:
+            self._estimates.setdefault(key, _Estimate(batch=on))
+            if never:
+                self._fixed.add(key)
+
     def batch(self, key: Hashable) -> bool:
         """Whether this call should go through the micro-batcher."""
         if self.mode != "auto":

@@ -44,7 +44,12 @@ def build_engine(settings: Settings, metrics: Metrics,
                  factory: sessionmaker[Session] | None = None) -> ServingEngine:
     device = resolve_device(settings.device)
     keep_freed_memory(settings.malloc_trim_threshold_bytes)  # process-wide, before the first tensors
-    registry = load_registry(settings.models_dir, device)
+    if factory is not None:  # the catalog in the database, seeded from the models folder
+        from app.catalog.watcher import initial_registry
+
+        registry = initial_registry(settings, factory, device)
+    else:
+        registry = load_registry(settings.models_dir, device)
     executor = Executor(settings.workers, settings.max_queue, settings.resolved_torch_threads)
     predict_executor = Executor(settings.prediction_workers, settings.max_queue,
                                 settings.resolved_torch_threads, name="metaserve-predict")

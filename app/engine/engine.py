@@ -90,12 +90,8 @@ class ServingEngine:
         self.input_limits = input_limits or InputLimits()
         self.warmed_up: list[str] = []
         self.policy = batching or BatchingPolicy()
-        static = {reg.ref: batching_pays(reg) for reg in registry.all()}
-        self.batch_choice = BatchChoice(
-            self.policy.mode, {(kind, ref): on for ref, on in static.items() for kind in ("adapt", "predict")},
-            never={(kind, reg.ref) for reg in registry.all() if not reg.learner.batchable
-                   for kind in ("adapt", "predict")})
-        self._gauge_batching()
+        self.batch_choice = BatchChoice(self.policy.mode, {})
+        self._add_batching(registry.all())
         self.adapt_batcher = MicroBatcher(
             self._adapt_many, self.policy.max_batch, self.policy.max_wait_ms, busy=executor.busy,
             observe=metrics.batch_size.labels("adapt").observe)
@@ -108,6 +104,24 @@ class ServingEngine:
         """Whether adaptations of each version go through the micro-batcher now."""
         chosen = self.batch_choice.decisions()
         return {ref: on for (kind, ref), on in chosen.items() if kind == "adapt"}
+
+    def _add_batching(self, regs: list[RegisteredLearner]) -> None:
+        for reg in regs:
+            for kind in ("adapt", "predict"):
+                self.batch_choice.add((kind, reg.ref), batching_pays(reg), never=not reg.learner.batchable)
+        self._gauge_batching()
+
+    def install_registry(self, registry: Registry, warm: bool) -> list[str]:
+        """Serve ``registry`` from now on (a new catalog revision); the versions it adds are
+        warmed up first when ``warm``, so that they are loaded before they are advertised.
+        Returns the refs it adds."""
+        known = {(r.ref, r.weights_sha256) for r in self.registry.all()}
+        added = [r for r in registry.all() if (r.ref, r.weights_sha256) not in known]
+        self._add_batching(added)
+        if warm:
+            self.warm_up(added)
+        self.registry = registry
+        return [r.ref for r in added]
 
     def _gauge_batching(self) -> None:
         for (kind, ref), on in self.batch_choice.decisions().items():
@@ -315,12 +329,13 @@ class ServingEngine:
 
         return self.executor.run(work, tenant=first.tenant)
 
-    def warm_up(self) -> None:
-        """Adapt and predict once per meta-learner version on a dummy task, so that the first
-        client does not pay the one-off cost of PyTorch's function transforms (about 1.5 s
-        here). Not counted in the request metrics."""
-        self.warmed_up = []
-        for reg in self.registry.all():
+    def warm_up(self, regs: list[RegisteredLearner] | None = None) -> None:
+        """Adapt and predict once per meta-learner version (all, or ``regs``) on a dummy task,
+        so that the first client does not pay the one-off cost of PyTorch's function
+        transforms (about 1.5 s here). Not counted in the request metrics."""
+        if regs is None:
+            self.warmed_up = []
+        for reg in self.registry.all() if regs is None else regs:
             codec = self._codec(reg)
             codec.warm(reg.input_spec)
             x = torch.zeros(2, *codec.model_shape(reg.input_spec))

@@ -11,6 +11,7 @@ import logging
 import signal
 import threading
 
+from app.catalog.watcher import CatalogWatcher
 from app.core.config import Settings
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
@@ -32,7 +33,8 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> int:
                      settings.db_pool_timeout)
     check_schema(db)
     factory = make_session_factory(db)
-    engine = build_engine(settings, Metrics(), factory)
+    metrics = Metrics()
+    engine = build_engine(settings, metrics, factory)
     with factory() as session:
         mismatch = bind_store(session=session, states=engine)
     if mismatch:
@@ -49,9 +51,12 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> int:
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())
     runner.start()
+    catalog = CatalogWatcher(factory, engine, settings, metrics)
+    catalog.start()
     log.info("worker ready", extra={"worker": runner.worker, "threads": max(settings.job_threads, 1)})
     stop.wait()
     log.info("worker stopping", extra={"worker": runner.worker})
+    catalog.stop()
     runner.stop()
     shutdown_engine(engine)
     db.dispose()

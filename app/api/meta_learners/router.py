@@ -23,12 +23,12 @@ def list_meta_learners(registry: RegistryDep) -> MetaLearnerList:
 
 
 @router.get("/{name}", operation_id="getMetaLearner", response_model=MetaLearnerRead,
-            responses=problem_responses(401, 404, 429))
+            responses=problem_responses(401, 404, 410, 429))
 def get_meta_learner(
     name: Annotated[str, PathParam(max_length=141, examples=["omniglot-protonet",
                                                              "omniglot-protonet@1.0.0"])],
     registry: RegistryDep,
 ) -> MetaLearnerRead:
-    """Describe a meta-learner (``name`` = newest version, ``name@version`` = that one) and
-    list its installed versions."""
-    return describe(registry.resolve(name), registry)
+    """Describe a meta-learner (``name`` = what the bare name serves, ``name@version`` or
+    ``name@alias`` = that one, retired or not) with its versions, their states and its aliases."""
+    return describe(registry.resolve(name, retired_ok=True), registry)

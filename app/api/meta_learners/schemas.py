@@ -28,7 +28,10 @@ class InputSpec(BaseModel):
 class VersionSummary(BaseModel):
     version: str = Field(examples=["1.1.0"])
     weights_sha256: str
-    newest: bool = Field(description="what the bare name resolves to")
+    newest: bool = Field(description="what the bare name resolves to (its stable alias, else the newest "
+                         "active version)")
+    state: str = Field("active", examples=["active"], description="active, or retired: new adaptations "
+                       "refused and its adapted models answer 410")
 
 
 class MetaLearnerRead(BaseModel):
@@ -46,7 +49,10 @@ class MetaLearnerRead(BaseModel):
     adds_examples: bool = Field(False, description="POST /v1/adapted-models/{id}/examples grows its "
                                 "adapted models exactly (memory-based, ProtoNet); others answer 409")
     metrics: dict[str, Any] = Field(description="evaluation results from the manifest")
+    state: str = Field("active", description="the state of the version described here")
     versions: list[VersionSummary] = Field(description="every installed version, oldest first")
+    aliases: dict[str, str] = Field(default_factory=dict, examples=[{"stable": "1.0.0", "canary": "1.1.0"}],
+                                    description="alias -> version; name@alias follows it")
 
 
 class MetaLearnerList(BaseModel):

@@ -15,15 +15,17 @@ from app.engine.registry import RegisteredLearner, Registry
 def describe(reg: RegisteredLearner, registry: Registry) -> MetaLearnerRead:
     """One version, with the list of every installed version of the same meta-learner."""
     spec = reg.spec
-    newest = registry.learners[reg.name]
-    versions = [VersionSummary(version=v.version, weights_sha256=v.weights_sha256, newest=v is newest)
+    newest = registry.learners.get(reg.name)
+    versions = [VersionSummary(version=v.version, weights_sha256=v.weights_sha256, newest=v is newest,
+                               state=registry.state(v))
                 for v in registry.versions[reg.name].values()]
     return MetaLearnerRead(
         name=reg.name, version=reg.version, ref=reg.ref, weights_sha256=reg.weights_sha256,
         algorithm=spec.algorithm, family=spec.family, task_type=reg.task_type,
         input=reg.input_spec, limits=reg.limits,
         adaptation_defaults=adaptation_defaults(reg), adds_examples=reg.learner.extends,
-        metrics=spec.evaluation, versions=versions,
+        metrics=spec.evaluation, versions=versions, state=registry.state(reg),
+        aliases=dict(sorted(registry.aliases.get(reg.name, {}).items())),
     )
 
 

@@ -1,0 +1,43 @@
+"""Where published versions' files live: a content-addressed store apart from the adapted
+states' (local ``<data_dir>/registry`` by default, the ``registry/`` prefix of the bucket with
+``METASERVE_ARTIFACT_STORE=s3``), and their copy on each machine (``<data_dir>/registry-cache``)
+from which they are loaded."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from app.atomic_io import atomic_write_bytes
+from app.core.config import Settings
+from app.storage.artifacts import ArtifactStore, LocalArtifactStore
+
+
+def registry_store(settings: Settings) -> ArtifactStore:
+    if settings.artifact_store == "s3":
+        from app.storage.s3 import S3ArtifactStore  # noqa: PLC0415 - boto3 only when chosen
+
+        return S3ArtifactStore(bucket=settings.s3_bucket, prefix=f"{settings.s3_prefix}registry/",
+                               endpoint_url=settings.s3_endpoint_url, region=settings.s3_region)
+    return LocalArtifactStore(settings.data_dir / "registry")
+
+
+def materialise(store: ArtifactStore, files: dict[str, str], folder: Path) -> Path:
+    """``folder`` holding ``files`` (name -> sha256) from the store, each checked; a folder that
+    already holds them all is used as is, otherwise it is rebuilt beside and swapped in."""
+    if folder.is_dir() and all(_sha(folder / name) == sha for name, sha in files.items()):
+        return folder
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    for name, sha in files.items():
+        atomic_write_bytes(tmp / name, store.get(sha))  # get() checks the sha256
+    shutil.rmtree(folder, ignore_errors=True)
+    tmp.rename(folder)
+    return folder
+
+
+def _sha(path: Path) -> str | None:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
