@@ -11,6 +11,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import httpx
 import pytest
@@ -19,6 +20,7 @@ from sqlalchemy import create_engine, text
 from deploy.local_cluster import Cluster, nginx_binary, port_in_use
 from tests.api.helpers import sine_support
 from tests.api.test_text import SUPPORT as TEXT_SUPPORT
+from tests.conftest import REPO
 from tests.live_server import free_port
 
 pytestmark = pytest.mark.slow
@@ -162,3 +164,75 @@ def test_one_idempotency_key_on_two_replicas_makes_one_model(cluster):
     with cluster.db.connect() as conn:
         assert conn.scalar(text("SELECT count(*) FROM adapted_models WHERE expires_at - created_at "
                                 "= interval '4242 seconds'")) == 1
+
+
+def catalog_cli(cluster: Cluster, *args: str) -> tuple[int, dict]:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-m", "app.cli", "meta-learners", *args], cwd=REPO,
+                          env=cluster.env_for_services(), capture_output=True, text=True, timeout=120)
+    text_out = (done.stdout if done.returncode == 0 else done.stderr).strip().splitlines()
+    return done.returncode, json.loads(text_out[-1])
+
+
+def copy_version(name: str, target: Path, version: str, tamper: bool = False) -> Path:
+    """The newest shipped version of ``name`` as ``version`` (``tamper``: its weights changed
+    after the manifest's checksum was taken)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    source = sorted((REPO / "models" / name).iterdir())[-1]
+    folder = target / name / version
+    shutil.copytree(source, folder)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["version"] = version
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    if tamper:
+        tensors = load_file(str(folder / "weights.safetensors"))
+        key = sorted(tensors)[0]
+        save_file({**tensors, key: tensors[key] * 2}, str(folder / "weights.safetensors"))
+    return folder
+
+
+def on_every_replica(cluster: Cluster, check, within: float = 10.0) -> float:
+    """Seconds until ``check(response-producing url)`` holds on every replica (asserted < within)."""
+    start = time.monotonic()
+    pending = set(cluster.replica_urls())
+    while pending:
+        pending = {url for url in pending if not check(url)}
+        assert time.monotonic() - start < within, f"not converged on {sorted(pending)}"
+        time.sleep(0.05)
+    return time.monotonic() - start
+
+
+def test_catalog_changes_reach_every_replica_and_worker_without_restart(cluster, tmp_path):
+    name = "text-protonet-finetune"
+    code, out = catalog_cli(cluster, "publish", str(copy_version(name, tmp_path, "9.0.0")), "--alias", "canary")
+    assert code == 0 and out["outcome"] == "published", out
+    seconds = on_every_replica(cluster, lambda url: httpx.get(
+        f"{url}/v1/meta-learners/{name}@canary", timeout=5).json().get("version") == "9.0.0")
+    print(f"published version served by both replicas after {seconds:.2f} s")
+
+    # a job on the published version: the worker that runs it follows the catalog too
+    made = httpx.post(f"{cluster.url}/v1/adapted-models", timeout=60,
+                      json={"meta_learner": f"{name}@canary", "support": TEXT_SUPPORT, "options": {"steps": 5}})
+    assert made.status_code == 202 and made.json()["meta_learner_version"] == "9.0.0", made.text
+    ident = made.json()["id"]
+    deadline = time.monotonic() + 60
+    while (body := httpx.get(f"{cluster.url}/v1/adapted-models/{ident}", timeout=10).json())["status"] != "ready":
+        assert body["status"] != "failed" and time.monotonic() < deadline, body
+        time.sleep(0.1)
+
+    code, out = catalog_cli(cluster, "publish", str(copy_version(name, tmp_path / "bad", "9.1.0", tamper=True)))
+    assert code == 2 and out["refused"] == "weights-checksum"
+
+    assert catalog_cli(cluster, "alias", name, "canary", "1.1.0")[0] == 0
+    code, out = catalog_cli(cluster, "retire", f"{name}@9.0.0")
+    assert code == 0, out
+    predict = {"inputs": ["the package is late"]}
+    on_every_replica(cluster, lambda url: httpx.post(
+        f"{url}/v1/adapted-models/{ident}/predictions", json=predict, timeout=10).status_code == 410)
+    code, out = catalog_cli(cluster, "purge", f"{name}@9.0.0")
+    assert code == 2 and "still reference" in out["refused"]
