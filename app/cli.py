@@ -35,6 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
     keys_sub = keys.add_subparsers(dest="action", required=True)
     create = keys_sub.add_parser("create", help="create a key; it is printed once")
     create.add_argument("--tenant", required=True)
+    create.add_argument("--admin", action="store_true", help="an admin-scope key: it may also publish, alias, "
+                        "retire and purge meta-learners over /v1/admin (METASERVE_ADMIN_API_ENABLED)")
     revoke = keys_sub.add_parser("revoke", help="revoke a key by its id")
     revoke.add_argument("key_id")
     keys_sub.add_parser("list", help="list key ids, tenants and states")

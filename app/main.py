@@ -13,6 +13,7 @@ from app import __version__
 from app.api import health
 from app.api.adapted_models.router import lean_router as adapted_models_lean_router
 from app.api.adapted_models.router import router as adapted_models_router
+from app.api.admin.router import router as admin_router
 from app.api.auth.dependencies import get_tenant
 from app.api.auth.rate_limit import make_rate_limiter
 from app.api.deps import require_store
@@ -117,11 +118,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # create and predict authenticate inside their one thread-pool call (app.api.lean_call)
     app.include_router(adapted_models_lean_router)
     app.include_router(health.router)
+    if settings.admin_api_enabled:  # off: the routes do not exist (404)
+        app.include_router(admin_router)
     serve_local_docs(app)
     app.state.route_methods = [
         (route.path_regex, route.methods)
         for router in (meta_learners_router, adapted_models_router, adapted_models_lean_router,
-                       health.router)
+                       health.router, *([admin_router] if settings.admin_api_enabled else []))
         for route in router.routes]
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes,

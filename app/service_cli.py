@@ -91,8 +91,9 @@ def keys_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
             return 2
         with make_session_factory(engine)() as session:
             if args.action == "create":
-                key_id, key = create_key(session=session, tenant=args.tenant)
-                print(f"key id: {key_id}\ntenant: {args.tenant}\nkey (shown once): {key}")
+                scope = "admin" if args.admin else "tenant"
+                key_id, key = create_key(session=session, tenant=args.tenant, scope=scope)
+                print(f"key id: {key_id}\ntenant: {args.tenant}\nscope: {scope}\nkey (shown once): {key}")
             elif args.action == "revoke":
                 if not revoke_key(session=session, key_id=args.key_id):
                     print(f"no active key with id {args.key_id}")
@@ -101,7 +102,7 @@ def keys_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001
             else:
                 for row in list_keys(session=session):
                     state = "revoked" if row.revoked_at else "active"
-                    print(f"{row.id}  {row.tenant}  {state}  created {row.created_at:%Y-%m-%d}")
+                    print(f"{row.id}  {row.tenant}  {row.scope}  {state}  created {row.created_at:%Y-%m-%d}")
     finally:
         engine.dispose()
     return 0

@@ -1,4 +1,5 @@
-"""the catalog of meta-learner versions every replica follows: versions, aliases, audit events
+"""the catalog of meta-learner versions every replica follows: versions, aliases, audit events;
+API keys get a scope (tenant, or admin: the catalog's HTTP operations)
 
 ``registry_versions`` holds every version ever installed (from the models folder or published),
 with its state (active, retired, purged) and the sha256 of each of its files;
@@ -21,6 +22,7 @@ depends_on = None
 
 
 def upgrade() -> None:
+    op.add_column("api_keys", sa.Column("scope", sa.String(12), nullable=False, server_default="tenant"))
     op.create_table(
         "registry_versions",
         sa.Column("name", sa.String(100), primary_key=True),
@@ -55,3 +57,5 @@ def downgrade() -> None:
     op.drop_table("registry_events")
     op.drop_table("registry_aliases")
     op.drop_table("registry_versions")
+    with op.batch_alter_table("api_keys") as batch:
+        batch.drop_column("scope")

@@ -48,8 +48,8 @@ class ProblemDetails(BaseModel):
 
 
 DESCRIPTIONS = {
-    400: "Bad request", 401: "Missing or invalid API key", 404: "Not found",
-    409: "Conflict (quota, idempotency key reused)",
+    400: "Bad request", 401: "Missing or invalid API key", 403: "An admin-scope API key is required",
+    404: "Not found", 409: "Conflict (quota, idempotency key reused, catalog state)",
     410: "The meta-learner version that adapted this model is no longer installed",
     413: "Body too large", 422: "Invalid input", 429: "Rate limited (see Retry-After)",
     503: "Overloaded (see Retry-After)",

@@ -19,6 +19,8 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="default: sqlite:///<data_dir>/metaserve.db")
     models_dir: Path = Field(Path("./models"), description="shipped meta-learners: the seed of the "
                              "catalog (published into the database at start-up)")
+    admin_api_enabled: bool = Field(False, description="serve /v1/admin (publish, alias, retire, purge, "
+                                    "history) to admin-scope API keys; off: those routes do not exist")
     registry_poll_seconds: float = Field(2.0, gt=0, description="how often a replica or worker checks "
                                          "the catalog for published, aliased or retired versions")
     artifact_store: str = Field("local", pattern="^(local|s3)$", description="where adapted states "

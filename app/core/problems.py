@@ -67,6 +67,18 @@ class Unauthorized(Problem):
         self.headers = {"WWW-Authenticate": "Bearer"}
 
 
+class AdminScopeRequired(Problem):
+    status, slug, title = 403, "admin-scope-required", "An admin API key is required"
+
+
+class PublishCheckFailed(Problem):
+    status, slug, title = 422, "publish-check-failed", "The version failed a publishing check"
+
+
+class CatalogConflict(Problem):
+    status, slug, title = 409, "catalog-conflict", "The catalog's state does not allow this"
+
+
 class RetryLater(Problem):
     """A refusal that tells the client when to try again (``Retry-After``, seconds)."""
 

@@ -160,6 +160,8 @@ class ApiKeyRow(Base):
     secret_sha256: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # tenant: the /v1 resources of its tenant; admin: also the catalog's operations (/v1/admin)
+    scope: Mapped[str] = mapped_column(String(12), default="tenant", server_default="tenant")
 
 
 MAX_IDEMPOTENCY_KEY = 200  # characters of an Idempotency-Key header, and of its column

@@ -19,13 +19,19 @@ def _digest(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_key(*, session: Session, tenant: str) -> tuple[str, str]:
-    """A new key for ``tenant``; returns (key id, full key). The full key is not stored."""
+SCOPES = ("tenant", "admin")
+
+
+def create_key(*, session: Session, tenant: str, scope: str = "tenant") -> tuple[str, str]:
+    """A new key for ``tenant`` (``scope`` admin: it may also operate the catalog); returns
+    (key id, full key). The full key is not stored."""
     if not tenant or len(tenant) > 100:
         raise ValueError("tenant must be 1-100 characters")
+    if scope not in SCOPES:
+        raise ValueError(f"scope must be one of {SCOPES}")
     key_id, secret = secrets.token_hex(8), secrets.token_urlsafe(32)
     session.add(ApiKeyRow(id=key_id, tenant=tenant, secret_sha256=_digest(secret),
-                          created_at=datetime.now(UTC)))
+                          created_at=datetime.now(UTC), scope=scope))
     session.commit()
     return key_id, f"{PREFIX}_{key_id}_{secret}"
 
@@ -43,12 +49,18 @@ def list_keys(*, session: Session) -> list[ApiKeyRow]:
     return list(session.scalars(select(ApiKeyRow).order_by(ApiKeyRow.created_at)))
 
 
-KEY_BY_ID = select(ApiKeyRow.id, ApiKeyRow.tenant, ApiKeyRow.secret_sha256, ApiKeyRow.revoked_at
-                   ).where(ApiKeyRow.id == bindparam("key_id"))
+KEY_BY_ID = select(ApiKeyRow.id, ApiKeyRow.tenant, ApiKeyRow.secret_sha256, ApiKeyRow.revoked_at,
+                   ApiKeyRow.scope).where(ApiKeyRow.id == bindparam("key_id"))
 
 
 def authenticate(*, session: Session, key: str) -> tuple[str, str] | None:
     """(key id, tenant) for a valid, unrevoked key; None otherwise."""
+    found = authenticate_with_scope(session=session, key=key)
+    return None if found is None else found[:2]
+
+
+def authenticate_with_scope(*, session: Session, key: str) -> tuple[str, str, str] | None:
+    """(key id, tenant, scope) for a valid, unrevoked key; None otherwise."""
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX:
         return None
@@ -57,4 +69,4 @@ def authenticate(*, session: Session, key: str) -> tuple[str, str] | None:
         return None
     if not hmac.compare_digest(row.secret_sha256, _digest(parts[2])):
         return None
-    return row.id, row.tenant
+    return row.id, row.tenant, row.scope
