@@ -4,7 +4,8 @@ API keys get a scope (tenant, or admin: the catalog's HTTP operations)
 ``registry_versions`` holds every version ever installed (from the models folder or published),
 with its state (active, retired, purged) and the sha256 of each of its files;
 ``registry_aliases`` points names' aliases (stable, canary...) at versions;
-``registry_events`` is append-only: who did what to which version, when. Its largest id is the
+``registry_canaries`` sends a share of each tenant's new adaptations on a bare name to its
+``canary`` alias (sticky per tenant); ``registry_events`` is append-only: who did what to which version, when. Its largest id is the
 catalog's revision, which replicas poll to converge.
 
 Revision ID: 0011
@@ -42,6 +43,12 @@ def upgrade() -> None:
         sa.Column("moved_at", sa.DateTime(timezone=True), nullable=False),
     )
     op.create_table(
+        "registry_canaries",
+        sa.Column("name", sa.String(100), primary_key=True),
+        sa.Column("percent", sa.Integer(), nullable=False),
+        sa.Column("set_at", sa.DateTime(timezone=True), nullable=False),
+    )
+    op.create_table(
         "registry_events",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
@@ -55,6 +62,7 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table("registry_events")
+    op.drop_table("registry_canaries")
     op.drop_table("registry_aliases")
     op.drop_table("registry_versions")
     with op.batch_alter_table("api_keys") as batch:

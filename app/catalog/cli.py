@@ -1,4 +1,4 @@
-"""``metaserve meta-learners publish | alias | retire | purge | history``: operate on the catalog
+"""``metaserve meta-learners publish | alias | canary | retire | purge | history``: operate on the catalog
 with the server's own configuration (database, artifact store). Each prints one JSON object;
 exit status 0 done, 2 refused (the message says which check or rule), 3 conflict (the version is
 published with other files)."""
@@ -21,6 +21,10 @@ def add_catalog_parsers(actions) -> None:
     alias.add_argument("name")
     alias.add_argument("alias")
     alias.add_argument("version")
+    canary = actions.add_parser("canary", help="send PERCENT of the tenants adapting with the bare NAME to "
+                                "NAME@canary (sticky per tenant; 0 stops)")
+    canary.add_argument("name")
+    canary.add_argument("percent", type=int)
     retire = actions.add_parser("retire", help="refuse new adaptations; its adapted models answer 410")
     retire.add_argument("ref", metavar="NAME@VERSION")
     purge = actions.add_parser("purge", help="delete a retired version's files once nothing references it")
@@ -60,6 +64,9 @@ def catalog_command(args: argparse.Namespace, settings) -> int:  # noqa: ANN001 
                     before = ops.set_alias(session=session, name=args.name, alias=args.alias, version=args.version,
                                            actor=actor)
                     return _out({"alias": f"{args.name}@{args.alias}", "from": before, "to": args.version}, 0)
+                if args.action == "canary":
+                    before = ops.set_canary(session=session, name=args.name, percent=args.percent, actor=actor)
+                    return _out({"canary": args.name, "from_percent": before, "percent": args.percent}, 0)
                 if args.action == "retire":
                     name, version = _split(args.ref)
                     ops.retire(session=session, name=name, version=version, actor=actor)

@@ -18,7 +18,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.catalog.validation import CheckedVersion
-from app.db.models import AdaptedModelRow, RegistryAliasRow, RegistryEventRow, RegistryVersionRow
+from app.db.models import (
+    AdaptedModelRow,
+    RegistryAliasRow,
+    RegistryCanaryRow,
+    RegistryEventRow,
+    RegistryVersionRow,
+)
 from app.db.session import lock_named
 from app.meta.checkpoint import MANIFEST, WEIGHTS, file_sha256, version_folders
 from app.storage.artifacts import ArtifactStore
@@ -181,6 +187,29 @@ def set_alias(*, session: Session, name: str, alias: str, version: str, actor: s
     row = session.get(RegistryAliasRow, (name, alias))
     before = row.version if row else None
     _move_alias(session, name, alias, version, actor)
+    session.commit()
+    return before
+
+
+def set_canary(*, session: Session, name: str, percent: int, actor: str) -> int:
+    """Send ``percent`` of the tenants adapting with the bare ``name`` to ``name@canary`` (the
+    same tenants every time); 0 stops it. Returns the previous percent."""
+    if not 0 <= percent <= 100:
+        raise CatalogError(f"percent must lie in [0, 100], got {percent}")
+    lock_named(session, LOCK)
+    if session.scalar(select(func.count()).select_from(RegistryVersionRow).where(
+            RegistryVersionRow.name == name)) == 0:
+        raise NotInCatalog(f"{name} is not in the catalog")
+    if percent and session.get(RegistryAliasRow, (name, "canary")) is None:
+        raise CatalogError(f"{name} has no canary alias: point {name}@canary at a version first")
+    row = session.get(RegistryCanaryRow, name)
+    before = row.percent if row else 0
+    if row is None:
+        row = RegistryCanaryRow(name=name, percent=percent, set_at=datetime.now(UTC))
+        session.add(row)
+    row.percent, row.set_at = percent, datetime.now(UTC)
+    record(session, actor=actor, action="canary", name=name, version=None,
+           detail={"from_percent": before, "percent": percent})
     session.commit()
     return before
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.catalog.artifacts import materialise
 from app.catalog.operations import folder_versions, revision
-from app.db.models import RegistryAliasRow, RegistryVersionRow
+from app.db.models import RegistryAliasRow, RegistryCanaryRow, RegistryVersionRow
 from app.engine.registry import LoadRefused, RegisteredLearner, Registry, load_registered, ordered_versions
 from app.storage.artifacts import ArtifactCorrupted, ArtifactMissing, ArtifactStore, ArtifactStoreUnavailable
 
@@ -29,6 +29,7 @@ def build_registry(*, factory: sessionmaker[Session], models_dir: Path, store: A
         aliases: dict[str, dict[str, str]] = {}
         for a in session.scalars(select(RegistryAliasRow)):
             aliases.setdefault(a.name, {})[a.alias] = a.version
+        canary = {c.name: c.percent for c in session.scalars(select(RegistryCanaryRow)) if c.percent}
     folders = folder_versions(models_dir) if any(r.origin == "folder" for r in rows) else {}
     versions: dict[str, dict[str, RegisteredLearner]] = {}
     refused: dict[str, str] = {}
@@ -55,4 +56,4 @@ def build_registry(*, factory: sessionmaker[Session], models_dir: Path, store: A
             continue
         versions.setdefault(row.name, {})[row.version] = reg
     retired = {(r.name, r.version) for r in rows if r.state == "retired"}
-    return Registry(ordered_versions(versions), refused, aliases, retired, at)
+    return Registry(ordered_versions(versions), refused, aliases, retired, at, canary)

@@ -39,3 +39,6 @@ class Metrics:
         self.catalog_reload_failures = Counter("metaserve_catalog_reload_failures",
                                                "catalog reloads that failed (the previous registry kept serving)",
                                                registry=r)
+        self.adaptations_by_version = Counter("metaserve_adaptations_requested",
+                                              "adaptations asked of each meta-learner version (canaries compared)",
+                                              ["meta_learner", "version"], registry=r)

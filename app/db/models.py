@@ -207,6 +207,16 @@ class RegistryAliasRow(Base):
     moved_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
+class RegistryCanaryRow(Base):
+    """``percent`` of the tenants adapting with the bare ``name`` get its ``canary`` alias."""
+
+    __tablename__ = "registry_canaries"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    percent: Mapped[int] = mapped_column(Integer)
+    set_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
 class RegistryEventRow(Base):
     """Append-only audit of the catalog; the largest id is its revision."""
 

@@ -128,9 +128,9 @@ class ServingEngine:
             self.metrics.batching.labels(kind, ref).set(1 if on else 0)
 
     # ----- meta-learners -------------------------------------------------------------------
-    def resolve(self, ref: str) -> RegisteredLearner:
-        """``name`` (newest) or ``name@version``."""
-        return self.registry.resolve(ref)
+    def resolve(self, ref: str, tenant: str | None = None) -> RegisteredLearner:
+        """``name``, ``name@version`` or ``name@alias`` (a tenant's bare name may go to a canary)."""
+        return self.registry.resolve(ref, tenant=tenant)
 
     def bound(self, name: str, version: str, weights_sha256: str | None) -> RegisteredLearner:
         """The exact version (and weights) that adapted a model; 410 once retired."""

@@ -11,6 +11,7 @@ adapted state on other weights. A registry never changes once built: the catalog
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -84,6 +85,7 @@ class Registry:
     aliases: dict[str, dict[str, str]] = field(default_factory=dict)  # name -> alias -> version
     retired: set[tuple[str, str]] = field(default_factory=set)  # (name, version), still described
     revision: int = 0  # the catalog revision this registry was built from
+    canary: dict[str, int] = field(default_factory=dict)  # name -> percent of tenants sent to @canary
 
     @cached_property
     def learners(self) -> dict[str, RegisteredLearner]:
@@ -99,6 +101,16 @@ class Registry:
                 out[name] = versions[active[-1]]
         return out
 
+    def in_canary(self, name: str, tenant: str) -> bool:
+        percent = self.canary.get(name, 0)
+        target = self.aliases.get(name, {}).get("canary")
+        if not percent or target is None or (name, target) in self.retired:
+            return False
+        if target not in self.versions.get(name, {}):
+            return False
+        bucket = int(hashlib.sha256(f"{name}\0{tenant}".encode()).hexdigest()[:8], 16) % 100
+        return bucket < percent
+
     def alternative(self, name: str) -> str:
         reg = self.learners.get(name)
         return f"adapt again with {reg.ref}" if reg else f"{name} is no longer served"
@@ -109,10 +121,13 @@ class Registry:
     def state(self, reg: RegisteredLearner) -> str:
         return "retired" if (reg.name, reg.version) in self.retired else "active"
 
-    def resolve(self, ref: str, retired_ok: bool = False) -> RegisteredLearner:
+    def resolve(self, ref: str, retired_ok: bool = False, tenant: str | None = None) -> RegisteredLearner:
         """``name``, ``name@version`` or ``name@alias``; 404 problem when unknown, 410 when the
-        version is retired (unless ``retired_ok``: to describe it)."""
+        version is retired (unless ``retired_ok``: to describe it). With ``tenant``, a bare name
+        under a canary goes to ``name@canary`` for that share of the tenants (always the same ones)."""
         name, _, version = ref.partition("@")
+        if not version and tenant is not None and self.in_canary(name, tenant):
+            version = "canary"
         versions = self.versions.get(name)
         if not versions:
             known = ", ".join(sorted(self.learners)) or "none"

@@ -113,7 +113,8 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     if ttl > settings.max_ttl_seconds:
         raise InvalidOptions(f"options.ttl_seconds={ttl} exceeds the maximum of "
                              f"{settings.max_ttl_seconds}")
-    reg = engine.resolve(adapted_model_in.meta_learner)
+    reg = engine.resolve(adapted_model_in.meta_learner, tenant=tenant)
+    engine.metrics.adaptations_by_version.labels(reg.name, reg.version).inc()
     if options.abstain_threshold is not None and not reg.task.abstains:
         raise InvalidOptions(f"options.abstain_threshold applies to classification; {reg.name} "
                              f"is {reg.task_type}")

@@ -11,7 +11,16 @@ from fastapi.security import HTTPAuthorizationCredentials
 from fastapi.security.utils import get_authorization_scheme_param
 
 from app.api.admin import service
-from app.api.admin.schemas import AliasRequest, AliasResult, History, PublishRequest, PublishResult, StateResult
+from app.api.admin.schemas import (
+    AliasRequest,
+    AliasResult,
+    CanaryRequest,
+    CanaryResult,
+    History,
+    PublishRequest,
+    PublishResult,
+    StateResult,
+)
 from app.api.auth.dependencies import bearer, client_address, refuse
 from app.api.auth.service import authenticate_with_scope
 from app.api.deps import SessionDep, SettingsDep
@@ -67,6 +76,13 @@ def publish(body: PublishRequest, session: SessionDep, settings: SettingsDep, ac
 def move_alias(name: Name, alias: Alias, body: AliasRequest, session: SessionDep, actor: AdminDep) -> AliasResult:
     """Point ``name@alias`` at a version (``stable``: what the bare name serves)."""
     return service.move_alias(session=session, name=name, alias=alias, version=body.version, actor=actor)
+
+
+@router.put("/{name}/canary", operation_id="setMetaLearnerCanary", response_model=CanaryResult,
+            responses=problem_responses(401, 403, 404, 409, 422))
+def set_canary(name: Name, body: CanaryRequest, session: SessionDep, actor: AdminDep) -> CanaryResult:
+    """Send a share of the tenants adapting with the bare name to ``name@canary``."""
+    return service.set_canary(session=session, name=name, percent=body.percent, actor=actor)
 
 
 @router.post("/{name}/versions/{version}/retire", operation_id="retireMetaLearnerVersion",

@@ -33,6 +33,17 @@ class AliasResult(BaseModel):
     version: str
 
 
+class CanaryRequest(BaseModel):
+    percent: int = Field(ge=0, le=100, examples=[10], description="share of the tenants adapting with the "
+                         "bare name sent to name@canary (always the same tenants); 0 stops")
+
+
+class CanaryResult(BaseModel):
+    name: str
+    previous_percent: int
+    percent: int
+
+
 class StateResult(BaseModel):
     ref: str
     state: str = Field(examples=["retired"])

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session
 
-from app.api.admin.schemas import AliasResult, PublishResult, StateResult
+from app.api.admin.schemas import AliasResult, CanaryResult, PublishResult, StateResult
 from app.catalog import operations as ops
 from app.catalog.artifacts import registry_store
 from app.catalog.validation import PublishRefused, check_version_folder
@@ -74,6 +74,12 @@ def move_alias(*, session: Session, name: str, alias: str, version: str, actor: 
     with catalog_errors():
         before = ops.set_alias(session=session, name=name, alias=alias, version=version, actor=actor)
     return AliasResult(alias=f"{name}@{alias}", previous=before, version=version)
+
+
+def set_canary(*, session: Session, name: str, percent: int, actor: str) -> CanaryResult:
+    with catalog_errors():
+        before = ops.set_canary(session=session, name=name, percent=percent, actor=actor)
+    return CanaryResult(name=name, previous_percent=before, percent=percent)
 
 
 def retire_version(*, session: Session, name: str, version: str, actor: str) -> StateResult:

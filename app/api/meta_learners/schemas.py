@@ -53,6 +53,8 @@ class MetaLearnerRead(BaseModel):
     versions: list[VersionSummary] = Field(description="every installed version, oldest first")
     aliases: dict[str, str] = Field(default_factory=dict, examples=[{"stable": "1.0.0", "canary": "1.1.0"}],
                                     description="alias -> version; name@alias follows it")
+    canary_percent: int = Field(0, description="share of the tenants whose adaptations with the bare name "
+                                "go to name@canary (always the same tenants)")
 
 
 class MetaLearnerList(BaseModel):

@@ -26,6 +26,7 @@ def describe(reg: RegisteredLearner, registry: Registry) -> MetaLearnerRead:
         adaptation_defaults=adaptation_defaults(reg), adds_examples=reg.learner.extends,
         metrics=spec.evaluation, versions=versions, state=registry.state(reg),
         aliases=dict(sorted(registry.aliases.get(reg.name, {}).items())),
+        canary_percent=registry.canary.get(reg.name, 0),
     )
 
 
