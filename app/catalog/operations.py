@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
 from app.catalog.validation import CheckedVersion
@@ -32,6 +32,7 @@ from app.storage.artifacts import ArtifactStore
 log = logging.getLogger("metaserve.catalog")
 ALIAS = re.compile(r"^[a-z][a-z0-9-]{0,39}$")
 LOCK = "metaserve:registry-catalog"
+CHANNEL = "metaserve_catalog"  # PostgreSQL NOTIFY channel: the catalog moved (sent at commit)
 
 
 class CatalogError(Exception):
@@ -54,6 +55,8 @@ def record(session: Session, *, actor: str, action: str, name: str, version: str
            detail: dict[str, Any]) -> None:
     session.add(RegistryEventRow(at=datetime.now(UTC), actor=actor[:100], action=action, name=name,
                                  version=version, detail=detail))
+    if session.get_bind().dialect.name == "postgresql":  # delivered when the transaction commits
+        session.execute(text(f"NOTIFY {CHANNEL}"))
 
 
 def folder_versions(models_dir: Path) -> dict[tuple[str, str], Path]:

@@ -1,12 +1,14 @@
-"""Keep a process's registry in step with the catalog: poll the catalog's revision every
-``METASERVE_REGISTRY_POLL_SECONDS``; when it moved, build the new registry (loading and warming
-up what it adds before it is advertised) and swap it into the engine. A reload that fails keeps
-the previous registry serving and is counted (``metaserve_catalog_reload_failures``)."""
+"""Keep a process's registry in step with the catalog: check the catalog's revision every
+``METASERVE_REGISTRY_POLL_SECONDS``, and on PostgreSQL also as soon as a change is notified
+(LISTEN/NOTIFY; polling remains the fallback); when it moved, build the new registry (loading
+and warming up what it adds before it is advertised) and swap it into the engine. A reload that
+fails keeps the previous registry serving and is counted (``metaserve_catalog_reload_failures``)."""
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,12 +69,19 @@ class CatalogWatcher:
         return added
 
     def _run(self) -> None:
-        while not self._stop.wait(self._settings.registry_poll_seconds):
-            try:
-                self.check_once()
-            except Exception:  # noqa: BLE001 - keep serving the previous registry, try again
-                self._metrics.catalog_reload_failures.inc()
-                log.exception("catalog reload failed; the previous registry keeps serving")
+        listener = Listener(self._settings.resolved_database_url)
+        try:
+            while not self._stop.is_set():
+                listener.wait(self._settings.registry_poll_seconds, self._stop)
+                if self._stop.is_set():
+                    break
+                try:
+                    self.check_once()
+                except Exception:  # noqa: BLE001 - keep serving the previous registry, try again
+                    self._metrics.catalog_reload_failures.inc()
+                    log.exception("catalog reload failed; the previous registry keeps serving")
+        finally:
+            listener.close()
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="metaserve-catalog", daemon=True)
@@ -82,3 +91,45 @@ class CatalogWatcher:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+
+
+class Listener:
+    """Waits for the catalog's NOTIFY on PostgreSQL (a connection of its own, reconnected when
+    lost); elsewhere, or while PostgreSQL cannot be reached, it just sleeps the poll period."""
+
+    def __init__(self, database_url: str) -> None:
+        from sqlalchemy.engine import make_url
+
+        url = make_url(database_url)
+        self._conninfo = (url.set(drivername="postgresql").render_as_string(hide_password=False)
+                          if url.get_backend_name() == "postgresql" else None)
+        self._conn = None
+
+    def wait(self, seconds: float, stop: threading.Event) -> None:
+        if self._conninfo is None:
+            stop.wait(seconds)
+            return
+        try:
+            if self._conn is None:
+                import psycopg
+
+                from app.catalog.operations import CHANNEL
+
+                self._conn = psycopg.connect(self._conninfo, autocommit=True, connect_timeout=5)
+                self._conn.execute(f"LISTEN {CHANNEL}")
+            deadline = time.monotonic() + seconds
+            while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+                if any(True for _ in self._conn.notifies(timeout=min(left, 0.5), stop_after=1)):
+                    return  # notified
+        except Exception as exc:  # noqa: BLE001 - fall back to polling until it reconnects
+            log.warning("catalog notifications unavailable (%s); polling", type(exc).__name__)
+            self.close()
+            stop.wait(seconds)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:  # noqa: BLE001
+                pass
+            self._conn = None

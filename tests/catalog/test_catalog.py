@@ -161,3 +161,15 @@ def test_convergence_time_over_publishes(deployment, capsys):
             seconds.append(took)
     print("convergence seconds", [round(s, 2) for s in seconds])
     assert max(seconds) < CONVERGED_WITHIN
+
+
+def test_on_postgresql_a_notification_beats_the_poll_period(deployment, capsys):
+    settings, staging = deployment
+    if not settings.resolved_database_url.startswith("postgresql"):
+        pytest.skip("LISTEN/NOTIFY is PostgreSQL's; SQLite polls")
+    slow_poll = settings.model_copy(update={"registry_poll_seconds": 30.0})
+    with TestClient(create_app(slow_poll)) as c:
+        time.sleep(0.5)  # the watcher is listening
+        assert cli(capsys, "publish", str(staged(staging, "5.0.0", seed=5)))[0] == 0
+        _, took = until(lambda: c.get(f"/v1/meta-learners/{NAME}@5.0.0").status_code == 200, within=5.0)
+    assert took < 5.0
