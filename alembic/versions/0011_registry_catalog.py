@@ -5,8 +5,8 @@ API keys get a scope (tenant, or admin: the catalog's HTTP operations)
 with its state (active, retired, purged) and the sha256 of each of its files;
 ``registry_aliases`` points names' aliases (stable, canary...) at versions;
 ``registry_canaries`` sends a share of each tenant's new adaptations on a bare name to its
-``canary`` alias (sticky per tenant); ``registry_events`` is append-only: who did what to which version, when. Its largest id is the
-catalog's revision, which replicas poll to converge.
+``canary`` alias (sticky per tenant); ``registry_events`` is append-only: who did what to which
+version, when. Its largest id is the catalog's revision, which replicas poll to converge.
 
 Revision ID: 0011
 Revises: 0010
