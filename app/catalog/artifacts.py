@@ -27,16 +27,27 @@ def registry_store(settings: Settings) -> ArtifactStore:
 def materialise(store: ArtifactStore, files: dict[str, str], folder: Path) -> Path:
     """``folder`` holding ``files`` (name -> sha256) from the store, each checked; a folder that
     already holds them all is used as is, otherwise it is rebuilt beside and swapped in."""
-    if folder.is_dir() and all(_sha(folder / name) == sha for name, sha in files.items()):
+    if _holds(folder, files):
         return folder
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     for name, sha in files.items():
         atomic_write_bytes(tmp / name, store.get(sha))  # get() checks the sha256
-    shutil.rmtree(folder, ignore_errors=True)
-    tmp.rename(folder)
+    try:
+        if folder.is_dir() and not _holds(folder, files):
+            shutil.rmtree(folder, ignore_errors=True)
+        tmp.rename(folder)
+    except OSError:
+        # another process sharing this data directory materialised it first: use theirs if whole
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not _holds(folder, files):
+            raise
     return folder
+
+
+def _holds(folder: Path, files: dict[str, str]) -> bool:
+    return folder.is_dir() and all(_sha(folder / name) == sha for name, sha in files.items())
 
 
 def _sha(path: Path) -> str | None:

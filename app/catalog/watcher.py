@@ -55,8 +55,8 @@ class CatalogWatcher:
         with self._factory() as session:
             at = revision(session)
         current = self._engine.registry
-        if at == current.revision:
-            return []
+        if at == current.revision and not current.refused:
+            return []  # nothing moved, and nothing refused to retry
         new = build_registry(factory=self._factory, models_dir=self._settings.models_dir, store=self._store,
                              cache_dir=cache_dir(self._settings), device=self._engine.device, previous=current)
         if self._mirror is not None:
