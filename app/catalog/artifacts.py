@@ -5,13 +5,13 @@ from which they are loaded."""
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from pathlib import Path
 
 from app.atomic_io import atomic_write_bytes
 from app.core.config import Settings
+from app.meta.checkpoint import file_sha256
 from app.storage.artifacts import ArtifactStore, LocalArtifactStore
 
 
@@ -51,4 +51,4 @@ def _holds(folder: Path, files: dict[str, str]) -> bool:
 
 
 def _sha(path: Path) -> str | None:
-    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
+    return file_sha256(path) if path.is_file() else None

@@ -26,7 +26,8 @@ from app.db.models import (
     RegistryVersionRow,
 )
 from app.db.session import lock_named
-from app.meta.checkpoint import MANIFEST, WEIGHTS, file_sha256, version_folders
+from app.engine.registry import candidate_folders
+from app.meta.checkpoint import MANIFEST, WEIGHTS, file_sha256
 from app.storage.artifacts import ArtifactStore
 
 log = logging.getLogger("metaserve.catalog")
@@ -63,18 +64,16 @@ def folder_versions(models_dir: Path) -> dict[tuple[str, str], Path]:
     """``(name, version) -> folder`` of the models folder (``<name>/<version>/`` or a flat
     ``<name>/``), read from each manifest; unreadable manifests are left out (and logged)."""
     found: dict[tuple[str, str], Path] = {}
-    root = Path(models_dir)
-    if not root.is_dir():
+    if not Path(models_dir).is_dir():
         return found
-    for folder in sorted(p for p in root.iterdir() if p.is_dir()):
-        for candidate in ([folder] if (folder / MANIFEST).is_file() else version_folders(folder)):
-            try:
-                raw = json.loads((candidate / MANIFEST).read_text())
-                key = (str(raw["name"]), str(raw["version"]))
-            except (OSError, ValueError, KeyError, TypeError) as exc:
-                log.error("models folder %s: unreadable manifest: %s", candidate, exc)
-                continue
-            found.setdefault(key, candidate)
+    for candidate in candidate_folders(models_dir):
+        try:
+            raw = json.loads((candidate / MANIFEST).read_text())
+            key = (str(raw["name"]), str(raw["version"]))
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            log.error("models folder %s: unreadable manifest: %s", candidate, exc)
+            continue
+        found.setdefault(key, candidate)
     return found
 
 

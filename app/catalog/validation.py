@@ -13,7 +13,6 @@ Only tensors are read (safetensors, ``torch.load`` never); no code is loaded fro
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,7 @@ def check_version_folder(folder: Path) -> CheckedVersion:
     weights = folder / WEIGHTS
     if not weights.is_file():
         raise PublishRefused("weights-checksum", f"{weights} is missing")
-    actual = hashlib.sha256(weights.read_bytes()).hexdigest()
+    actual = file_sha256(weights)
     if actual != spec.weights_sha256:
         raise PublishRefused("weights-checksum", f"{WEIGHTS} has sha256 {actual}, the manifest says "
                                                  f"{spec.weights_sha256}")

@@ -162,7 +162,7 @@ class Registry:
             f"its state is only valid with those weights, so it will not predict: {hint}")
 
 
-def _candidate_folders(models_dir: Path) -> list[Path]:
+def candidate_folders(models_dir: Path) -> list[Path]:
     """``<models_dir>/<name>/<version>/`` folders (and a flat ``<models_dir>/<name>/``)."""
     found = []
     for folder in sorted(p for p in Path(models_dir).iterdir() if p.is_dir()):
@@ -181,7 +181,7 @@ def load_registry(models_dir: Path, device: torch.device | str = "cpu") -> Regis
     if not Path(models_dir).is_dir():
         log.error("models directory %s does not exist", models_dir)
         return Registry(versions, {"*": f"{models_dir} does not exist"})
-    for folder in _candidate_folders(models_dir):
+    for folder in candidate_folders(models_dir):
         label = str(folder.relative_to(models_dir))
         try:
             reg = load_registered(folder, device)
