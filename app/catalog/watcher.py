@@ -59,7 +59,10 @@ class CatalogWatcher:
             return []  # nothing moved, and nothing refused to retry
         new = build_registry(factory=self._factory, models_dir=self._settings.models_dir, store=self._store,
                              cache_dir=cache_dir(self._settings), device=self._engine.device, previous=current)
-        if self._mirror is not None:
+        same = {(r.ref, r.weights_sha256) for r in new.all()} == {(r.ref, r.weights_sha256) for r in current.all()}
+        if at == current.revision and same and new.refused == current.refused:
+            return []  # a retry of refused versions that changed nothing
+        if self._mirror is not None and not (same and at == current.revision):
             with self._factory() as session:
                 self._mirror(session, new)
         added = self._engine.install_registry(new, warm=self._settings.warm_up)
