@@ -1,8 +1,11 @@
 """Text meta-learners over HTTP: adaptation of 10 intents x 10 shots and prediction of 32
-sentences (text-protonet, p50/p99), a fine-tuning job's wall clock from POST to ready
-(text-protonet-finetune), and the server's resident memory with every text learner loaded.
+sentences (p50/p99) for each synchronous learner, its versions side by side (requests
+alternate between them, the same task for each), a fine-tuning job's wall clock from POST to
+ready (text-protonet-finetune), and the server's resident memory with every text learner
+loaded.
 
     python -m benchmarks.text_latency [--requests 40] [--jobs 5]
+        [--learners text-protonet@1.0.0,text-protonet@1.1.0]
 
 Sentences are CLINC150 test utterances (new sentences in every request, so that nothing is
 served from a cache); writes ``benchmarks/results/text_latency.json``.
@@ -57,25 +60,29 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--requests", type=int, default=40)
     parser.add_argument("--jobs", type=int, default=5)
+    parser.add_argument("--learners", default="text-protonet@1.0.0,text-protonet@1.1.0",
+                        help="synchronous text learners (name@version), measured alternately")
     args = parser.parse_args()
+    learners = args.learners.split(",")
     work = tasks(args.requests + 3 + args.jobs)
     bench = BenchServer(METASERVE_AUTH_ENABLED="false")
     with bench as url, httpx.Client(base_url=url, timeout=120) as client:
-        adapt_ms, predict_ms, compute_ms = [], [], []
+        timings = {ref: ([], [], []) for ref in learners}  # adapt, predict, adapt compute (ms)
         for i, (support, query) in enumerate(work[: args.requests + 3]):
-            t0 = time.perf_counter()
-            r = client.post("/v1/adapted-models", json={"meta_learner": "text-protonet", "support": support})
-            elapsed = (time.perf_counter() - t0) * 1000
-            r.raise_for_status()
-            ident = r.json()["id"]
-            t0 = time.perf_counter()
-            p = client.post(f"/v1/adapted-models/{ident}/predictions", json=query)
-            predicted = (time.perf_counter() - t0) * 1000
-            p.raise_for_status()
-            if i >= 3:  # warm-up
-                adapt_ms.append(elapsed)
-                predict_ms.append(predicted)
-                compute_ms.append(r.json()["adaptation"]["duration_ms"])
+            for ref in learners[i % len(learners):] + learners[: i % len(learners)]:  # rotate who goes first
+                t0 = time.perf_counter()
+                r = client.post("/v1/adapted-models", json={"meta_learner": ref, "support": support})
+                elapsed = (time.perf_counter() - t0) * 1000
+                r.raise_for_status()
+                ident = r.json()["id"]
+                t0 = time.perf_counter()
+                p = client.post(f"/v1/adapted-models/{ident}/predictions", json=query)
+                predicted = (time.perf_counter() - t0) * 1000
+                p.raise_for_status()
+                if i >= 3:  # warm-up
+                    for series, value in zip(timings[ref], (elapsed, predicted,
+                                                            r.json()["adaptation"]["duration_ms"]), strict=True):
+                        series.append(value)
         job_s, job_compute_ms = [], []
         for support, _ in work[args.requests + 3:]:
             t0 = time.perf_counter()
@@ -91,9 +98,10 @@ def main() -> None:
         memory = rss_mb(bench.proc.pid)  # every text learner has now been loaded and used
     report = {
         "meta": {"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
-                 "python": platform.python_version(), "requests": args.requests, "jobs": args.jobs},
-        "text-protonet": {"adapt_10x10_http": percentiles(adapt_ms), "adapt_compute": percentiles(compute_ms),
-                          "predict_32_http": percentiles(predict_ms)},
+                 "python": platform.python_version(), "requests": args.requests, "jobs": args.jobs,
+                 "date": time.strftime("%Y-%m-%d")},
+        **{ref: {"adapt_10x10_http": percentiles(adapt), "adapt_compute": percentiles(compute),
+                 "predict_32_http": percentiles(predict)} for ref, (adapt, predict, compute) in timings.items()},
         "text-protonet-finetune": {"job_post_to_ready_s": {
             "p50": round(sorted(job_s)[len(job_s) // 2], 3), "max": round(max(job_s), 3), "n": len(job_s)},
             "compute_ms_p50": sorted(job_compute_ms)[len(job_compute_ms) // 2]},

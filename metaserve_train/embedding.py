@@ -34,7 +34,8 @@ def embed_labelled(data: LabelledData, input_spec: dict[str, Any], cache_dir: Pa
     if data.kind == "photos" and codec == "photo":
         return _embed_photos(data, input_spec["backbone"], cache_dir, views, seed, progress)
     if data.kind == "text" and codec == "text":
-        return _embed_text(data, input_spec["encoder"], int(input_spec.get("max_chars") or 1000), cache_dir)
+        return _embed_text(data, input_spec["encoder"], input_spec.get("runtime") or "torch",
+                           int(input_spec.get("max_chars") or 1000), cache_dir)
     wanted = {"photo": "a folder of class subfolders of photos",
               "text": "a .csv or .jsonl file of text,label rows"}
     raise ValueError(f"the base meta-learner takes {wanted.get(codec, codec)}; --data is "
@@ -52,7 +53,8 @@ def _embed_photos(data: LabelledData, backbone: str, cache_dir: Path | None, vie
     return Embedded(folder.embeddings, list(folder.labels), extra, unreadable)
 
 
-def _embed_text(data: LabelledData, encoder: str, max_chars: int, cache_dir: Path | None) -> Embedded:
+def _embed_text(data: LabelledData, encoder: str, runtime: str, max_chars: int,
+                cache_dir: Path | None) -> Embedded:
     from app.meta.tasks.tensor_cache import cached_tensors
     from app.meta.text_encoder import load_encoder
 
@@ -63,9 +65,10 @@ def _embed_text(data: LabelledData, encoder: str, max_chars: int, cache_dir: Pat
     sentences = [data.items[i] for i in keep]
 
     def compute():
-        return {"embeddings": load_encoder(encoder).encode(sentences)}, {}
+        return {"embeddings": load_encoder(encoder, runtime).encode(sentences)}, {}
 
-    tensors, _ = cached_tensors(cache_dir, "text-rows", f"{encoder}|{data.fingerprint}|{max_chars}", compute)
+    key = f"{encoder}|{data.fingerprint}|{max_chars}" + ("" if runtime == "torch" else f"|{runtime}")
+    tensors, _ = cached_tensors(cache_dir, "text-rows", key, compute)
     return Embedded(tensors["embeddings"], [data.labels[i] for i in keep], None, unreadable)
 
 

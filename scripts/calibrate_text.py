@@ -52,9 +52,9 @@ def fit_temperature(logits: torch.Tensor, truth: torch.Tensor) -> float:
     return best[1]
 
 
-def oos_figures(learner, encoder: str) -> dict:
+def oos_figures(learner, encoder: str, runtime: str = "torch") -> dict:
     def load(dataset, split):
-        return embed(load_split(text_dir(), dataset, split), encoder, cache_dir())
+        return embed(load_split(text_dir(), dataset, split), encoder, cache_dir(), runtime)
 
     support = load("clinc150-fewshot", "train_10")
     labels = sorted(set(support.intents))
@@ -102,7 +102,8 @@ def main() -> None:
     learner.hparams["temperature"] = t
     report = {"temperature": t, "validation_ece_before": before, "validation_ece_after": after,
               "validation": "200 episodes of held-out training intents (10-way 5-shot, 10 queries)",
-              "out_of_scope": oos_figures(learner, manifest["input"]["encoder"])}
+              "out_of_scope": oos_figures(learner, manifest["input"]["encoder"],
+                                                      manifest["input"].get("runtime") or "torch")}
     print(json.dumps(report, indent=2))
     out = args.out
     out.parent.mkdir(parents=True, exist_ok=True)

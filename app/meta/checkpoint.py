@@ -115,7 +115,7 @@ def load_version(folder: Path) -> tuple[MetaLearner, Manifest, dict[str, Any]]:
         from app.meta.text_encoder import EncoderUnavailable, check_encoder
 
         try:
-            check_encoder(manifest.input.encoder)
+            check_encoder(manifest.input.encoder, manifest.input.runtime or "torch")
         except EncoderUnavailable as exc:
             raise CheckpointError(str(exc)) from exc
     if manifest.input.backbone:

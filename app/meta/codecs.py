@@ -330,11 +330,15 @@ class TextCodec(InputCodec):
     def check_spec(self, spec: dict[str, Any]) -> None:
         if not (spec.get("encoder") and spec.get("max_chars")):
             raise ValueError("text inputs need an encoder and max_chars")
+        from app.meta.text_encoder import RUNTIMES
+
+        if spec.get("runtime", "torch") not in RUNTIMES:
+            raise ValueError(f"text input runtime {spec['runtime']!r} is unknown; known: {list(RUNTIMES)}")
 
     def warm(self, spec: dict[str, Any]) -> None:
         from app.meta.text_encoder import load_encoder
 
-        load_encoder(spec["encoder"]).encode(["warm up"])
+        load_encoder(spec["encoder"], spec.get("runtime", "torch")).encode(["warm up"])
 
     def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
         if not inputs:
@@ -342,7 +346,7 @@ class TextCodec(InputCodec):
         sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
         from app.meta.text_encoder import load_encoder
 
-        return load_encoder(spec["encoder"]).encode(sentences)
+        return load_encoder(spec["encoder"], spec.get("runtime", "torch")).encode(sentences)
 
 
 CODECS: dict[str, InputCodec] = {

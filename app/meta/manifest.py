@@ -69,6 +69,7 @@ class InputSpec(_Strict):
     native: str | None = None
     encoder: str | None = None  # text: the pinned sentence encoder (app.meta.text_encoder)
     max_chars: int | None = Field(None, ge=1)  # text: characters per input
+    runtime: str | None = None  # text: what computes the embeddings: "torch" (default), "onnx", "onnx-int8"
     codec: str | None = None  # the codec when it is not named after the kind (photo images)
     backbone: str | None = None  # photo: the pinned ImageNet backbone (app.meta.image_backbone)
 

@@ -50,10 +50,10 @@ def evaluate_text_protocol(learner, manifest: dict, dataset: str, shots: int, se
     from app.meta.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, embed
     from app.meta.tasks.text import load_split as load_text
 
-    encoder = manifest["input"]["encoder"]
+    encoder, runtime = manifest["input"]["encoder"], manifest["input"].get("runtime") or "torch"
 
     def load(pair):
-        return embed(load_text(text_dir(), *pair), encoder, cache_dir())
+        return embed(load_text(text_dir(), *pair), encoder, cache_dir(), runtime)
 
     test = load(TEST_SPLITS[dataset])
     fixed = evaluate_text_support(learner, load(FIXED_SUPPORTS[(dataset, shots)]), test)

@@ -79,7 +79,8 @@ def text_training_splits(cfg: TrainConfig):
     every = int(cfg.text.get("validation_every", 5))
     train, val, checksums = [], [], {}
     for dataset, split in cfg.text["sources"]:
-        data = embed(load_text_split(text_dir(), dataset, split), cfg.text["encoder"], cache_dir())
+        data = embed(load_text_split(text_dir(), dataset, split), cfg.text["encoder"], cache_dir(),
+                     cfg.text.get("runtime", "torch"))
         checksums[data.name] = data.sha256
         held = set(data.classes[every - 1 :: every])
         train.append(subset(data, lambda intent, held=held: intent not in held))

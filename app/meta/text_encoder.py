@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import os
 import threading
 from dataclasses import dataclass
@@ -40,7 +41,11 @@ ENCODERS = {
         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 384),
 }
 
-_loaded: dict[str, SentenceEncoder] = {}
+# what computes the embeddings (a manifest's ``input.runtime``): PyTorch, ONNX Runtime in
+# float32, ONNX Runtime with int8 weights (app.meta.onnx_encoder)
+RUNTIMES = ("torch", "onnx", "onnx-int8")
+
+_loaded: dict[tuple[str, str], SentenceEncoder] = {}
 _lock = threading.Lock()
 
 
@@ -48,12 +53,12 @@ class SentenceEncoder:
     """L2-normalised sentence embeddings, ``[n, dim]`` float32, no gradients."""
 
     def __init__(self, spec: EncoderSpec, model: object) -> None:
-        self.spec, self._model = spec, model
+        self.spec, self.model = spec, model
         self._lock = threading.Lock()  # the tokenizer and module are not thread-safe
 
     def encode(self, sentences: list[str], batch_size: int = 64) -> Tensor:
         with self._lock, torch.no_grad():
-            out = self._model.encode(sentences, batch_size=batch_size, convert_to_tensor=True,
+            out = self.model.encode(sentences, batch_size=batch_size, convert_to_tensor=True,
                                      normalize_embeddings=True, show_progress_bar=False)
         return out.to(torch.float32).cpu()
 
@@ -65,12 +70,17 @@ def package_weights(spec: EncoderSpec) -> Path:
 _verified: dict[tuple[str, str, str], float] = {}  # (name, path, sha) -> mtime checked
 
 
-def check_encoder(name: str) -> EncoderSpec:
-    """The spec of an installed encoder whose weights match the pin (without loading it).
-    The file is hashed once per process (again only if it changed on disk)."""
+def check_encoder(name: str, runtime: str = "torch") -> EncoderSpec:
+    """The spec of an installed encoder whose weights match the pin (without loading it), and
+    whose ``runtime`` is installed. The file is hashed once per process (again only if it
+    changed on disk)."""
     spec = ENCODERS.get(name)
     if spec is None:
         raise EncoderUnavailable(f"unknown encoder {name!r}; known: {sorted(ENCODERS)}")
+    if runtime not in RUNTIMES:
+        raise EncoderUnavailable(f"unknown encoder runtime {runtime!r}; known: {list(RUNTIMES)}")
+    if runtime != "torch" and importlib.util.find_spec("onnxruntime") is None:
+        raise EncoderUnavailable(f"encoder {name}: the {runtime} runtime needs the package onnxruntime")
     weights = package_weights(spec)
     if not weights.is_file():
         raise EncoderUnavailable(f"encoder {name}: {weights} is missing")
@@ -88,13 +98,31 @@ def check_encoder(name: str) -> EncoderSpec:
     return spec
 
 
-def load_encoder(name: str) -> SentenceEncoder:
-    """The shared encoder ``name``, loaded (offline) and checked on first use."""
+def load_encoder(name: str, runtime: str = "torch") -> SentenceEncoder:
+    """The shared encoder ``name`` computed by ``runtime``, loaded (offline) and checked on
+    first use (the ONNX graph against PyTorch: ``app.meta.onnx_encoder``)."""
     with _lock:
-        if name not in _loaded:
-            spec = check_encoder(name)
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")
-            os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-            module = importlib.import_module(spec.package)
-            _loaded[name] = SentenceEncoder(spec, module.load_model(device="cpu"))
-        return _loaded[name]
+        if (name, runtime) not in _loaded:
+            spec = check_encoder(name, runtime)
+            if runtime != "torch":
+                from app.meta.config import cache_dir
+                from app.meta.onnx_encoder import OnnxUnavailable, onnx_encoder
+
+                try:
+                    _loaded[name, runtime] = onnx_encoder(spec, _torch_encoder(spec), cache_dir(), runtime)
+                except OnnxUnavailable as exc:
+                    raise EncoderUnavailable(str(exc)) from exc
+            else:
+                _loaded[name, runtime] = _torch_encoder(spec)
+        return _loaded[name, runtime]
+
+
+def _torch_encoder(spec: EncoderSpec) -> SentenceEncoder:
+    """The PyTorch encoder, loaded once (the ONNX twin is exported from it and checked against
+    it; it is then kept only when a learner also runs on it)."""
+    if (spec.name, "torch") in _loaded:
+        return _loaded[spec.name, "torch"]
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    module = importlib.import_module(spec.package)
+    return SentenceEncoder(spec, module.load_model(device="cpu"))

@@ -180,19 +180,24 @@ def initialise_from(learner: MetaLearner, folder: str) -> dict[str, Any]:
     return {"folder": str(version), "weights_sha256": file_sha256(weights), "tensors": len(shared)}
 
 
+RUN_BY = {"torch": "", "onnx": " run by ONNX Runtime",
+          "onnx-int8": " run by ONNX Runtime with int8 weights (quantised per output channel)"}
+
+
 def input_spec(cfg: TrainConfig) -> dict[str, Any]:
     from app.meta.preprocess import IMAGE_SIZE, PREPROCESSING
 
     if cfg.task == "text":
         from app.meta.text_encoder import ENCODERS
 
-        encoder = ENCODERS[cfg.text["encoder"]]
-        return {
+        encoder, runtime = ENCODERS[cfg.text["encoder"]], cfg.text.get("runtime", "torch")
+        spec = {
             "kind": "text", "shape": [encoder.dim], "dtype": "float32",
-            "preprocessing": f"UTF-8 sentences embedded by the pinned {encoder.name} "
+            "preprocessing": f"UTF-8 sentences embedded by the pinned {encoder.name}{RUN_BY[runtime]} "
                              f"(L2-normalised, {encoder.dim}-d); only the adapter is shipped",
             "encoder": encoder.name, "max_chars": int(cfg.text.get("max_chars", 512)),
         }
+        return spec if runtime == "torch" else {**spec, "runtime": runtime}
     if cfg.task == "photos":
         from app.meta.image_backbone import backbone_spec
         from app.meta.photo_preprocess import photo_preprocessing

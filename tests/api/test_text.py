@@ -22,7 +22,7 @@ def adapt(client, support=SUPPORT):
     return client.post("/v1/adapted-models", json={"meta_learner": NAME, "support": support})
 
 
-@pytest.mark.parametrize("name", [NAME])
+@pytest.mark.parametrize("name", [NAME, f"{NAME}@1.0.0"])
 def test_text_adapt_and_predict(client, name):
     described = client.get(f"/v1/meta-learners/{name}").json()
     assert described["input"]["kind"] == "text" and described["input"]["encoder"] == "all-MiniLM-L6-v2"
@@ -73,3 +73,30 @@ def test_abstaining_is_for_classification_only(client):
     check_problem(r, 422, "classification")
     check_problem(client.post("/v1/adapted-models", json={
         "meta_learner": NAME, "support": SUPPORT, "options": {"abstain_threshold": 1.5}}), 422)
+
+
+@pytest.mark.parametrize("version, runtime", [("1.0.0", "torch"), ("1.1.0", "onnx-int8")])
+def test_each_version_serves_the_embeddings_it_was_trained_on(client, version, runtime):
+    """Every float served equals the in-process computation on that version's runtime: 1.0.0
+    keeps PyTorch (its adapted models predict as they always did), 1.1.0 runs int8 ONNX."""
+    import torch
+
+    from app.meta.checkpoint import load_meta_learner
+    from app.meta.text_encoder import load_encoder
+
+    described = client.get(f"/v1/meta-learners/{NAME}@{version}").json()
+    assert (described["input"]["runtime"] or "torch") == runtime
+    made = client.post("/v1/adapted-models", json={"meta_learner": f"{NAME}@{version}", "support": SUPPORT})
+    assert made.status_code == 201, made.text
+    queries = ["the password reset link does not work", "the package is late", "please give me a refund"]
+    served = client.post(f"/v1/adapted-models/{made.json()['id']}/predictions", json={"inputs": queries}).json()
+
+    learner, _ = load_meta_learner(f"models/{NAME}/{version}")
+    encoder = load_encoder("all-MiniLM-L6-v2", runtime)
+    labels = ["login", "shipping", "refund"]
+    y = torch.tensor([labels.index(t) for t in SUPPORT["targets"]])
+    with torch.no_grad():
+        state = learner.adapt(encoder.encode(SUPPORT["inputs"]), y, len(labels))
+        expected = torch.softmax(learner.predict(state, encoder.encode(queries)), -1).tolist()
+    got = [[p["probabilities"][label] for label in labels] for p in served["predictions"]]
+    assert got == expected

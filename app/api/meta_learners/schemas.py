@@ -17,6 +17,9 @@ class InputSpec(BaseModel):
     native: str | None = None
     encoder: str | None = Field(None, description="text: the sentence encoder that embeds inputs")
     max_chars: int | None = Field(None, description="text: characters per input")
+    runtime: str | None = Field(None, examples=["onnx-int8"], description="text: what computes the "
+                                "embeddings: torch (when absent), onnx, or onnx-int8 (int8 weights, about "
+                                "three times as fast on CPUs; the learner was meta-trained on them)")
     codec: str | None = Field(None, examples=["photo"], description="how inputs are decoded when "
                               "not by their kind: photo (base64 JPEG/PNG/WebP photographs embedded by "
                               "`backbone`), photo-pixels (the same photos, for learners that fine-tune "

@@ -71,14 +71,15 @@ def load_split(root: Path, dataset: str, split: str) -> TextSplit:
     raise ValueError(f"unknown text dataset {dataset!r}")
 
 
-def embed(split: TextSplit, encoder_name: str, cache_dir: Path | None) -> TextSplit:
-    """Fill ``split.embeddings`` (from the cache when the data and encoder are the same)."""
+def embed(split: TextSplit, encoder_name: str, cache_dir: Path | None, runtime: str = "torch") -> TextSplit:
+    """Fill ``split.embeddings`` (from the cache when the data, encoder and runtime are the same)."""
     from app.meta.text_encoder import load_encoder
 
     def compute():
-        return {"embeddings": load_encoder(encoder_name).encode(split.sentences, batch_size=128)}, {}
+        return {"embeddings": load_encoder(encoder_name, runtime).encode(split.sentences, batch_size=128)}, {}
 
-    tensors, _ = cached_tensors(cache_dir, "text", f"{encoder_name}|{split.name}|{split.sha256}", compute)
+    key = f"{encoder_name}|{split.name}|{split.sha256}" + ("" if runtime == "torch" else f"|{runtime}")
+    tensors, _ = cached_tensors(cache_dir, "text", key, compute)
     split.embeddings = tensors["embeddings"]
     return split
 

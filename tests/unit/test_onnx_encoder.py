@@ -1,0 +1,104 @@
+"""The ONNX Runtime twin of the pinned sentence encoder: same embeddings as PyTorch, exported
+once per cache folder, a bad cached graph exported again, the runtime bound to the manifest."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from app.meta import onnx_encoder, text_encoder
+from app.meta.manifest import InputSpec
+
+pytest.importorskip("onnxruntime")
+pytestmark = pytest.mark.slow
+
+SENTENCES = [
+    "book a table for four at the italian place tonight",
+    "what's the weather like",
+    "cancel my 3pm meeting with Dana and let everyone know",
+    "play some jazz",
+    "how many calories are in a banana?",
+    "¿puedes poner una alarma a las siete?",
+    "turn the lights off in the kitchen " * 40,  # longer than the encoder's 256 tokens
+]
+
+
+@pytest.fixture()
+def fresh(monkeypatch, tmp_path):
+    """No encoder loaded in this process yet, and an empty cache folder."""
+    monkeypatch.setattr(text_encoder, "_loaded", {})
+    monkeypatch.setenv("METASERVE_CACHE_DIR", str(tmp_path))
+    return tmp_path
+
+
+def test_onnx_embeddings_agree_with_pytorch(fresh):
+    ort = text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx")
+    pt = text_encoder.load_encoder("all-MiniLM-L6-v2", "torch")
+    a, b = ort.encode(SENTENCES), pt.encode(SENTENCES)
+    assert a.shape == b.shape == (len(SENTENCES), 384) and a.dtype == torch.float32
+    cosine = (a * b).sum(-1)
+    assert cosine.min() >= 0.999, cosine
+    assert torch.allclose(a.norm(dim=-1), torch.ones(len(SENTENCES)), atol=1e-5)
+    # order and batching do not change a sentence's embedding beyond float noise
+    again = ort.encode(list(reversed(SENTENCES)), batch_size=2).flip(0)
+    assert (again * a).sum(-1).min() >= 0.99999
+
+
+def test_the_exported_graph_is_reused_from_the_cache(fresh, monkeypatch):
+    first = text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx").encode(SENTENCES[:3])
+    graphs = list((fresh / "encoders").glob("*.onnx"))
+    assert len(graphs) == 1 and graphs[0].stat().st_size > 1_000_000
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("exported again although the cached graph is good")
+
+    monkeypatch.setattr(onnx_encoder, "_export", no_export)
+    monkeypatch.setattr(text_encoder, "_loaded", {})
+    second = text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx").encode(SENTENCES[:3])
+    assert torch.equal(first, second)
+
+
+def test_a_corrupt_cached_graph_is_exported_again(fresh):
+    text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx")
+    graph = next((fresh / "encoders").glob("*.onnx"))
+    graph.write_bytes(b"not an onnx graph")
+    text_encoder._loaded.clear()
+    encoder = text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx")
+    reference = text_encoder.load_encoder("all-MiniLM-L6-v2", "torch").encode(SENTENCES[:2])
+    assert (encoder.encode(SENTENCES[:2]) * reference).sum(-1).min() >= 0.999
+    assert graph.stat().st_size > 1_000_000  # replaced by a good graph
+
+
+def test_an_unwritable_cache_keeps_the_graph_in_memory(fresh, monkeypatch):
+    blocked = fresh / "file-not-folder"
+    blocked.write_text("x")
+    monkeypatch.setenv("METASERVE_CACHE_DIR", str(blocked))
+    encoder = text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx")
+    assert encoder.encode(["hello"]).shape == (1, 384)
+
+
+def test_the_runtime_is_part_of_the_input_spec(monkeypatch):
+    spec = {"kind": "text", "shape": [384], "encoder": "all-MiniLM-L6-v2", "max_chars": 512}
+    assert InputSpec(**spec).runtime is None  # versions without it keep PyTorch
+    assert InputSpec(**spec, runtime="onnx").runtime == "onnx"
+    with pytest.raises(ValueError, match="runtime 'tensorrt' is unknown"):
+        InputSpec(**spec, runtime="tensorrt")
+    monkeypatch.setattr(text_encoder.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(text_encoder.EncoderUnavailable, match="needs the package onnxruntime"):
+        text_encoder.check_encoder("all-MiniLM-L6-v2", "onnx")
+
+
+def test_int8_embeddings_stay_close_to_pytorch_and_are_reproducible(fresh):
+    int8 = text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx-int8")
+    pt = text_encoder.load_encoder("all-MiniLM-L6-v2", "torch")
+    a = int8.encode(SENTENCES)
+    cosine = (a * pt.encode(SENTENCES)).sum(-1)
+    assert cosine.mean() >= 0.97 and cosine.min() >= 0.9, cosine
+    assert cosine.min() < 0.9999  # it is really the quantised graph, not the float32 one
+    names = sorted(p.name for p in (fresh / "encoders").glob("*.onnx"))
+    assert names == ["all-MiniLM-L6-v2-53aa51172d142c89-opset17-int8.onnx"]
+    # a second export (another process, an emptied cache) gives the same embeddings
+    next((fresh / "encoders").glob("*.onnx")).unlink()
+    text_encoder._loaded.clear()
+    again = text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx-int8").encode(SENTENCES)
+    assert torch.equal(a, again)
