@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -349,8 +350,43 @@ class TextCodec(InputCodec):
         return load_encoder(spec["encoder"], spec.get("runtime", "torch")).encode(sentences)
 
 
+class TextTokenCodec(TextCodec):
+    """The text codec for learners that run the encoder themselves (per-task fine-tuning of its
+    top layers): they receive token ids and attention masks ``[n, 2, tokens]`` (float32, padded
+    to ``shape[1]`` tokens, longer sentences truncated), not embeddings."""
+
+    kind = "text-tokens"
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()  # the fast tokenizer is not thread-safe
+
+    def check_spec(self, spec: dict[str, Any]) -> None:
+        super().check_spec(spec)
+        shape = list(spec.get("shape") or [])
+        if len(shape) != 2 or shape[0] != 2 or shape[1] < 8:
+            raise ValueError("text-tokens inputs have shape [2, max_tokens] (ids and mask, max_tokens >= 8)")
+
+    def warm(self, spec: dict[str, Any]) -> None:
+        from app.meta.text_encoder import load_encoder
+
+        load_encoder(spec["encoder"], "torch")
+
+    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+        from app.meta.text_encoder import load_encoder
+
+        if not inputs:
+            raise InputError(f"{field}: at least one input is required")
+        sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
+        tokenizer = load_encoder(spec["encoder"], "torch").model[0].tokenizer
+        with self._lock:
+            tokens = tokenizer(sentences, padding="max_length", truncation=True, max_length=int(spec["shape"][1]),
+                               return_tensors="pt")
+        return torch.stack([tokens["input_ids"], tokens["attention_mask"]], 1).to(torch.float32)
+
+
 CODECS: dict[str, InputCodec] = {
-    c.kind: c for c in (VectorCodec(), ImageCodec(), PhotoCodec(), PhotoPixelCodec(), TextCodec())}
+    c.kind: c for c in (VectorCodec(), ImageCodec(), PhotoCodec(), PhotoPixelCodec(), TextCodec(),
+                        TextTokenCodec())}
 
 
 def codec_for(name: str) -> InputCodec:

@@ -39,6 +39,11 @@ class HParams(_Strict):
     image_backbone: str | None = None
     tail_blocks: int | None = Field(None, ge=0)
     views: int | None = Field(None, ge=0)
+    # per-task fine-tuning of a sentence encoder: which one, how many of its top layers, and how
+    # many classes a pseudo-episode takes
+    text_encoder: str | None = None
+    top_layers: int | None = Field(None, ge=1)
+    episode_ways: int | None = Field(None, ge=2)
 
     @model_validator(mode="after")
     def _references(self) -> HParams:

@@ -9,13 +9,14 @@ from app.meta.algorithms.metasgd import MetaSGD
 from app.meta.algorithms.neural_process import NeuralProcess
 from app.meta.algorithms.protonet import ProtoNet
 from app.meta.algorithms.protonet_backbone_finetune import ProtoNetBackboneFineTune
+from app.meta.algorithms.protonet_encoder_finetune import ProtoNetEncoderFineTune
 from app.meta.algorithms.protonet_finetune import ProtoNetFineTune
 from app.meta.algorithms.reptile import Reptile
 
 ALGORITHMS: dict[str, type[MetaLearner]] = {
     cls.name: cls
-    for cls in (MAML, MetaSGD, Reptile, ANIL, ProtoNet, ProtoNetFineTune, ProtoNetBackboneFineTune, MatchingNet,
-                NeuralProcess, HyperNet)
+    for cls in (MAML, MetaSGD, Reptile, ANIL, ProtoNet, ProtoNetFineTune, ProtoNetBackboneFineTune,
+                ProtoNetEncoderFineTune, MatchingNet, NeuralProcess, HyperNet)
 }
 
 __all__ = ["ALGORITHMS", "AdaptOptions", "MetaLearner"]

@@ -1,0 +1,189 @@
+"""Prototypical Networks over a sentence encoder whose top layers are fine-tuned per task.
+
+SetFit (Tunstall et al. 2022, "Efficient Few-Shot Learning Without Prompts") fine-tunes a
+pretrained sentence encoder contrastively on pairs drawn from the few-shot support set, then
+fits a head on its embeddings. Here the contrastive objective is the prototypical loss of
+pseudo-episodes drawn from the support set (as in P>M>F, Hu et al. 2022): each step takes up
+to ``episode_ways`` classes, splits each class's sentences into a pseudo-support and a
+pseudo-query half, and pulls every query towards its class prototype and away from the others.
+Only the encoder's top ``top_layers`` transformer layers are fine-tuned (Adam, ``inner_lr``,
+``steps`` steps); the layers below stay frozen, so their token states are computed once per
+sentence, and a task of 64 intents x 10 sentences adapts in seconds on a CPU. The head is the
+ProtoNet's: the residual adapter over the mean-pooled, L2-normalised embedding, then class
+prototypes over the whole support set with the fine-tuned layers.
+
+The pseudo-episodes come from a generator seeded by the support set itself: the same support
+set always adapts to the same state. Inputs are token ids and attention masks
+``[n, 2, tokens]`` (the ``text-tokens`` codec). Adapted state: the fine-tuned ``top.*``
+tensors of the top layers, ``prototypes`` and ``counts``.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.func import functional_call
+
+from app.meta.algorithms.base import AdaptOptions
+from app.meta.algorithms.protonet import ProtoNet
+from app.meta.algorithms.protonet_finetune import prototype_loss, support_seed
+from app.meta.types import AdaptedState
+
+
+def _additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
+    """``[n, T]`` 1/0 attention mask -> the ``[n, 1, 1, T]`` additive mask of BERT-style layers."""
+    return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
+
+
+def _run_layers(layers, states: Tensor, mask: Tensor) -> Tensor:
+    additive = _additive_mask(mask, states.dtype)
+    for layer in layers:
+        out = layer(states, attention_mask=additive)
+        states = out[0] if isinstance(out, tuple) else out
+    return states
+
+
+class EncoderTop(nn.Module):
+    """The encoder's top transformer layers, then the mean over real tokens, L2-normalised
+    (the pooling of the pinned sentence-transformers encoders)."""
+
+    def __init__(self, layers: list[nn.Module]) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(copy.deepcopy(layers))
+        for module in self.layers.modules():  # fine-tuning is deterministic: no dropout
+            if isinstance(module, nn.Dropout):
+                module.p = 0.0
+
+    def forward(self, states: Tensor, mask: Tensor) -> Tensor:
+        states = _run_layers(self.layers, states, mask)
+        weights = mask.unsqueeze(-1).to(states.dtype)
+        pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
+        return F.normalize(pooled, dim=-1)
+
+
+class ProtoNetEncoderFineTune(ProtoNet):
+    """Text ProtoNet with per-task fine-tuning of the sentence encoder's top layers (a job:
+    seconds, not milliseconds). Not meta-trained itself: it starts from the pinned encoder's
+    pretrained weights and a text ProtoNet's adapter; its steps, learning rate and layers
+    were chosen on validation splits."""
+
+    name = "protonet-encoder-finetune"
+    family = "optimization"
+    has_steps = True
+    batchable = False
+    extends = False
+
+    def __init__(self, model, task_type: str = "classification", **hparams) -> None:
+        from app.meta.text_encoder import load_encoder
+
+        super().__init__(model, task_type, **hparams)
+        self.top_layers = int(self.hparams.get("top_layers", 2))
+        transformer = load_encoder(self.hparams["text_encoder"], "torch").model[0].auto_model
+        # a copy of its own, in evaluation mode and without gradients: the frozen lower layers
+        self.network = copy.deepcopy(transformer).eval().requires_grad_(False)
+        layers = list(self.network.encoder.layer)
+        if not 1 <= self.top_layers <= len(layers):
+            raise ValueError(f"top_layers must lie in 1..{len(layers)}")
+        self.lower = layers[: len(layers) - self.top_layers]
+        self.top = EncoderTop(layers[len(layers) - self.top_layers:]).eval()
+
+    def train_steps(self) -> int:
+        return int(self.hparams.get("eval_steps", 0))
+
+    def _top_params(self) -> dict[str, Tensor]:
+        return {f"top.{k}": v.detach() for k, v in self.top.named_parameters()}
+
+    def lower_states(self, x: Tensor, batch_size: int = 64) -> tuple[Tensor, Tensor]:
+        """Token states after the frozen layers ``[n, T, d]`` and the mask ``[n, T]``, T the
+        longest input's tokens; computed in batches of similar lengths, each only as long as
+        its longest input (padding costs nothing then)."""
+        ids, mask = x[:, 0].long(), x[:, 1].long()
+        lengths = mask.sum(-1)
+        length = max(int(lengths.max()), 1)
+        ids, mask = ids[:, :length], mask[:, :length]
+        out = torch.zeros(ids.shape[0], length, self.network.config.hidden_size)
+        order = torch.argsort(lengths, stable=True)
+        with torch.no_grad():
+            for start in range(0, ids.shape[0], batch_size):
+                rows = order[start:start + batch_size]
+                part = max(int(lengths[rows].max()), 1)
+                states = self.network.embeddings(input_ids=ids[rows, :part])
+                out[rows, :part] = _run_layers(self.lower, states, mask[rows, :part])
+        return out, mask
+
+    def embed_states(self, params: dict[str, Tensor], states: Tensor, mask: Tensor) -> Tensor:
+        """Top layers (``top.*`` from ``params``), pooling, then the adapter (``encoder.*``)."""
+        top = {k[len("top."):]: v for k, v in params.items() if k.startswith("top.")}
+        length = max(int(mask.sum(-1).max()), 1)
+        states, mask = states[:, :length], mask[:, :length]
+        pooled = functional_call(self.local("top"), top, (states, mask))
+        return self.embed({k: v for k, v in params.items() if k.startswith("encoder.")}, pooled)
+
+    def adapt_params(self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int,
+                     progress=None) -> AdaptedState:
+        x = x.clone()  # inputs decoded under inference_mode cannot enter autograd as they are
+        generator = torch.Generator().manual_seed(support_seed(x, y))
+        states, mask = self.lower_states(x)
+        weights = {**{k: v.detach().clone() for k, v in params.items()},
+                   **{k: v.clone() for k, v in self._top_params().items()}}
+        by_class = [torch.nonzero(y == c).flatten() for c in range(ways)]
+        splittable = [c for c, rows in enumerate(by_class) if rows.numel() >= 2]
+        if steps > 0 and len(splittable) >= 2:
+            trainable = {k: v.requires_grad_(True) for k, v in weights.items() if k.startswith("top.")}
+            optimiser = torch.optim.Adam(trainable.values(), lr=float(self.hparams.get("inner_lr", 1e-4)))
+            temperature = float(self.hparams.get("inner_temperature", self.hparams.get("temperature", 1.0)))
+            episode_ways = int(self.hparams.get("episode_ways", 16))
+            for step in range(steps):
+                order = torch.randperm(len(splittable), generator=generator)[:episode_ways].tolist()
+                s_rows, q_rows, s_y, q_y = [], [], [], []
+                for j, c in enumerate(splittable[i] for i in order):
+                    rows = by_class[c][torch.randperm(by_class[c].numel(), generator=generator)]
+                    half = rows.numel() // 2
+                    q_rows.append(rows[:half])
+                    s_rows.append(rows[half:])
+                    q_y.append(torch.full((half,), j, dtype=torch.long))
+                    s_y.append(torch.full((rows.numel() - half,), j, dtype=torch.long))
+                rows = torch.cat(s_rows + q_rows)
+                n = sum(r.numel() for r in s_rows)
+                with torch.enable_grad():
+                    z = self.embed_states(weights, states[rows], mask[rows])
+                    loss = prototype_loss(z[:n], torch.cat(s_y), z[n:], torch.cat(q_y), len(order), temperature)
+                    optimiser.zero_grad(set_to_none=True)
+                    loss.backward()
+                optimiser.step()
+                if progress is not None:
+                    progress((step + 1) / steps)
+        with torch.no_grad():
+            state = {k: v.detach() for k, v in weights.items() if k.startswith("top.")}
+            state.update(self.prototypes_of(self._embed_all({**weights, **state}, states, mask), y, ways))
+        return state
+
+    def adapt(self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None) -> AdaptedState:
+        progress = options.progress if options is not None else None
+        state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options), progress)
+        return {k: v.detach().contiguous() for k, v in state.items()}
+
+    def adapt_with_support_outputs(self, x: Tensor, y: Tensor, ways: int = 0,
+                                   options: AdaptOptions | None = None) -> tuple[AdaptedState, Tensor | None]:
+        return self.adapt(x, y, ways, options), None
+
+    def predict_params(self, params: dict[str, Tensor], state: AdaptedState, x: Tensor) -> Tensor:
+        states, mask = self.lower_states(x)
+        weights = {**params, **{k: v for k, v in state.items() if k.startswith("top.")}}
+        return self.logits(self._embed_all(weights, states, mask), state["prototypes"], state["counts"])
+
+    def _embed_all(self, params: dict[str, Tensor], states: Tensor, mask: Tensor, batch_size: int = 64) -> Tensor:
+        """Every row embedded, in batches of similar lengths; rows in their original order."""
+        order = torch.argsort(mask.sum(-1), stable=True)
+        parts = [self.embed_states(params, states[rows], mask[rows]) for rows in order.split(batch_size)]
+        return torch.cat(parts)[torch.argsort(order)]
+
+    def can_extend(self, state: AdaptedState) -> bool:
+        return False
+
+    def meta_gradient(self, batch):  # noqa: ANN001, ANN201
+        raise NotImplementedError("protonet-encoder-finetune is not meta-trained: it starts from the "
+                                  "pinned encoder and a text ProtoNet's adapter (train text-protonet instead)")

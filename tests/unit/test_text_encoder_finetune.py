@@ -1,0 +1,81 @@
+"""protonet-encoder-finetune and the text-tokens codec: the split encoder computes the pinned
+encoder's embeddings, fine-tuning is deterministic and fits the support set, padding and
+batching do not change a prediction, bad sentences are refused like the text codec's."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from app.meta.checkpoint import build_learner
+from app.meta.codecs import InputError, InputLimits, codec_for
+from app.meta.manifest import InputSpec
+from app.meta.text_encoder import load_encoder
+
+pytestmark = pytest.mark.slow
+
+SPEC = {"kind": "text", "codec": "text-tokens", "encoder": "all-MiniLM-L6-v2", "max_chars": 512, "shape": [2, 64]}
+MODEL = {"algorithm": "protonet-encoder-finetune", "backbone": "embedding_adapter",
+         "backbone_args": {"dim": 384, "hidden": 32, "scale": 8.0}, "task_type": "classification",
+         "hparams": {"text_encoder": "all-MiniLM-L6-v2", "top_layers": 2, "inner_lr": 1e-4, "eval_steps": 8,
+                     "temperature": 6.4, "episode_ways": 2}}
+SUPPORT = ["I forgot my password", "I can't log in to my account", "reset my password please",
+           "where is my parcel", "my order has not arrived", "track my delivery",
+           "I want my money back", "refund this purchase", "how do I get a refund"]
+LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
+QUERIES = ["the password reset link does not work", "the package is late", "please give me a refund"]
+
+
+def tokens(sentences):
+    return codec_for("text-tokens").decode(sentences, SPEC, "inputs", InputLimits())
+
+
+@pytest.fixture(scope="module")
+def learner():
+    return build_learner(MODEL, seed=0)
+
+
+def test_the_codec_gives_padded_token_ids_and_masks():
+    x = tokens(["hello world", "a much longer sentence " * 20])
+    assert x.shape == (2, 2, 64) and x.dtype == torch.float32
+    ids, mask = x[:, 0].long(), x[:, 1].long()
+    assert mask[0].sum() == 4 and mask[1].sum() == 64  # [CLS] hello world [SEP]; truncated
+    tokenizer = load_encoder("all-MiniLM-L6-v2").model[0].tokenizer
+    assert ids[0, :4].tolist() == tokenizer("hello world")["input_ids"]
+    with pytest.raises(InputError, match="empty"):
+        tokens(["ok", "  "])
+    with pytest.raises(ValueError, match=r"shape \[2, max_tokens\]"):
+        InputSpec(**{**SPEC, "shape": [384]})
+
+
+def test_without_steps_it_is_the_frozen_encoders_protonet(learner):
+    """Lower layers + top layers + pooling reproduce the pinned encoder's embeddings."""
+    states, mask = learner.lower_states(tokens(QUERIES + SUPPORT))
+    z = learner._embed_all({**learner.frozen(), **learner._top_params()}, states, mask)
+    # the adapter starts at the identity, scaled by 8
+    assert torch.allclose(z.norm(dim=-1), torch.full((len(z),), 8.0), atol=1e-4)
+    reference = load_encoder("all-MiniLM-L6-v2").encode(QUERIES + SUPPORT)
+    assert (torch.nn.functional.normalize(z, dim=-1) * reference).sum(-1).min() > 0.99999
+
+
+def test_fine_tuning_is_deterministic_and_moves_the_top_layers(learner):
+    x = tokens(SUPPORT)
+    first = learner.adapt(x, LABELS, 3)
+    again = learner.adapt(tokens(SUPPORT), LABELS, 3)
+    assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
+    frozen = learner._top_params()
+    assert any(not torch.equal(first[k], frozen[k]) for k in frozen)
+    assert {"prototypes", "counts"} <= set(first)
+    assert not any(k.startswith("encoder.") for k in first)  # the adapter is not part of the state
+    logits = learner.predict(first, tokens(QUERIES))
+    assert logits.argmax(-1).tolist() == [0, 1, 2]
+    # a support set without a class of two examples has nothing to hold out: no steps taken
+    single = learner.adapt(tokens(SUPPORT[::3]), torch.tensor([0, 1, 2]), 3)
+    assert all(torch.equal(single[k], frozen[k]) for k in frozen)
+
+
+def test_padding_and_batch_company_do_not_change_a_prediction(learner):
+    state = learner.adapt(tokens(SUPPORT), LABELS, 3)
+    alone = learner.predict(state, tokens(QUERIES[:1]))
+    crowded = learner.predict(state, tokens(QUERIES[:1] + ["a very long and winding sentence " * 15] * 70))
+    assert torch.allclose(alone[0], crowded[0], atol=1e-4)
