@@ -1,11 +1,11 @@
 """Text meta-learners over HTTP: adaptation of 10 intents x 10 shots and prediction of 32
 sentences (p50/p99) for each synchronous learner, its versions side by side (requests
-alternate between them, the same task for each), a fine-tuning job's wall clock from POST to
-ready (text-protonet-finetune), and the server's resident memory with every text learner
-loaded.
+alternate between them, the same task for each), each fine-tuning job's wall clock from POST
+to ready, and the server's resident memory with every text learner loaded.
 
     python -m benchmarks.text_latency [--requests 40] [--jobs 5]
         [--learners text-protonet@1.0.0,text-protonet@1.1.0]
+        [--job-learners text-protonet-finetune,text-encoder-finetune]
 
 Sentences are CLINC150 test utterances (new sentences in every request, so that nothing is
 served from a cache); writes ``benchmarks/results/text_latency.json``.
@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5)
     parser.add_argument("--learners", default="text-protonet@1.0.0,text-protonet@1.1.0",
                         help="synchronous text learners (name@version), measured alternately")
+    parser.add_argument("--job-learners", default="text-protonet-finetune,text-encoder-finetune",
+                        help="text learners served as jobs")
     args = parser.parse_args()
     learners = args.learners.split(",")
     work = tasks(args.requests + 3 + args.jobs)
@@ -83,18 +85,18 @@ def main() -> None:
                     for series, value in zip(timings[ref], (elapsed, predicted,
                                                             r.json()["adaptation"]["duration_ms"]), strict=True):
                         series.append(value)
-        job_s, job_compute_ms = [], []
+        jobs = {ref: ([], []) for ref in args.job_learners.split(",")}  # POST to ready (s), compute (ms)
         for support, _ in work[args.requests + 3:]:
-            t0 = time.perf_counter()
-            r = client.post("/v1/adapted-models", json={"meta_learner": "text-protonet-finetune",
-                                                        "support": support})
-            assert r.status_code == 202, r.text
-            where = f"/v1/adapted-models/{r.json()['id']}"
-            while (body := client.get(where).json())["status"] not in ("ready", "failed"):
-                time.sleep(0.02)
-            assert body["status"] == "ready", body
-            job_s.append(time.perf_counter() - t0)
-            job_compute_ms.append(body["adaptation"]["duration_ms"])
+            for ref, (job_s, job_compute_ms) in jobs.items():
+                t0 = time.perf_counter()
+                r = client.post("/v1/adapted-models", json={"meta_learner": ref, "support": support})
+                assert r.status_code == 202, r.text
+                where = f"/v1/adapted-models/{r.json()['id']}"
+                while (body := client.get(where).json())["status"] not in ("ready", "failed"):
+                    time.sleep(0.02)
+                assert body["status"] == "ready", body
+                job_s.append(time.perf_counter() - t0)
+                job_compute_ms.append(body["adaptation"]["duration_ms"])
         memory = rss_mb(bench.proc.pid)  # every text learner has now been loaded and used
     report = {
         "meta": {"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
@@ -102,9 +104,10 @@ def main() -> None:
                  "date": time.strftime("%Y-%m-%d")},
         **{ref: {"adapt_10x10_http": percentiles(adapt), "adapt_compute": percentiles(compute),
                  "predict_32_http": percentiles(predict)} for ref, (adapt, predict, compute) in timings.items()},
-        "text-protonet-finetune": {"job_post_to_ready_s": {
-            "p50": round(sorted(job_s)[len(job_s) // 2], 3), "max": round(max(job_s), 3), "n": len(job_s)},
-            "compute_ms_p50": sorted(job_compute_ms)[len(job_compute_ms) // 2]},
+        **{ref: {"job_post_to_ready_s": {"p50": round(sorted(job_s)[len(job_s) // 2], 3),
+                                         "max": round(max(job_s), 3), "n": len(job_s)},
+                 "compute_ms_p50": sorted(job_compute_ms)[len(job_compute_ms) // 2]}
+           for ref, (job_s, job_compute_ms) in jobs.items()},
         "server_rss_mb": round(memory, 1),
     }
     RESULTS.mkdir(exist_ok=True)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import threading
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -357,9 +356,6 @@ class TextTokenCodec(TextCodec):
 
     kind = "text-tokens"
 
-    def __init__(self) -> None:
-        self._lock = threading.Lock()  # the fast tokenizer is not thread-safe
-
     def check_spec(self, spec: dict[str, Any]) -> None:
         super().check_spec(spec)
         shape = list(spec.get("shape") or [])
@@ -377,11 +373,7 @@ class TextTokenCodec(TextCodec):
         if not inputs:
             raise InputError(f"{field}: at least one input is required")
         sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
-        tokenizer = load_encoder(spec["encoder"], "torch").model[0].tokenizer
-        with self._lock:
-            tokens = tokenizer(sentences, padding="max_length", truncation=True, max_length=int(spec["shape"][1]),
-                               return_tensors="pt")
-        return torch.stack([tokens["input_ids"], tokens["attention_mask"]], 1).to(torch.float32)
+        return load_encoder(spec["encoder"], "torch").tokenize(sentences, int(spec["shape"][1])).to(torch.float32)
 
 
 CODECS: dict[str, InputCodec] = {

@@ -50,6 +50,9 @@ def evaluate_text_protocol(learner, manifest: dict, dataset: str, shots: int, se
     from app.meta.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, embed
     from app.meta.tasks.text import load_split as load_text
 
+    if manifest["input"].get("codec") == "text-tokens":
+        raise SystemExit("this learner fine-tunes the encoder per task on token ids: measure it with "
+                         "scripts/text_encoder_finetune.py --model FOLDER --split test")
     encoder, runtime = manifest["input"]["encoder"], manifest["input"].get("runtime") or "torch"
 
     def load(pair):

@@ -62,6 +62,14 @@ class SentenceEncoder:
                                      normalize_embeddings=True, show_progress_bar=False)
         return out.to(torch.float32).cpu()
 
+    def tokenize(self, sentences: list[str], max_tokens: int) -> Tensor:
+        """Token ids and attention masks ``[n, 2, max_tokens]`` (padded, longer ones truncated),
+        under the same lock as ``encode``: the tokenizer is shared."""
+        with self._lock:
+            tokens = self.model[0].tokenizer(sentences, padding="max_length", truncation=True,
+                                             max_length=max_tokens, return_tensors="pt")
+        return torch.stack([tokens["input_ids"], tokens["attention_mask"]], 1)
+
 
 def package_weights(spec: EncoderSpec) -> Path:
     return package_file(spec.package, spec.weights, f"encoder {spec.name}", EncoderUnavailable)

@@ -71,3 +71,24 @@ def test_job_survives_sigkill_of_its_server(tmp_path, database_url):
             assert [p["label"] for p in r.json()["predictions"]] == ["login", "shipping", "refund"]
     finally:
         server.stop()
+
+
+def test_encoder_finetune_is_a_deterministic_job(client):
+    """text-encoder-finetune fine-tunes the encoder's top layers per task: a job with progress,
+    the same support set gives the same predictions, the state holds the fine-tuned layers."""
+    described = client.get("/v1/meta-learners/text-encoder-finetune").json()
+    assert described["input"]["codec"] == "text-tokens"
+    made = client.post("/v1/adapted-models", json={"meta_learner": "text-encoder-finetune", "support": SUPPORT})
+    assert made.status_code == 202, made.text
+    ready = wait_for(client, made.json()["id"], timeout=120)
+    assert ready["status"] == "ready" and ready["adaptation"]["steps"] == described["adaptation_defaults"]["steps"]
+    r = client.post(f"/v1/adapted-models/{ready['id']}/predictions", json={"inputs": QUERIES})
+    assert r.status_code == 200
+    assert [p["label"] for p in r.json()["predictions"]] == ["login", "shipping", "refund"]
+    again = wait_for(client, client.post("/v1/adapted-models", json={
+        "meta_learner": "text-encoder-finetune", "support": SUPPORT}).json()["id"], timeout=120)
+    r2 = client.post(f"/v1/adapted-models/{again['id']}/predictions", json={"inputs": QUERIES})
+    assert r2.json() == r.json()
+    bad = client.post("/v1/adapted-models", json={"meta_learner": "text-encoder-finetune", "support": {
+        "inputs": SUPPORT["inputs"][:-1] + ["   "], "targets": SUPPORT["targets"]}})
+    assert bad.status_code == 422 and "empty" in bad.json()["detail"]
