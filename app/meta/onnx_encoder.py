@@ -148,14 +148,17 @@ def onnx_encoder(spec, torch_encoder, cache_dir: Path, runtime: str = "onnx") ->
     if runtime not in AGREEMENT:
         raise OnnxUnavailable(f"unknown ONNX runtime {runtime!r}; known: {sorted(AGREEMENT)}")
     try:
-        import onnxruntime  # noqa: F401
+        import onnxruntime
     except ImportError as exc:
         raise OnnxUnavailable(f"encoder {spec.name}: the {runtime} runtime needs the package onnxruntime") from exc
     model = torch_encoder.model
     transformer, tokenizer, max_tokens = model[0].auto_model, model[0].tokenizer, model.max_seq_length
     reference = torch_encoder.encode(PROBES)
+    # the exporter's and quantiser's versions name the file: another version exports afresh, so
+    # the served graph is always the one these libraries make from the pinned weights
+    versions = f"opset{OPSET}-torch{torch.__version__}-ort{onnxruntime.__version__}"
     suffix = "-int8" if runtime == "onnx-int8" else ""
-    path = Path(cache_dir) / "encoders" / f"{spec.name}-{spec.sha256[:16]}-opset{OPSET}{suffix}.onnx"
+    path = Path(cache_dir) / "encoders" / f"{spec.name}-{spec.sha256[:16]}-{versions}{suffix}.onnx"
     if path.is_file():
         try:
             cached = OnnxSentenceEncoder(spec, _session(path.read_bytes()), tokenizer, max_tokens)
