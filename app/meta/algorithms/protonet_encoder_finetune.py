@@ -21,6 +21,7 @@ tensors of the top layers, ``prototypes`` and ``counts``.
 from __future__ import annotations
 
 import copy
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -64,6 +65,21 @@ class EncoderTop(nn.Module):
         return F.normalize(pooled, dim=-1)
 
 
+@functools.cache
+def encoder_parts(encoder: str, top_layers: int) -> tuple[nn.Module, tuple[nn.Module, ...], EncoderTop]:
+    """The shared PyTorch encoder (its embeddings and lower layers run frozen, without
+    gradients), its lower layers, and a template of its top ``top_layers`` layers: built once
+    per process, whatever the number of learners (registries) that use them."""
+    from app.meta.text_encoder import load_encoder
+
+    transformer = load_encoder(encoder, "torch").model[0].auto_model
+    layers = list(transformer.encoder.layer)
+    if not 1 <= top_layers <= len(layers):
+        raise ValueError(f"top_layers must lie in 1..{len(layers)}")
+    top = EncoderTop(layers[len(layers) - top_layers:]).eval().requires_grad_(False)
+    return transformer, tuple(layers[: len(layers) - top_layers]), top
+
+
 class ProtoNetEncoderFineTune(ProtoNet):
     """Text ProtoNet with per-task fine-tuning of the sentence encoder's top layers (a job:
     seconds, not milliseconds). Not meta-trained itself: it starts from the pinned encoder's
@@ -77,30 +93,32 @@ class ProtoNetEncoderFineTune(ProtoNet):
     extends = False
 
     def __init__(self, model, task_type: str = "classification", **hparams) -> None:
-        from app.meta.text_encoder import load_encoder
-
         super().__init__(model, task_type, **hparams)
         self.top_layers = int(self.hparams.get("top_layers", 2))
-        transformer = load_encoder(self.hparams["text_encoder"], "torch").model[0].auto_model
-        # a copy of its own, in evaluation mode and without gradients: the frozen lower layers
-        self.network = copy.deepcopy(transformer).eval().requires_grad_(False)
-        layers = list(self.network.encoder.layer)
-        if not 1 <= self.top_layers <= len(layers):
-            raise ValueError(f"top_layers must lie in 1..{len(layers)}")
-        self.lower = layers[: len(layers) - self.top_layers]
-        self.top = EncoderTop(layers[len(layers) - self.top_layers:]).eval()
+        # shared by every learner of this process and never moved: the encoder's lower layers
+        # run on the CPU, the fine-tuned top layers where the learner's parameters are
+        self._parts = encoder_parts(self.hparams["text_encoder"], self.top_layers)
+
+    @property
+    def network(self) -> nn.Module:
+        return self._parts[0]
+
+    @property
+    def top(self) -> EncoderTop:
+        """The template of the top layers (``local("top")`` gives each thread its own copy)."""
+        return self._parts[2]
 
     def train_steps(self) -> int:
         return int(self.hparams.get("eval_steps", 0))
 
     def _top_params(self) -> dict[str, Tensor]:
-        return {f"top.{k}": v.detach() for k, v in self.top.named_parameters()}
+        return {f"top.{k}": v.detach().to(self.device) for k, v in self.top.named_parameters()}
 
     def lower_states(self, x: Tensor, batch_size: int = 64) -> tuple[Tensor, Tensor]:
         """Token states after the frozen layers ``[n, T, d]`` and the mask ``[n, T]``, T the
         longest input's tokens; computed in batches of similar lengths, each only as long as
         its longest input (padding costs nothing then)."""
-        ids, mask = x[:, 0].long(), x[:, 1].long()
+        ids, mask = x[:, 0].long().cpu(), x[:, 1].long().cpu()
         lengths = mask.sum(-1)
         length = max(int(lengths.max()), 1)
         ids, mask = ids[:, :length], mask[:, :length]
@@ -111,8 +129,8 @@ class ProtoNetEncoderFineTune(ProtoNet):
                 rows = order[start:start + batch_size]
                 part = max(int(lengths[rows].max()), 1)
                 states = self.network.embeddings(input_ids=ids[rows, :part])
-                out[rows, :part] = _run_layers(self.lower, states, mask[rows, :part])
-        return out, mask
+                out[rows, :part] = _run_layers(self._parts[1], states, mask[rows, :part])
+        return out.to(self.device), mask.to(self.device)
 
     def embed_states(self, params: dict[str, Tensor], states: Tensor, mask: Tensor) -> Tensor:
         """Top layers (``top.*`` from ``params``), pooling, then the adapter (``encoder.*``)."""
