@@ -11,7 +11,7 @@ from __future__ import annotations
 from importlib.resources import files
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import HTMLResponse
@@ -56,8 +56,12 @@ def serve_local_docs(app: FastAPI) -> None:
     assets = files("fastapi_offline") / "static"
     app.mount(DOCS_ASSETS, StaticFiles(directory=str(assets)), name="docs-assets")
 
+    # the handlers read the app from the request, never from a closure: FastAPI caches each
+    # endpoint's dependency model in a process-wide LRU, so a closure over ``app`` would keep
+    # every app (and its engine, with every loaded learner) alive after shutdown
     @app.get("/docs", include_in_schema=False)
-    def swagger() -> HTMLResponse:
+    def swagger(request: Request) -> HTMLResponse:
+        app = request.app
         return get_swagger_ui_html(
             openapi_url=app.openapi_url, title=f"{app.title} - API",
             swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
@@ -66,7 +70,8 @@ def serve_local_docs(app: FastAPI) -> None:
             swagger_ui_parameters={"persistAuthorization": True})
 
     @app.get("/redoc", include_in_schema=False)
-    def redoc() -> HTMLResponse:
+    def redoc(request: Request) -> HTMLResponse:
+        app = request.app
         return get_redoc_html(openapi_url=app.openapi_url, title=f"{app.title} - ReDoc",
                               redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
                               redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png", with_google_fonts=False)

@@ -72,6 +72,11 @@ class InProcessRunner:
             return
         for thread in self._threads:
             thread.join(timeout=5)
+        # the lease keeper and the listener notice the stop within one poll; waiting for them
+        # means no thread of a stopped runner outlives it (or keeps its engine alive)
+        for thread in (self._keeper, self._listener):
+            if thread.is_alive():
+                thread.join(timeout=self.poll + 5)
         with self._lock:
             running = list(self._progress)
         for ident in running:
