@@ -14,6 +14,7 @@ a version measured on one runtime's embeddings keeps them.
 
 from __future__ import annotations
 
+import copy
 import io
 import logging
 import threading
@@ -152,7 +153,9 @@ def onnx_encoder(spec, torch_encoder, cache_dir: Path, runtime: str = "onnx") ->
     except ImportError as exc:
         raise OnnxUnavailable(f"encoder {spec.name}: the {runtime} runtime needs the package onnxruntime") from exc
     model = torch_encoder.model
-    transformer, tokenizer, max_tokens = model[0].auto_model, model[0].tokenizer, model.max_seq_length
+    # a tokenizer of its own: the PyTorch encoder's is used under that encoder's lock
+    transformer, max_tokens = model[0].auto_model, model.max_seq_length
+    tokenizer = copy.deepcopy(model[0].tokenizer)
     reference = torch_encoder.encode(PROBES)
     # the exporter's and quantiser's versions name the file: another version exports afresh, so
     # the served graph is always the one these libraries make from the pinned weights

@@ -32,9 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from app.meta.algorithms.base import AdaptOptions
-from app.meta.algorithms.protonet import ProtoNet
-from app.meta.algorithms.protonet_finetune import prototype_loss, support_seed
+from app.meta.algorithms.protonet_finetune import ProtoNetBackboneTuning, prototype_loss, support_seed
 from app.meta.types import AdaptedState
 
 
@@ -92,16 +90,12 @@ def augment(pixels: Tensor, generator: torch.Generator) -> Tensor:
     return torch.cat(views)
 
 
-class ProtoNetBackboneFineTune(ProtoNet):
+class ProtoNetBackboneFineTune(ProtoNetBackboneTuning):
     """Photo ProtoNet with per-task fine-tuning of the backbone's last stage and the adapter
     (slow: served as an asynchronous job). Not meta-trained itself: it starts from a photo
     ProtoNet's adapter and the pinned backbone's ImageNet weights."""
 
     name = "protonet-backbone-finetune"
-    family = "optimization"
-    has_steps = True
-    batchable = False
-    extends = False
 
     def __init__(self, model, task_type: str = "classification", **hparams) -> None:
         from app.meta.image_backbone import load_image_backbone
@@ -112,9 +106,6 @@ class ProtoNetBackboneFineTune(ProtoNet):
         # a copy of its own: this learner may move to a GPU while the codecs embed on the CPU
         self.network = copy.deepcopy(load_image_backbone(self.hparams["image_backbone"]).network)
         self.tail = BackboneTail(self.network, self.tail_blocks)
-
-    def train_steps(self) -> int:
-        return int(self.hparams.get("eval_steps", 0))
 
     def _tail_params(self) -> dict[str, Tensor]:
         return {f"tail.{k}": v.detach() for k, v in self.tail.named_parameters()}
@@ -176,21 +167,9 @@ class ProtoNetBackboneFineTune(ProtoNet):
             state.update(self.prototypes_of(self.embed_pixels(state, trunk), y, ways))
         return state
 
-    def adapt(self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None) -> AdaptedState:
-        progress = options.progress if options is not None else None
-        state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options), progress)
-        return {k: v.detach().contiguous() for k, v in state.items()}
-
-    def adapt_with_support_outputs(self, x: Tensor, y: Tensor, ways: int = 0,
-                                   options: AdaptOptions | None = None) -> tuple[AdaptedState, Tensor | None]:
-        return self.adapt(x, y, ways, options), None
-
     def predict_params(self, params: dict[str, Tensor], state: AdaptedState, x: Tensor) -> Tensor:
         trunk = trunk_features(self.network, self.tail_blocks, x)
         return self.logits(self.embed_pixels(state, trunk), state["prototypes"], state["counts"])
-
-    def can_extend(self, state: AdaptedState) -> bool:
-        return False
 
     def meta_gradient(self, batch):  # noqa: ANN001, ANN201
         raise NotImplementedError("protonet-backbone-finetune is not meta-trained: it starts from a "

@@ -28,9 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from app.meta.algorithms.base import AdaptOptions
-from app.meta.algorithms.protonet import ProtoNet
-from app.meta.algorithms.protonet_finetune import prototype_loss, support_seed
+from app.meta.algorithms.protonet_finetune import ProtoNetBackboneTuning, prototype_loss, support_seed
 from app.meta.types import AdaptedState
 
 
@@ -80,17 +78,13 @@ def encoder_parts(encoder: str, top_layers: int) -> tuple[nn.Module, tuple[nn.Mo
     return transformer, tuple(layers[: len(layers) - top_layers]), top
 
 
-class ProtoNetEncoderFineTune(ProtoNet):
+class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
     """Text ProtoNet with per-task fine-tuning of the sentence encoder's top layers (a job:
     seconds, not milliseconds). Not meta-trained itself: it starts from the pinned encoder's
     pretrained weights and a text ProtoNet's adapter; its steps, learning rate and layers
     were chosen on validation splits."""
 
     name = "protonet-encoder-finetune"
-    family = "optimization"
-    has_steps = True
-    batchable = False
-    extends = False
 
     def __init__(self, model, task_type: str = "classification", **hparams) -> None:
         super().__init__(model, task_type, **hparams)
@@ -107,9 +101,6 @@ class ProtoNetEncoderFineTune(ProtoNet):
     def top(self) -> EncoderTop:
         """The template of the top layers (``local("top")`` gives each thread its own copy)."""
         return self._parts[2]
-
-    def train_steps(self) -> int:
-        return int(self.hparams.get("eval_steps", 0))
 
     def _top_params(self) -> dict[str, Tensor]:
         return {f"top.{k}": v.detach().to(self.device) for k, v in self.top.named_parameters()}
@@ -179,15 +170,6 @@ class ProtoNetEncoderFineTune(ProtoNet):
             state.update(self.prototypes_of(self._embed_all({**weights, **state}, states, mask), y, ways))
         return state
 
-    def adapt(self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None) -> AdaptedState:
-        progress = options.progress if options is not None else None
-        state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options), progress)
-        return {k: v.detach().contiguous() for k, v in state.items()}
-
-    def adapt_with_support_outputs(self, x: Tensor, y: Tensor, ways: int = 0,
-                                   options: AdaptOptions | None = None) -> tuple[AdaptedState, Tensor | None]:
-        return self.adapt(x, y, ways, options), None
-
     def predict_params(self, params: dict[str, Tensor], state: AdaptedState, x: Tensor) -> Tensor:
         states, mask = self.lower_states(x)
         weights = {**params, **{k: v for k, v in state.items() if k.startswith("top.")}}
@@ -198,9 +180,6 @@ class ProtoNetEncoderFineTune(ProtoNet):
         order = torch.argsort(mask.sum(-1), stable=True)
         parts = [self.embed_states(params, states[rows], mask[rows]) for rows in order.split(batch_size)]
         return torch.cat(parts)[torch.argsort(order)]
-
-    def can_extend(self, state: AdaptedState) -> bool:
-        return False
 
     def meta_gradient(self, batch):  # noqa: ANN001, ANN201
         raise NotImplementedError("protonet-encoder-finetune is not meta-trained: it starts from the "

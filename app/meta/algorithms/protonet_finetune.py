@@ -117,3 +117,17 @@ class ProtoNetFineTune(ProtoNet):
     def meta_gradient(self, batch):  # noqa: ANN001, ANN201
         raise NotImplementedError("protonet-finetune is not meta-trained: it starts from a "
                                   "ProtoNet checkpoint (train text-protonet instead)")
+
+
+class ProtoNetBackboneTuning(ProtoNetFineTune):
+    """Base of the ProtoNets that fine-tune part of a pretrained backbone per task (photos: its
+    head convolution; text: the encoder's top layers). Their states hold the tuned tensors,
+    ``prototypes`` and ``counts``, yet cannot grow (the tuning depends on the whole support
+    set), and the support set is not run through the backbone a second time for its outputs."""
+
+    def adapt_with_support_outputs(self, x: Tensor, y: Tensor, ways: int = 0,
+                                   options: AdaptOptions | None = None) -> tuple[AdaptedState, Tensor | None]:
+        return self.adapt(x, y, ways, options), None
+
+    def can_extend(self, state: AdaptedState) -> bool:
+        return False
