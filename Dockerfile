@@ -11,7 +11,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     METASERVE_DATA_DIR=/data \
     METASERVE_CACHE_DIR=/data/cache \
     METASERVE_MODELS_DIR=/app/models \
-    METASERVE_MIGRATIONS_DIR=/app \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1
 
@@ -21,9 +20,8 @@ RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
-COPY README.md alembic.ini ./
+COPY README.md ./
 COPY app ./app
-COPY alembic ./alembic
 COPY models ./models
 RUN pip install --no-deps . \
     && useradd --create-home --uid 10001 metaserve \

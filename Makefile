@@ -46,7 +46,7 @@ cluster-down:
 	$(BIN)/python -m deploy.local_cluster down
 
 lint: install-dev
-	$(BIN)/ruff check app metaserve_train tests benchmarks alembic scripts clients deploy
+	$(BIN)/ruff check app metaserve_train tests benchmarks scripts clients deploy
 	$(BIN)/hadolint Dockerfile
 
 test: install-dev lint

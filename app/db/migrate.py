@@ -1,14 +1,14 @@
 """Run Alembic migrations programmatically (``metaserve db upgrade`` and the tests).
 
-The migrations (``alembic.ini`` and ``alembic/``) live beside ``app/`` in the source tree, not
-inside the installed package: they are found in ``METASERVE_MIGRATIONS_DIR`` when set, else
-in the source checkout this package runs from (an editable install), else in the current
-directory (the container's ``/app``).
+The migrations ship inside this package (``app/db/migrations``: ``env.py`` and ``versions/``) and
+are found through it, so an editable checkout, a wheel install and the container all migrate the
+same way, from any working directory. ``alembic.ini`` at the source tree's root points the
+``alembic`` command-line tool there, for writing new revisions.
 """
 
 from __future__ import annotations
 
-import os
+from importlib import resources
 from pathlib import Path
 
 from alembic import command
@@ -16,25 +16,21 @@ from alembic.config import Config
 
 
 class MigrationsNotFound(RuntimeError):
-    """No folder with ``alembic.ini`` and ``alembic/env.py`` where migrations are looked for."""
+    """The installed package lacks its migrations (a broken install)."""
 
 
-def migrations_root() -> Path:
-    """The folder holding ``alembic.ini`` and ``alembic/`` (see the module docstring)."""
-    configured = os.environ.get("METASERVE_MIGRATIONS_DIR")
-    candidates = [Path(configured)] if configured else [Path(__file__).resolve().parents[2], Path.cwd()]
-    for root in candidates:
-        if (root / "alembic.ini").is_file() and (root / "alembic" / "env.py").is_file():
-            return root
-    raise MigrationsNotFound(
-        "no alembic.ini with alembic/env.py beside it in " + ", ".join(str(c) for c in candidates)
-        + ": set METASERVE_MIGRATIONS_DIR to the folder that holds them (the source tree's root)")
+def migrations_dir() -> Path:
+    """The package's migrations folder (``env.py``, ``script.py.mako``, ``versions/``)."""
+    folder = Path(str(resources.files("app.db") / "migrations"))
+    if not (folder / "env.py").is_file() or not (folder / "versions").is_dir():
+        raise MigrationsNotFound(f"{folder} has no env.py and versions/: the package was installed without "
+                                 "its migrations (reinstall metaserve)")
+    return folder
 
 
 def alembic_config(database_url: str) -> Config:
-    root = migrations_root()
-    cfg = Config(str(root / "alembic.ini"))
-    cfg.set_main_option("script_location", str(root / "alembic"))
+    cfg = Config()
+    cfg.set_main_option("script_location", str(migrations_dir()))
     cfg.set_main_option("sqlalchemy.url", database_url.replace("%", "%%"))
     return cfg
 

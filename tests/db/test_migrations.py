@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 from sqlalchemy import create_engine, text
 
@@ -117,30 +119,35 @@ def test_0010_counts_each_tenants_rows(database_url):
     assert counts == {"alpha": 2, "beta": 1}
 
 
-def test_migrations_are_found_outside_the_source_tree(tmp_path, monkeypatch):
-    """An installed (non-editable) package has no alembic/ two levels above it: the migrations
-    come from METASERVE_MIGRATIONS_DIR, else the current directory, else a clear refusal (it
-    once loaded the alembic *library's* folder and failed with an ImportError)."""
-    import shutil
+@pytest.mark.slow
+def test_a_wheel_install_migrates_from_any_directory(tmp_path):
+    """The migrations travel inside the package: the built wheel holds every revision, and the
+    installed code migrates an empty database from a folder unrelated to the source tree (it once
+    looked two levels above its own file, which in site-packages is the alembic *library*)."""
+    import subprocess
+    import sys
+    import zipfile
 
-    from app.db import migrate
-
-    installed = tmp_path / "site-packages" / "app" / "db"
-    installed.mkdir(parents=True)
-    monkeypatch.setattr(migrate, "__file__", str(installed / "migrate.py"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation",
+                    "--wheel-dir", str(tmp_path / "wheel"), str(REPO)], check=True)
+    (wheel,) = (tmp_path / "wheel").glob("metaserve-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    revisions = sorted(p.name for p in (REPO / "app" / "db" / "migrations" / "versions").glob("*.py"))
+    assert revisions and {f"app/db/migrations/versions/{r}" for r in revisions} <= names
+    assert "app/db/migrations/env.py" in names
+    site = tmp_path / "site-packages"
+    zipfile.ZipFile(wheel).extractall(site)
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    monkeypatch.chdir(elsewhere)
-    monkeypatch.delenv("METASERVE_MIGRATIONS_DIR", raising=False)
-    with pytest.raises(migrate.MigrationsNotFound, match="set METASERVE_MIGRATIONS_DIR"):
-        migrate.migrations_root()
-    release = tmp_path / "release"
-    release.mkdir()
-    shutil.copy(REPO / "alembic.ini", release)
-    shutil.copytree(REPO / "alembic", release / "alembic")
-    monkeypatch.setenv("METASERVE_MIGRATIONS_DIR", str(release))
-    assert migrate.migrations_root() == release
-    migrate.upgrade(f"sqlite:///{tmp_path / 'a.db'}")
-    monkeypatch.delenv("METASERVE_MIGRATIONS_DIR")
-    monkeypatch.chdir(release)  # the container's WORKDIR
-    assert migrate.migrations_root() == release
+    script = ("import app, sys; from app.db.migrate import upgrade; "
+              f"assert app.__file__.startswith({str(site)!r}), app.__file__; "
+              "upgrade(sys.argv[1]); print('migrated')")
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    done = subprocess.run([sys.executable, "-c", script, f"sqlite:///{tmp_path / 'a.db'}"], cwd=elsewhere,
+                          env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    engine = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    with engine.connect() as conn:
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar_one()
+    engine.dispose()
+    assert version == revisions[-1].split("_")[0]
