@@ -14,8 +14,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     HF_HUB_OFFLINE=1 \
     TRANSFORMERS_OFFLINE=1
 
+# the CPU build of PyTorch (PyPI's Linux wheel bundles CUDA, ~3 GB more); another index may serve it
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 WORKDIR /app
-RUN pip install --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"
+RUN pip install --index-url "$TORCH_INDEX_URL" "torch==2.13.0"
 # the serving dependencies only (no training plots, no dev tools), cached until pyproject changes
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
