@@ -10,7 +10,7 @@ METASERVE_PORT ?= 8000
 METASERVE_TEST_POSTGRES_URL ?= postgresql+psycopg://postgres@127.0.0.1:5432/test
 export METASERVE_HOST METASERVE_PORT
 
-.PHONY: run test lint install install-dev migrate evaluate clean cluster-up cluster-down
+.PHONY: run test lint docs install install-dev migrate evaluate clean cluster-up cluster-down
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed clients/python/pyproject.toml
-	$(BIN)/pip install --quiet -e ".[dev]"
+	$(BIN)/pip install --quiet -e ".[dev,docs]"
 	$(BIN)/pip install --quiet -e "./clients/python[images]"
 	bash scripts/ensure_nginx.sh
 	touch $@
@@ -49,7 +49,10 @@ lint: install-dev
 	$(BIN)/ruff check app metaserve_train tests benchmarks scripts clients deploy
 	$(BIN)/hadolint Dockerfile
 
-test: install-dev lint
+docs: install-dev
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet --site-dir $(VENV)/site
+
+test: install-dev lint docs
 	METASERVE_TEST_POSTGRES_URL="$(METASERVE_TEST_POSTGRES_URL)" $(BIN)/pytest -q
 
 evaluate: install

@@ -1,10 +1,11 @@
 """Metaserve against its peer, learn2learn in-process, in one run on one machine.
 
-    bash ../shared/peers/install_peers.sh ~/.cache/metaserve-peers-venv    # once
+    bash "$METASERVE_PEERS_DIR/install_peers.sh" ~/.cache/metaserve-peers-venv    # once
     python -m benchmarks.peer [--peer-python ~/.cache/metaserve-peers-venv/bin/python] [--tasks 200]
 
 The work: sinusoid MAML, 5 shots, 10 inner steps, then 100 predictions. Rows: learn2learn
-in-process (``../shared/peers/l2l_peer.py``), Metaserve's library in-process (the shipped
+in-process (``$METASERVE_PEERS_DIR/l2l_peer.py``: the peer scripts folder of the benchmark
+environment, which builds learn2learn where plain pip cannot), Metaserve's library in-process (the shipped
 sinusoid-maml), the HTTP floor (the same two requests against a bare ASGI app on the same
 client and server stack, ``benchmarks/http_floor.py``), Metaserve over HTTP sequentially
 (adapt + predict per task, p50) and with 32 concurrent clients (wall time / tasks), plus the
@@ -32,7 +33,8 @@ from benchmarks.server import BenchServer
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = Path(__file__).resolve().parent / "results"
-PEER_SCRIPT = REPO.parent / "shared" / "peers" / "l2l_peer.py"
+PEERS_DIR = Path(os.environ.get("METASERVE_PEERS_DIR", "peers"))
+PEER_SCRIPT = PEERS_DIR / "l2l_peer.py"
 SHOTS, STEPS, QUERIES = 5, 10, 100
 
 
@@ -45,6 +47,8 @@ def sine_task(rng: torch.Generator) -> tuple[list, list, list]:
 
 
 def peer_ms(python: str, tasks: int) -> float:
+    if not PEER_SCRIPT.is_file():
+        raise SystemExit(f"{PEER_SCRIPT} not found: set METASERVE_PEERS_DIR to the folder of the peer scripts")
     out = subprocess.run([python, str(PEER_SCRIPT), "--shots", str(SHOTS), "--steps", str(STEPS),
                           "--queries", str(QUERIES), "--threads", str(os.cpu_count() or 1),
                           "--tasks", str(tasks)], capture_output=True, text=True, check=True)

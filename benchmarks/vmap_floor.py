@@ -1,6 +1,6 @@
 """In-process batched vs looped adaptation, with the time spent in Python's garbage collector.
 
-A diagnostic for the batching collapse seen on a 16-core GPU machine in session 5 (a vmapped
+A diagnostic for a batching collapse once seen on a 16-core GPU machine (a vmapped
 batch far slower per task than a loop, erratic from run to run): it times ``adapt_batch`` on a
 stack of ``--batch`` tasks against ``adapt`` called once per task, repeated, and records every
 garbage-collector pause (``gc.callbacks``) so that a slow round can be told apart from a

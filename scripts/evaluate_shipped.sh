@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Re-measure every shipped meta-learner version with the project's own evaluate command and
 # record the results in each manifest (the numbers in README.md come from here). Omniglot runs
-# need METASERVE_OMNIGLOT_DIR (default ../shared/data/omniglot). The task counts below are
+# need METASERVE_OMNIGLOT_DIR (default $METASERVE_DATASETS_DIR/omniglot, i.e. ./datasets/omniglot). The task counts below are
 # the ones recorded; gradient-based learners at 20-way 5-shot are expensive on a CPU.
 set -euo pipefail
-DATA=${METASERVE_OMNIGLOT_DIR:-../shared/data/omniglot}
+DATA=${METASERVE_OMNIGLOT_DIR:-${METASERVE_DATASETS_DIR:-datasets}/omniglot}
 ms() { metaserve evaluate "$@" --record; }
 case "${1:-all}" in
   sinusoid|all)

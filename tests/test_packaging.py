@@ -25,7 +25,7 @@ def test_container_files_follow_the_readme():
     docker = (REPO / "Dockerfile").read_text()
     compose = (REPO / "compose.yaml").read_text()
     readme = (REPO / "README.md").read_text()
-    assert 'CMD ["metaserve", "serve"]' in docker and "metaserve serve" in readme
+    assert 'CMD ["metaserve", "serve"]' in docker and "docker run -p 8000:8000" in readme
     # migrations: one shot (compose service / README), never in every replica's start command
     assert "db upgrade" not in docker.split("CMD", 1)[1]
     assert '["metaserve", "db", "upgrade"]' in compose and "service_completed_successfully" in compose

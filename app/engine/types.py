@@ -73,7 +73,7 @@ def batching_pays(reg: RegisteredLearner) -> bool:
     grouped convolution: no faster than a loop with one PyTorch thread, e.g. omniglot-maml
     in-process 14.6 tasks/s batched vs 18.5 in a loop on a 16-core host). On a GPU they batch:
     on an H200, omniglot-maml in-process 439-564 tasks/s batched vs 59-66 in a loop, and 56.8
-    vs 40.5 adaptations/s through HTTP under 32 clients (session 7)."""
+    vs 40.5 adaptations/s through HTTP under 32 clients."""
     if not reg.learner.batchable:
         return False
     state = reg.learner.initial_state(2) if reg.learner.has_steps else None

@@ -8,23 +8,27 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-DEFAULT_OMNIGLOT_DIR = Path("..") / "shared" / "data" / "omniglot"
+
+def datasets_dir() -> Path:
+    """``METASERVE_DATASETS_DIR``, default ``./datasets`` (relative to the cwd): the folder holding
+    ``omniglot/``, ``text/`` and ``images/``, each of which its own variable may point elsewhere."""
+    return Path(os.environ.get("METASERVE_DATASETS_DIR", "datasets"))
 
 
 def omniglot_dir() -> Path:
-    """``METASERVE_OMNIGLOT_DIR``, default ``../shared/data/omniglot`` (relative to the cwd)."""
-    return Path(os.environ.get("METASERVE_OMNIGLOT_DIR", str(DEFAULT_OMNIGLOT_DIR)))
+    """``METASERVE_OMNIGLOT_DIR``, default ``<datasets dir>/omniglot`` (official layout; zips or folders)."""
+    return Path(os.environ.get("METASERVE_OMNIGLOT_DIR", str(datasets_dir() / "omniglot")))
 
 
 def text_dir() -> Path:
-    """``METASERVE_TEXT_DIR``, default ``../shared/data/text`` (relative to the cwd)."""
-    return Path(os.environ.get("METASERVE_TEXT_DIR", str(Path("..") / "shared" / "data" / "text")))
+    """``METASERVE_TEXT_DIR``, default ``<datasets dir>/text`` (CLINC150, HWU64)."""
+    return Path(os.environ.get("METASERVE_TEXT_DIR", str(datasets_dir() / "text")))
 
 
 def images_dir() -> Path:
-    """``METASERVE_IMAGES_DIR``, default ``../shared/data/images`` (relative to the cwd): photo
-    folders named by training configurations."""
-    return Path(os.environ.get("METASERVE_IMAGES_DIR", str(Path("..") / "shared" / "data" / "images")))
+    """``METASERVE_IMAGES_DIR``, default ``<datasets dir>/images``: photo folders named by training
+    configurations."""
+    return Path(os.environ.get("METASERVE_IMAGES_DIR", str(datasets_dir() / "images")))
 
 
 def encoder_threads() -> int:

@@ -7,8 +7,8 @@ outer gradient is the first-order approximation (Finn et al., 2017, section 5.2)
 Two exact paths: ``torch.func.grad`` whenever a function transform is active (``vmap`` over
 tasks, meta-training's ``grad``) or a starting tensor carries an outer graph; otherwise — one
 task adapted for serving — plain ``torch.autograd.grad`` on leaf tensors, which computes the
-same gradients at about half the per-step overhead on CPU (``../shared/peers``: sinusoid MLP,
-10 steps, 2.6 ms vs 5.1 ms per task).
+same gradients at about half the per-step overhead on CPU (sinusoid MLP, 10 steps, 2.6 ms vs
+5.1 ms per task).
 """
 
 from __future__ import annotations
