@@ -1,17 +1,25 @@
-"""The ``metaserve`` command: serve, database, registry, meta-training and evaluation."""
+"""The ``metaserve`` command: serve, workers, database, API keys and the catalog of meta-learners.
+
+Other packages add sub-commands through the ``metaserve.commands`` entry-point group: each entry is
+a function ``register(subparsers)`` that adds its parsers and sets ``handler`` (``args -> exit
+code``) as their default. The training package registers ``train``, ``evaluate``,
+``fit-strategy`` and ``meta-train`` this way, so the service never imports it.
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from pathlib import Path
+from importlib.metadata import entry_points
 
 from app.catalog.cli import add_catalog_parsers
 
+COMMAND_GROUP = "metaserve.commands"
+SERVICE_COMMANDS = frozenset({"serve", "worker", "db", "meta-learners", "keys"})
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="metaserve", description=__doc__)
+
+def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="metaserve", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the HTTP service (uvicorn)")
@@ -41,149 +49,23 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.add_argument("key_id")
     keys_sub.add_parser("list", help="list key ids, tenants and states")
 
-    tr = sub.add_parser("train", help="meta-train from a TOML config (resumes from a checkpoint)")
-    tr.add_argument("config", type=Path)
-    tr.add_argument("--out", type=Path, default=None, help="default: models/<name>/<version>")
-    tr.add_argument("--device", default="cpu")
-    tr.add_argument("--max-minutes", type=float, default=0.0, help="stop cleanly after this")
-    tr.add_argument("--no-progress", action="store_true")
-
-    add_meta_train_parser(sub)
-
-    ev = sub.add_parser("evaluate", help="evaluate a meta-learner folder on test tasks")
-    ev.add_argument("model", type=Path, help="models/<name>/<version>, or models/<name> for the newest")
-    ev.add_argument("--ways", type=int, default=5)
-    ev.add_argument("--shots", type=int, default=1)
-    ev.add_argument("--tasks", type=int, default=600)
-    ev.add_argument("--queries", type=int, default=15, help="query examples per class / task")
-    ev.add_argument("--steps", type=int, default=None, help="adaptation steps (default: model's)")
-    ev.add_argument("--seed", type=int, default=2024)
-    ev.add_argument("--omniglot-runs", type=Path, default=None, help="path to all_runs.zip")
-    ev.add_argument("--dataset", choices=["hwu64", "clinc150"], default=None,
-                    help="text learners: the dataset whose fixed K-shot support and test split to use")
-    ev.add_argument("--seeds", type=int, default=5, help="text learners: random K-shot supports drawn")
-    ev.add_argument("--photos", type=Path, default=None,
-                    help="photo learners: a folder with one subfolder of photos per class")
-    ev.add_argument("--classes", type=_names, default=None,
-                    help="photo learners: evaluate on these classes (comma-separated) only")
-    ev.add_argument("--record", action="store_true",
-                    help="write the reports into the model's folder and the result into its manifest")
-    ev.add_argument("--out", type=Path, default=None,
-                    help="where reports go without --record (default: runs/evaluations/<name>/<version>)")
-    fs = sub.add_parser("fit-strategy", help="fit a step-strategy model for a gradient-based "
-                        "learner and ship it as a new version beside it")
-    fs.add_argument("model", type=Path, help="models/<name>/<version>, or models/<name> for the newest")
-    fs.add_argument("--version", required=True, help="the new version to write")
-    fs.add_argument("--candidates", type=_ints, required=True, help="step counts, e.g. 1,2,5,10")
-    fs.add_argument("--train-shapes", type=_shapes, required=True,
-                    help="WAYSxSHOTS list for training and validation tasks (0xSHOTS: regression)")
-    fs.add_argument("--test-shapes", type=_shapes, required=True, help="WAYSxSHOTS list to report")
-    fs.add_argument("--train-tasks", type=int, default=300)
-    fs.add_argument("--val-tasks", type=int, default=150)
-    fs.add_argument("--test-tasks", type=int, default=400, help="spread over the test shapes")
-    fs.add_argument("--queries", type=int, default=10, help="per class (classification) or task")
-    fs.add_argument("--seed", type=int, default=0)
-    fs.add_argument("--margin-by", choices=["loss", "metric"], default="loss",
-                    help="choose the margin by validation query loss, or by accuracy / MSE with "
-                    "no validation shape worse than the default")
-    fs.add_argument("--cache", type=Path, default=None,
-                    help="keep the adapted tasks' outcomes here and reuse them on a rerun")
-    fs.add_argument("--no-progress", action="store_true")
+    if with_plugins:
+        for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
+            entry.load()(sub)
     return parser
 
 
-META_TRAIN_CONTRACT = """Meta-train your own meta-learner from labelled data, starting from a served one.
-
---data is a folder with one subfolder of photos per class (JPEG, PNG or WebP), or a .csv
-(header with the columns text and label) or .jsonl ({"text": ..., "label": ...} per line) file.
-Classes with fewer than --min-examples examples are reported and skipped; unreadable files or
-rows are listed, never fatal. Classes are split (seeded) into meta-training, validation (early
-stopping) and test classes (the evaluation against the base); the run checkpoints into --out
-and resumes when run again with the same arguments."""
-
-
-def add_meta_train_parser(sub) -> None:
-    mt = sub.add_parser("meta-train", help="meta-train your own meta-learner from a folder of photos per "
-                        "class or a text,label file (resumes; needs the train extra)",
-                        description=META_TRAIN_CONTRACT, formatter_class=argparse.RawDescriptionHelpFormatter)
-    mt.add_argument("--data", type=Path, required=True,
-                    help="a folder of class subfolders of photos, or a .csv / .jsonl file of text,label rows")
-    mt.add_argument("--base", required=True,
-                    help="the served meta-learner to start from: NAME, NAME@VERSION or its folder "
-                         "(photo-protonet for photos, text-protonet for text)")
-    mt.add_argument("--out", type=Path, required=True,
-                    help="the version folder to write, e.g. models/my-parts/1.0.0 (its checkpoint goes there)")
-    mt.add_argument("--max-minutes", type=float, default=0.0,
-                    help="stop meta-training after this many minutes and write the best so far (0: no limit)")
-    mt.add_argument("--val-classes", type=int, default=None,
-                    help="held-out classes for early stopping (default: a sixth of the classes, 2 to 5)")
-    mt.add_argument("--test-classes", type=int, default=None,
-                    help="held-out classes for the evaluation against the base (default: as --val-classes)")
-    mt.add_argument("--seed", type=int, default=0)
-    mt.add_argument("--name", default=None, help="default: the folder above --out when --out is named "
-                    "like a version, else the name of --out")
-    mt.add_argument("--version", default=None, help="default: the name of --out when it is a version, else 1.0.0")
-    mt.add_argument("--iterations", type=int, default=2000, help="at most this many meta-batches")
-    mt.add_argument("--min-examples", type=int, default=5, help="classes with fewer examples are skipped")
-    mt.add_argument("--eval-tasks", type=int, default=600, help="test episodes per shot setting")
-    mt.add_argument("--views", type=int, default=4, help="augmented views of each training photo")
-    mt.add_argument("--patience", type=int, default=8,
-                    help="stop after this many validations (every 25 meta-batches) without improvement")
-    mt.add_argument("--no-progress", action="store_true")
-
-
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
-
-
-def _ints(text: str) -> list[int]:
-    return [int(v) for v in text.split(",") if v.strip()]
-
-
-def _shapes(text: str) -> list[tuple[int, int]]:
-    try:
-        return [(int(w), int(s)) for w, s in (item.split("x") for item in text.split(",") if item.strip())]
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(f"expected WAYSxSHOTS,... got {text!r}") from exc
-
-
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if args.command == "train":
-        from app.meta.reports import train_command
+    argv = sys.argv[1:] if argv is None else argv
+    command = next((a for a in argv if not a.startswith("-")), None)
+    # the service's own commands load no plugin: a server process never imports the training package
+    args = build_parser(with_plugins=command not in SERVICE_COMMANDS).parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is not None:
+        return handler(args)
+    from app.service_cli import run_service_command
 
-        manifest = train_command(
-            args.config, args.out, args.device, args.max_minutes, not args.no_progress
-        )
-        print(json.dumps(manifest["training"]["best_validation"]))
-    elif args.command == "meta-train":
-        from metaserve_train.cli import meta_train_command
-
-        return meta_train_command(args)
-    elif args.command == "evaluate":
-        from app.meta.reports import evaluate_command
-
-        report = evaluate_command(
-            args.model, args.ways, args.shots, args.tasks, args.queries, args.steps,
-            args.seed, args.omniglot_runs, args.record, args.out, args.dataset, args.seeds,
-            args.photos, args.classes,
-        )
-        print(json.dumps(report["row"]))
-    elif args.command == "fit-strategy":
-        from app.meta.reports import command_line
-        from app.meta.strategy_training import fit_strategy_command
-
-        report = fit_strategy_command(
-            args.model, args.version, args.candidates, args.train_shapes, args.test_shapes,
-            args.train_tasks, args.val_tasks, args.test_tasks, args.queries, args.seed,
-            command_line(), progress=not args.no_progress, margin_by=args.margin_by,
-            cache=args.cache)
-        print(json.dumps({shape: r["strategy_minus_default"] for shape, r in report["test"].items()}))
-    else:
-        from app.service_cli import run_service_command
-
-        return run_service_command(args)
-    return 0
+    return run_service_command(args)
 
 
 if __name__ == "__main__":

@@ -26,10 +26,10 @@ from pathlib import Path
 import httpx
 from PIL import Image
 
-from app.meta.config import images_dir
 from benchmarks.latency import percentiles
 from benchmarks.server import BenchServer
 from benchmarks.text_latency import rss_mb
+from metaserve_train.config import images_dir
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAME = "photo-protonet"

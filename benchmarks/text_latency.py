@@ -22,10 +22,10 @@ from pathlib import Path
 
 import httpx
 
-from app.meta.config import text_dir
-from app.meta.tasks.text import load_clinc150
 from benchmarks.latency import percentiles
 from benchmarks.server import BenchServer
+from metaserve_train.config import text_dir
+from metaserve_train.tasks.text import load_clinc150
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

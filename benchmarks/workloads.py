@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 from PIL import Image
 
-from app.meta.config import omniglot_dir
+from metaserve_train.config import omniglot_dir
 
 
 def sine_task(rng: random.Random, shots: int = 5, queries: int = 10) -> tuple[dict, dict]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from app.meta.evaluation import expected_calibration_error, summarise
+from metaserve_train.evaluation import expected_calibration_error, summarise
 
 
 def compare(learners: dict[str, Any], sampler, tasks: int, seed: int, batch_size: int = 50) -> dict[str, Any]:
@@ -43,7 +43,7 @@ def compare(learners: dict[str, Any], sampler, tasks: int, seed: int, batch_size
 
 def comparison_plot(rows: list[dict[str, Any]], path: Path, title: str) -> None:
     """Grouped bars: base and own accuracy per protocol, with 95% intervals."""
-    from app.meta.plots import plt
+    from metaserve_train.plots import plt
 
     protocols = list(dict.fromkeys(r["protocol"] for r in rows))
     fig, ax = plt.subplots(figsize=(max(4.0, 2.2 * len(protocols)), 3.6))

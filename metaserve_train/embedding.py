@@ -44,7 +44,7 @@ def embed_labelled(data: LabelledData, input_spec: dict[str, Any], cache_dir: Pa
 
 def _embed_photos(data: LabelledData, backbone: str, cache_dir: Path | None, views: int, seed: int,
                   progress: bool) -> Embedded:
-    from app.meta.tasks.photos import PhotoFolder, embed_folder, embed_views
+    from metaserve_train.tasks.photos import PhotoFolder, embed_folder, embed_views
 
     folder = embed_folder(PhotoFolder(data.source, list(data.items), list(data.labels), data.fingerprint),
                           backbone, cache_dir, progress=progress)
@@ -55,8 +55,8 @@ def _embed_photos(data: LabelledData, backbone: str, cache_dir: Path | None, vie
 
 def _embed_text(data: LabelledData, encoder: str, runtime: str, max_chars: int,
                 cache_dir: Path | None) -> Embedded:
-    from app.meta.tasks.tensor_cache import cached_tensors
     from app.meta.text_encoder import load_encoder
+    from metaserve_train.tasks.tensor_cache import cached_tensors
 
     keep = [i for i, s in enumerate(data.items) if len(s) <= max_chars]
     unreadable = list(data.unreadable) + [

@@ -56,7 +56,7 @@ def read_labelled(source: Path) -> LabelledData:
 
 
 def _read_photo_folder(root: Path) -> LabelledData:
-    from app.meta.tasks.photos import scan_photo_folder
+    from metaserve_train.tasks.photos import scan_photo_folder
 
     try:
         folder = scan_photo_folder(root)

@@ -32,12 +32,12 @@ import torch
 from tqdm import tqdm
 
 from app.meta.checkpoint import CheckpointError, load_version, save_weights, write_json
-from app.meta.evaluation import evaluate_tasks
-from app.meta.tasks.episodes import AlternatingEpisodes, EmbeddingEpisodes
 from metaserve_train.calibration import fit_shot_temperature, raw_logits
 from metaserve_train.comparison import compare, comparison_plot
 from metaserve_train.embedding import embed_labelled, pool_views
+from metaserve_train.evaluation import evaluate_tasks
 from metaserve_train.labelled_data import DataError, class_pools, read_labelled
+from metaserve_train.tasks.episodes import AlternatingEpisodes, EmbeddingEpisodes
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "training_log.jsonl"
@@ -286,7 +286,7 @@ def meta_train(options: MetaTrainOptions) -> dict[str, Any]:
     evaluation = evaluate(base, learner, test_samplers, options)
     evaluation["classes"] = split.test
     weights_sha = save_weights(out, learner)
-    from app.meta.plots import learning_curve
+    from metaserve_train.plots import learning_curve
 
     learning_curve(records, out / "learning_curve.png", f"{name} on {data.source.name}", "accuracy")
     rows = [{"protocol": p, "learner": who, **r[who]} for p, r in evaluation["protocols"].items()

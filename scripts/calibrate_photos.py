@@ -23,11 +23,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.meta.checkpoint import load_meta_learner, read_manifest, write_json  # noqa: E402
-from app.meta.config import TrainConfig  # noqa: E402
-from app.meta.evaluation import expected_calibration_error as ece  # noqa: E402
-from app.meta.samplers import photo_training_samplers  # noqa: E402
-from app.meta.tasks.episodes import EmbeddingEpisodes  # noqa: E402
 from metaserve_train.calibration import fit_shot_temperature  # noqa: E402
+from metaserve_train.config import TrainConfig  # noqa: E402
+from metaserve_train.evaluation import expected_calibration_error as ece  # noqa: E402
+from metaserve_train.samplers import photo_training_samplers  # noqa: E402
+from metaserve_train.tasks.episodes import EmbeddingEpisodes  # noqa: E402
 
 SHOTS = (1, 2, 5, 10)
 

@@ -21,10 +21,11 @@ import torch
 
 from app.atomic_io import atomic_write_bytes
 from app.meta.checkpoint import load_meta_learner, read_manifest, write_json
-from app.meta.config import TrainConfig, cache_dir, text_dir
-from app.meta.evaluation import expected_calibration_error as ece
-from app.meta.samplers import text_training_splits
-from app.meta.tasks.text import TextTasks, embed, load_split
+from app.meta.runtime import cache_dir
+from metaserve_train.config import TrainConfig, text_dir
+from metaserve_train.evaluation import expected_calibration_error as ece
+from metaserve_train.samplers import text_training_splits
+from metaserve_train.tasks.text import TextTasks, embed, load_split
 
 
 def validation_logits(learner, cfg: TrainConfig, n_tasks: int = 200):

@@ -12,8 +12,9 @@ export PYTHONUNBUFFERED=1 METASERVE_CACHE_DIR=${METASERVE_CACHE_DIR:-/tmp/metase
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 python3 -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available())"
 python3 -c "
-from app.meta.config import omniglot_dir, cache_dir
-from app.meta.tasks.omniglot import load_split
+from app.meta.runtime import cache_dir
+from metaserve_train.config import omniglot_dir
+from metaserve_train.tasks.omniglot import load_split
 print(load_split(omniglot_dir(), 'background', cache_dir()).images.shape)"
 for name in "$@"; do
   mkdir -p "$RUNS/$name"

@@ -20,9 +20,10 @@ import torch
 
 from app.meta.algorithms.protonet_finetune import ProtoNetFineTune
 from app.meta.checkpoint import load_meta_learner
-from app.meta.config import cache_dir, text_dir
-from app.meta.evaluation import evaluate_text_support
-from app.meta.tasks.text import FIXED_SUPPORTS, embed, load_split
+from app.meta.runtime import cache_dir
+from metaserve_train.config import text_dir
+from metaserve_train.evaluation import evaluate_text_support
+from metaserve_train.tasks.text import FIXED_SUPPORTS, embed, load_split
 
 VALIDATION = {"hwu64": ("hwu64", "valid"), "clinc150": ("clinc150", "val")}
 
@@ -69,7 +70,7 @@ def main() -> None:
                 row[f"{dataset}_val"] = evaluate_text_support(learner, support, val)["accuracy"]
                 row[f"{dataset}_seconds"] = round(time.perf_counter() - t0, 2)
                 if args.test:
-                    from app.meta.reports import evaluate_text_protocol
+                    from metaserve_train.reports import evaluate_text_protocol
                     result, *_ = evaluate_text_protocol(learner, manifest, dataset, 10, 5)
                     row[f"{dataset}_test_fixed"] = result["fixed_support"]["accuracy"]
                     draws = result["random_supports"]

@@ -20,9 +20,10 @@ import torch
 
 from app.atomic_io import atomic_write_bytes
 from app.meta.checkpoint import load_meta_learner
-from app.meta.config import cache_dir, omniglot_dir
-from app.meta.evaluation import evaluate_tasks
-from app.meta.tasks.omniglot import OmniglotTasks, load_split, train_val_split
+from app.meta.runtime import cache_dir
+from metaserve_train.config import omniglot_dir
+from metaserve_train.evaluation import evaluate_tasks
+from metaserve_train.tasks.omniglot import OmniglotTasks, load_split, train_val_split
 
 SHAPES = [(5, 1), (5, 5), (5, 10), (20, 1), (20, 5), (20, 10)]
 

@@ -17,8 +17,8 @@ import torch
 
 from app.meta.algorithms import AdaptOptions
 from app.meta.checkpoint import load_meta_learner
-from app.meta.evaluation import expected_calibration_error as ece
-from app.meta.samplers import test_sampler
+from metaserve_train.evaluation import expected_calibration_error as ece
+from metaserve_train.samplers import test_sampler
 
 MODELS = ["omniglot-protonet", "omniglot-matchingnet", "omniglot-maml", "omniglot-anil", "omniglot-reptile"]
 

@@ -35,7 +35,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from app.meta.config import images_dir, omniglot_dir, text_dir  # noqa: E402
+from metaserve_train.config import images_dir, omniglot_dir, text_dir  # noqa: E402
 
 REPORT = REPO / "reports" / "own-domain"
 
@@ -96,7 +96,7 @@ def run(data: Path, base: str, out: Path, seed: int, extra: list[str]) -> dict:
 
 
 def plot(results: dict, path: Path) -> None:
-    from app.meta.plots import plt
+    from metaserve_train.plots import plt
 
     fig, ax = plt.subplots(figsize=(8, 3.6))
     labels, xs = [], 0

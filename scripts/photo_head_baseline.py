@@ -24,9 +24,10 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from app.meta.config import cache_dir, images_dir  # noqa: E402
-from app.meta.tasks.episodes import EmbeddingEpisodes  # noqa: E402
-from app.meta.tasks.photos import class_pools, embed_folder, scan_photo_folder  # noqa: E402
+from app.meta.runtime import cache_dir  # noqa: E402
+from metaserve_train.config import images_dir  # noqa: E402
+from metaserve_train.tasks.episodes import EmbeddingEpisodes  # noqa: E402
+from metaserve_train.tasks.photos import class_pools, embed_folder, scan_photo_folder  # noqa: E402
 
 FOLDS = {"A": ["banded", "blotchy", "braided", "bubbly", "bumpy"],
          "B": ["chequered", "cobwebbed", "cracked", "crosshatched", "crystalline"]}
@@ -86,7 +87,7 @@ def main() -> None:
     out = Path("reports/photos/head-baseline.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
-    from app.meta.plots import results_table
+    from metaserve_train.plots import results_table
 
     rows = [{"protocol": f"fold {name} {shots} {mode}", "metric": "accuracy", **result[mode]}
             for name, fold in report["folds"].items() for shots, result in fold["test"].items()

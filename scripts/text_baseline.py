@@ -11,8 +11,8 @@ import json
 from pathlib import Path
 
 from app.meta.checkpoint import build_learner
-from app.meta.config import TrainConfig
-from app.meta.reports import evaluate_text_protocol
+from metaserve_train.config import TrainConfig
+from metaserve_train.reports import evaluate_text_protocol
 
 
 def main() -> None:

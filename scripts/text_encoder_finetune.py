@@ -25,8 +25,8 @@ from tqdm import tqdm
 
 from app.meta.checkpoint import build_learner, load_meta_learner, read_manifest, save_weights, write_json
 from app.meta.codecs import InputLimits, codec_for
-from app.meta.config import text_dir
-from app.meta.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, load_split
+from metaserve_train.config import text_dir
+from metaserve_train.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, load_split
 
 VALIDATION = {"hwu64": ("hwu64", "valid"), "clinc150": ("clinc150", "val")}
 SPEC = {

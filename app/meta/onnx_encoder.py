@@ -98,7 +98,7 @@ class OnnxSentenceEncoder:
 def _session(graph: bytes):
     import onnxruntime as ort
 
-    from app.meta.config import encoder_threads
+    from app.meta.runtime import encoder_threads
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = encoder_threads()

@@ -113,8 +113,8 @@ def load_encoder(name: str, runtime: str = "torch") -> SentenceEncoder:
         if (name, runtime) not in _loaded:
             spec = check_encoder(name, runtime)
             if runtime != "torch":
-                from app.meta.config import cache_dir
                 from app.meta.onnx_encoder import OnnxUnavailable, onnx_encoder
+                from app.meta.runtime import cache_dir
 
                 try:
                     _loaded[name, runtime] = onnx_encoder(spec, _torch_encoder(spec), cache_dir(), runtime)

@@ -13,8 +13,8 @@ from app.meta.algorithms import ALGORITHMS, AdaptOptions
 from app.meta.algorithms.inner_loop import recording_steps
 from app.meta.backbones import Conv4, SineMLP, max_pool_2x2
 from app.meta.checkpoint import build_learner
-from app.meta.tasks.sinusoid import SinusoidTasks
 from app.meta.types import TaskBatch
+from metaserve_train.tasks.sinusoid import SinusoidTasks
 
 
 def sine_batch(n_tasks: int = 3, shots: int = 5, queries: int = 7, seed: int = 0) -> TaskBatch:

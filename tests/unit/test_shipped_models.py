@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from app.meta.checkpoint import file_sha256, load_meta_learner
-from app.meta.config import cache_dir, images_dir, omniglot_dir
-from app.meta.reports import evaluate_command
+from app.meta.runtime import cache_dir
+from metaserve_train.config import images_dir, omniglot_dir
+from metaserve_train.reports import evaluate_command
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 VERSIONS = sorted(str(p.relative_to(MODELS)) for p in MODELS.glob("*/*/manifest.json"))
@@ -91,8 +92,8 @@ OMNIGLOT = [n for n in NAMES if n.startswith("omniglot-")]
 def test_more_shots_never_hurt_the_served_version(name):
     """The version a bare name resolves to: 5-shot accuracy >= 1-shot accuracy on the same
     held-out classes (evaluation alphabets, 5-way, 24 tasks, fixed seed)."""
-    from app.meta.evaluation import evaluate_tasks
-    from app.meta.samplers import test_sampler
+    from metaserve_train.evaluation import evaluate_tasks
+    from metaserve_train.samplers import test_sampler
 
     learner, _ = load_meta_learner(MODELS / name)
     accuracy = {}
@@ -110,7 +111,7 @@ def test_more_photos_never_hurt_photo_protonet_on_paired_tasks(tmp_path):
     queries, the 1-shot support being the first photo of each 5-shot class (40 tasks)."""
     import torch
 
-    from app.meta.tasks.photos import class_pools, embed_folder, scan_photo_folder
+    from metaserve_train.tasks.photos import class_pools, embed_folder, scan_photo_folder
 
     learner, _ = load_meta_learner(MODELS / "photo-protonet")
     keep = {"banded", "blotchy", "braided", "bubbly", "bumpy"}

@@ -8,7 +8,7 @@ import torch
 
 from app.meta.checkpoint import load_meta_learner
 from app.meta.strategy import FEATURES, StepStrategy, step_trace, task_features
-from app.meta.strategy_training import Outcomes, choose_margin, fit, measure
+from metaserve_train.strategy_training import Outcomes, choose_margin, fit, measure
 from tests.conftest import REPO
 
 
@@ -87,7 +87,7 @@ def test_margin_by_metric_refuses_a_rule_that_costs_one_shape_accuracy():
 
 
 def test_outcomes_are_cached_and_reused(tmp_path, monkeypatch):
-    from app.meta import strategy_training
+    from metaserve_train import strategy_training
 
     learner, _ = load_meta_learner(REPO / "models" / "sinusoid-maml")
     args = (learner, "sinusoid", "train", [(0, 5)], 4, [1, 10], 20, 0)

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from app.meta.config import omniglot_dir
 from app.meta.preprocess import preprocess_image
-from app.meta.tasks.omniglot import OmniglotTasks, load_lake_runs, load_split, train_val_split
+from metaserve_train.config import omniglot_dir
+from metaserve_train.tasks.omniglot import OmniglotTasks, load_lake_runs, load_split, train_val_split
 
 
 def png(seed: int, size: int = 105) -> bytes:

@@ -12,12 +12,12 @@ from typing import Any
 import torch
 
 from app.meta.checkpoint import load_meta_learner, read_manifest, resolve_version_folder, write_json
-from app.meta.config import TrainConfig
-from app.meta.evaluation import evaluate_lake_runs, evaluate_tasks
-from app.meta.plots import results_table
-from app.meta.samplers import test_sampler
-from app.meta.tasks.omniglot import load_lake_runs, sha256_of
-from app.meta.training import train
+from metaserve_train.config import TrainConfig
+from metaserve_train.evaluation import evaluate_lake_runs, evaluate_tasks
+from metaserve_train.plots import results_table
+from metaserve_train.samplers import test_sampler
+from metaserve_train.tasks.omniglot import load_lake_runs, sha256_of
+from metaserve_train.training import train
 
 
 def command_line() -> str:
@@ -45,10 +45,11 @@ def evaluate_text_protocol(learner, manifest: dict, dataset: str, shots: int, se
     draws from its full training split over ``seeds`` seeds (mean ± std), on its test split."""
     from statistics import mean, stdev
 
-    from app.meta.config import cache_dir, text_dir
-    from app.meta.evaluation import evaluate_text_support
-    from app.meta.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, embed
-    from app.meta.tasks.text import load_split as load_text
+    from app.meta.runtime import cache_dir
+    from metaserve_train.config import text_dir
+    from metaserve_train.evaluation import evaluate_text_support
+    from metaserve_train.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, embed
+    from metaserve_train.tasks.text import load_split as load_text
 
     if manifest["input"].get("codec") == "text-tokens":
         raise SystemExit("this learner fine-tunes the encoder per task on token ids: measure it with "
@@ -77,10 +78,10 @@ def evaluate_photo_protocol(learner, manifest: dict, photos: Path, classes: list
                             ways: int, shots: int, queries: int, tasks: int, seed: int):
     """N-way K-shot episodes over a photo folder (one subfolder per class; ``classes`` only,
     when given): mean accuracy, 95% CI and the calibration error over ``tasks`` tasks."""
-    from app.meta.config import cache_dir
-    from app.meta.evaluation import evaluate_with_calibration
-    from app.meta.tasks.episodes import EmbeddingEpisodes
-    from app.meta.tasks.photos import class_pools, embed_folder, scan_photo_folder
+    from app.meta.runtime import cache_dir
+    from metaserve_train.evaluation import evaluate_with_calibration
+    from metaserve_train.tasks.episodes import EmbeddingEpisodes
+    from metaserve_train.tasks.photos import class_pools, embed_folder, scan_photo_folder
 
     folder = scan_photo_folder(photos)
     if classes:

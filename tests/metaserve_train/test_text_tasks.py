@@ -7,9 +7,10 @@ import json
 import pytest
 import torch
 
-from app.meta.config import cache_dir, text_dir
-from app.meta.evaluation import evaluate_text_support
-from app.meta.tasks.text import TextSplit, TextTasks, draw_support, load_split, subset
+from app.meta.runtime import cache_dir
+from metaserve_train.config import text_dir
+from metaserve_train.evaluation import evaluate_text_support
+from metaserve_train.tasks.text import TextSplit, TextTasks, draw_support, load_split, subset
 from tests.conftest import REPO
 
 HAVE_DATA = (text_dir() / "hwu64" / "test" / "seq.in").is_file()
@@ -60,7 +61,7 @@ def test_loaders_read_the_published_splits():
 @pytest.mark.skipif(not HAVE_DATA, reason="text data not present")
 def test_the_shipped_text_learner_reproduces_its_fixed_support_number():
     from app.meta.checkpoint import load_meta_learner
-    from app.meta.tasks.text import embed
+    from metaserve_train.tasks.text import embed
 
     folder = REPO / "models" / "text-protonet" / "1.0.0"
     learner, manifest = load_meta_learner(folder)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from app.meta.config import TrainConfig, cache_dir, images_dir, omniglot_dir, text_dir
-from app.meta.tasks.omniglot import OmniglotTasks, load_split, train_val_split
-from app.meta.tasks.sinusoid import SinusoidTasks
-from app.meta.tasks.text import TextTasks, embed, subset
-from app.meta.tasks.text import load_split as load_text_split
+from app.meta.runtime import cache_dir
+from metaserve_train.config import TrainConfig, images_dir, omniglot_dir, text_dir
+from metaserve_train.tasks.omniglot import OmniglotTasks, load_split, train_val_split
+from metaserve_train.tasks.sinusoid import SinusoidTasks
+from metaserve_train.tasks.text import TextTasks, embed, subset
+from metaserve_train.tasks.text import load_split as load_text_split
 
 
 def training_samplers(cfg: TrainConfig, device: str):
@@ -43,8 +44,8 @@ def photo_training_samplers(cfg: TrainConfig, device: str):
     ``instance_episodes``, in turn with episodes whose classes are single photos (their
     augmented views as shots and queries); ``class_episodes = false`` keeps only the latter
     (self-supervised: no label is read but the validation's)."""
-    from app.meta.tasks.episodes import AlternatingEpisodes, EmbeddingEpisodes
-    from app.meta.tasks.photos import embed_folder, embed_views, scan_photo_folder
+    from metaserve_train.tasks.episodes import AlternatingEpisodes, EmbeddingEpisodes
+    from metaserve_train.tasks.photos import embed_folder, embed_views, scan_photo_folder
 
     folder = images_dir() / cfg.photos["folder"]
     backbone, every = cfg.photos["backbone"], int(cfg.photos.get("validation_every", 5))

@@ -1,4 +1,4 @@
-"""Training configuration files (TOML) for meta-learners, and the task samplers they name."""
+"""Training configuration files (TOML) for meta-learners, and where the training and evaluation datasets are."""
 
 from __future__ import annotations
 
@@ -29,25 +29,6 @@ def images_dir() -> Path:
     """``METASERVE_IMAGES_DIR``, default ``<datasets dir>/images``: photo folders named by training
     configurations."""
     return Path(os.environ.get("METASERVE_IMAGES_DIR", str(datasets_dir() / "images")))
-
-
-def encoder_threads() -> int:
-    """``METASERVE_ENCODER_THREADS``, default 0 = every core this process may use: the threads
-    of one ONNX Runtime sentence-encoder call (one call at a time per encoder, a whole batch of
-    sentences, so it pays to use all cores; separate from PyTorch's per-worker threads)."""
-    raw = os.environ.get("METASERVE_ENCODER_THREADS", "0").strip() or "0"
-    try:
-        threads = int(raw)
-    except ValueError:
-        raise ValueError(f"METASERVE_ENCODER_THREADS={raw!r} is not a whole number") from None
-    if threads < 0:
-        raise ValueError(f"METASERVE_ENCODER_THREADS={threads} must be 0 (every core) or more")
-    return threads or len(os.sched_getaffinity(0))
-
-
-def cache_dir() -> Path:
-    """``METASERVE_CACHE_DIR``, default ``./.cache``: decoded datasets."""
-    return Path(os.environ.get("METASERVE_CACHE_DIR", ".cache"))
 
 
 @dataclass

@@ -10,8 +10,8 @@ import torch
 from tqdm import tqdm
 
 from app.meta.algorithms import AdaptOptions, MetaLearner
-from app.meta.tasks.omniglot import LakeRun
 from app.meta.types import TaskBatch
+from metaserve_train.tasks.omniglot import LakeRun
 
 
 def task_metrics(

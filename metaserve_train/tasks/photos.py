@@ -25,7 +25,7 @@ from tqdm import tqdm
 
 from app.meta.image_backbone import load_image_backbone
 from app.meta.photo_preprocess import PhotoError, PhotoTooLarge, preprocess_photo
-from app.meta.tasks.tensor_cache import cached_tensors
+from metaserve_train.tasks.tensor_cache import cached_tensors
 
 PHOTO_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp"}
 DEFAULT_MAX_PIXELS = 4096 * 4096

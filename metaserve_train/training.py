@@ -20,11 +20,11 @@ from tqdm import tqdm
 
 from app.meta.algorithms import MetaLearner
 from app.meta.checkpoint import build_learner, save_weights, write_json
-from app.meta.config import TrainConfig
-from app.meta.evaluation import evaluate_tasks
-from app.meta.plots import learning_curve
-from app.meta.samplers import training_samplers
 from app.meta.task_types import task_type_for
+from metaserve_train.config import TrainConfig
+from metaserve_train.evaluation import evaluate_tasks
+from metaserve_train.plots import learning_curve
+from metaserve_train.samplers import training_samplers
 
 CHECKPOINT = "checkpoint.pt"
 LOG = "training_log.jsonl"

@@ -18,8 +18,8 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from app.meta.tasks.episodes import EmbeddingEpisodes
-from app.meta.tasks.tensor_cache import cached_tensors
+from metaserve_train.tasks.episodes import EmbeddingEpisodes
+from metaserve_train.tasks.tensor_cache import cached_tensors
 
 
 @dataclass

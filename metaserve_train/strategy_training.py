@@ -31,8 +31,8 @@ from tqdm import tqdm
 
 from app.meta.algorithms.base import MetaLearner
 from app.meta.checkpoint import WEIGHTS, file_sha256, load_meta_learner, resolve_version_folder, write_json
-from app.meta.evaluation import summarise
 from app.meta.strategy import FEATURES, StepStrategy, step_trace, task_features
+from metaserve_train.evaluation import summarise
 
 STRATEGY_FILE = "strategy.safetensors"
 MARGINS = (0.0, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, math.inf)
@@ -50,9 +50,10 @@ class Outcomes:
 
 def sampler_for(task: str, split: str, ways: int, shots: int, queries: int):
     """Task sampler of one shape: ``train`` / ``val`` (meta-training data) or ``test``."""
-    from app.meta.config import cache_dir, omniglot_dir
-    from app.meta.tasks.omniglot import OmniglotTasks, load_split, train_val_split
-    from app.meta.tasks.sinusoid import SinusoidTasks
+    from app.meta.runtime import cache_dir
+    from metaserve_train.config import omniglot_dir
+    from metaserve_train.tasks.omniglot import OmniglotTasks, load_split, train_val_split
+    from metaserve_train.tasks.sinusoid import SinusoidTasks
 
     if task == "sinusoid":
         return SinusoidTasks(shots, queries)
@@ -205,7 +206,7 @@ def measure(strategy: StepStrategy, test: Outcomes, metric_name: str) -> dict[st
 
 
 def plot(report: dict[str, Any], metric_name: str, default: int, path: Path, title: str) -> None:
-    from app.meta.plots import plt
+    from metaserve_train.plots import plt
 
     shapes = list(report)
     fig, axes = plt.subplots(1, len(shapes), figsize=(3.2 * len(shapes), 3.4), squeeze=False)
@@ -268,8 +269,9 @@ def fit_strategy_command(model: Path, version: str, candidates: list[int], train
     plot(report, metric_name, default, out / "strategy.png", title)
     checksums = {}
     if task == "omniglot":
-        from app.meta.config import cache_dir, omniglot_dir
-        from app.meta.tasks.omniglot import load_split
+        from app.meta.runtime import cache_dir
+        from metaserve_train.config import omniglot_dir
+        from metaserve_train.tasks.omniglot import load_split
 
         for split in ("background", "evaluation"):
             checksums[f"images_{split}"] = load_split(omniglot_dir(), split, cache_dir()).sha256

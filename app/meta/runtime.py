@@ -1,0 +1,26 @@
+"""Process-wide knobs of the ML core, read from the environment: the sentence encoder's threads and
+the cache folder (exported encoder graphs, decoded datasets)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def encoder_threads() -> int:
+    """``METASERVE_ENCODER_THREADS``, default 0 = every core this process may use: the threads
+    of one ONNX Runtime sentence-encoder call (one call at a time per encoder, a whole batch of
+    sentences, so it pays to use all cores; separate from PyTorch's per-worker threads)."""
+    raw = os.environ.get("METASERVE_ENCODER_THREADS", "0").strip() or "0"
+    try:
+        threads = int(raw)
+    except ValueError:
+        raise ValueError(f"METASERVE_ENCODER_THREADS={raw!r} is not a whole number") from None
+    if threads < 0:
+        raise ValueError(f"METASERVE_ENCODER_THREADS={threads} must be 0 (every core) or more")
+    return threads or len(os.sched_getaffinity(0))
+
+
+def cache_dir() -> Path:
+    """``METASERVE_CACHE_DIR``, default ``./.cache``: decoded datasets."""
+    return Path(os.environ.get("METASERVE_CACHE_DIR", ".cache"))
