@@ -51,7 +51,11 @@ def build_parser(*, with_plugins: bool = True) -> argparse.ArgumentParser:
 
     if with_plugins:
         for entry in sorted(entry_points(group=COMMAND_GROUP), key=lambda e: e.name):
-            entry.load()(sub)
+            try:
+                register = entry.load()
+            except ImportError:  # registered but not installed (the container ships the service only)
+                continue
+            register(sub)
     return parser
 
 

@@ -61,13 +61,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         registry = engine.registry
         with app.state.session_factory() as session:
             mirror_registry(session=session, registry=registry)
-            app.state.store_mismatch = bind_store(session=session, states=engine)
+            app.state.store_mismatch = bind_store(session=session, states=engine.states)
             if app.state.store_mismatch is None:
-                collect_orphans(session=session, states=engine)
+                collect_orphans(session=session, states=engine.states)
         if settings.warm_up and app.state.store_mismatch is None:
             engine.warm_up()
         freeze_loaded_objects()
-        sweeper = ExpirySweeper(app.state.session_factory, engine, settings.sweep_interval_seconds)
+        sweeper = ExpirySweeper(app.state.session_factory, engine.states, settings.sweep_interval_seconds)
         app.state.jobs = jobs = InProcessRunner(
             app.state.session_factory, engine, threads=settings.job_threads,
             lease_seconds=settings.job_lease_seconds, poll_seconds=settings.job_poll_seconds,

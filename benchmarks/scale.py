@@ -135,7 +135,7 @@ def main() -> None:
             for ident in random.Random(1).sample(ids, 300):
                 sha = session.get(AdaptedModelRow, ident).artifact_sha256
                 t0 = time.perf_counter()
-                engine.load_state(sha)  # cache_bytes=0: always a cold load from the store
+                engine.states.load(sha)  # cache_bytes=0: always a cold load from the store
                 cold.append((time.perf_counter() - t0) * 1000)
         report["cold_load"] = percentiles(cold)
         print("cold load:", report["cold_load"], flush=True)

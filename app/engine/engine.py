@@ -1,9 +1,10 @@
-"""The serving engine: the one entry point for adapting, storing, predicting and releasing.
+"""The serving engine: the one entry point for adapting, storing and predicting.
 
-``prepare`` validates a support set (no database, no compute); ``adapt`` runs it in the worker
-pool, stores the state durably and caches it; ``predict`` decodes inputs and runs an adapted
-state on the exact meta-learner version that made it; ``release`` drops a state nobody
-references. Nothing outside the engine touches its store or cache.
+``prepare`` validates a support set (no database, no compute; ``app.engine.preparation``);
+``adapt`` runs it in the worker pool, stores the state durably and caches it; ``predict``
+decodes inputs and runs an adapted state on the exact meta-learner version that made it.
+The stored states and their cache are ``engine.states`` (``app.engine.states``), which
+lifecycle (release, expiry, orphans, store binding) uses directly.
 
 With batching on, concurrent adaptations of one meta-learner version with one task shape run
 as one vmapped ``adapt_batch``, and concurrent predictions of different adapted models run as
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Hashable
 from dataclasses import replace
 from typing import Any
 
@@ -29,23 +30,20 @@ from torch import Tensor
 
 from app.core.metrics import Metrics
 from app.core.problems import (
-    ArtifactCorrupt,
     ExamplesNotSupported,
     InvalidInputs,
-    InvalidOptions,
     InvalidSupportSet,
     LimitExceeded,
-    StateMissing,
-    StoreUnavailable,
 )
 from app.engine.admission import TenantAdmission
 from app.engine.batch_choice import BatchChoice
 from app.engine.batcher import MicroBatcher
 from app.engine.cache import StateCache
 from app.engine.executor import Executor
+from app.engine.preparation import codec_of, decode_inputs, prepare_examples, prepare_support
 from app.engine.registry import RegisteredLearner, Registry
+from app.engine.states import StoredStates
 from app.engine.types import (
-    AUTO,
     Adaptation,
     AdaptationReport,
     BatchingPolicy,
@@ -55,14 +53,9 @@ from app.engine.types import (
     batching_pays,
 )
 from app.meta.algorithms import AdaptOptions
-from app.meta.codecs import InputCodec, InputError, InputLimitExceeded, InputLimits, codec_for
-from app.meta.task_types import InvalidTargets, TargetLimitExceeded
+from app.meta.codecs import InputLimits
 from app.storage.artifacts import (
-    ArtifactCorrupted,
-    ArtifactMissing,
     ArtifactStore,
-    ArtifactStoreUnavailable,
-    decode_state,
     encode_state,
 )
 
@@ -79,8 +72,8 @@ class ServingEngine:
         # where the learners' tensors live and the compute runs; requests' tensors, the stored
         # states and the cache stay in host memory and cross over inside the worker
         self.device = torch.device(device)
-        self._store, self._cache = store, cache
-        self._grace = artifact_grace_seconds
+        # the stored states and their cache, used by the engine and by lifecycle directly
+        self.states = StoredStates(store, cache, metrics, artifact_grace_seconds)
         # adaptations and predictions have pools of their own: a prediction never waits
         # behind adaptations
         self.executor, self.metrics = executor, metrics
@@ -137,56 +130,10 @@ class ServingEngine:
         return self.registry.exact(name, version, weights_sha256)
 
     # ----- adaptation ----------------------------------------------------------------------
-    def resolve_steps(self, reg: RegisteredLearner, steps: int | str | None) -> int:
-        """The one place a request's ``steps`` is checked and defaulted (``"auto"``: the
-        fixed default here; the strategy's choice is made in a worker, see ``_choose_steps``)."""
-        if steps == AUTO:
-            if reg.strategy is None:
-                with_one = [r.ref for r in self.registry.all() if r.name == reg.name and r.strategy]
-                raise InvalidOptions(
-                    f"{reg.ref} has no step-strategy model, so options.steps='auto' does not "
-                    f"apply; give a number of steps" + (
-                        f", or use {', '.join(with_one)}" if with_one else ""))
-            steps = None
-        if not reg.learner.has_steps:
-            if steps is not None:
-                raise InvalidOptions(f"{reg.name} ({reg.spec.algorithm}) adapts without gradient "
-                                     "steps; options.steps does not apply")
-            return 0
-        if steps is not None and steps > reg.limits["max_steps"]:
-            raise LimitExceeded(f"options.steps={steps} exceeds the limit of "
-                                f"{reg.limits['max_steps']} for {reg.name}")
-        return reg.learner.resolve_steps(AdaptOptions(steps=steps))
-
     def prepare(self, reg: RegisteredLearner, inputs: list[Any], targets: list[Any],
                 steps: int | str | None) -> PreparedTask:
         """Validate and encode a support set (no database, no gradient work)."""
-        limits = reg.limits
-        if len(targets) != len(inputs):
-            raise InvalidSupportSet(
-                f"support.inputs has {len(inputs)} items but support.targets has {len(targets)}")
-        if len(inputs) > limits["max_support"]:
-            raise LimitExceeded(f"support set of {len(inputs)} examples exceeds the limit of "
-                                f"{limits['max_support']} for {reg.name}")
-        resolved = self.resolve_steps(reg, steps)
-        try:
-            encoded = reg.task.encode(targets, limits["max_ways"], limits["max_shots"])
-        except InvalidTargets as exc:
-            raise InvalidSupportSet(f"support.targets: {exc}") from exc
-        except TargetLimitExceeded as exc:
-            raise LimitExceeded(f"support.targets: {exc} for {reg.name}") from exc
-        self._check_target_range(reg, encoded.y, "support.targets")
-        work = len(inputs) * max(resolved, 1)
-        if reg.learner.has_steps and work > limits["max_example_steps"]:
-            raise LimitExceeded(
-                f"this adaptation costs {len(inputs)} examples x {resolved} steps = {work} "
-                f"example-steps, over the budget of {limits['max_example_steps']} for {reg.name}; "
-                "send fewer examples or ask for fewer steps")
-        x = self._decode(reg, inputs, "support.inputs")
-        chosen_by = ("strategy" if reg.strategy is not None and steps in (None, AUTO)
-                     else "request" if steps is not None else "default")
-        return PreparedTask(reg, x, encoded.y, encoded.ways, encoded.labels, resolved,
-                            steps_chosen_by=chosen_by)
+        return prepare_support(self.registry, reg, inputs, targets, steps, self.input_limits)
 
     def adapt(self, task: PreparedTask, tenant: str,
               progress: Callable[[float], None] | None = None) -> Adaptation:
@@ -219,7 +166,7 @@ class ServingEngine:
         if task.steps_chosen_by == "strategy":
             task = self._choose_steps(task)
         if task.progress is None and self.batch_choice.batch(("adapt", reg.ref)):
-            key = ("adapt", reg.ref, self._codec(reg).batch_key(task.x), tuple(task.y.shape),
+            key = ("adapt", reg.ref, codec_of(reg).batch_key(task.x), tuple(task.y.shape),
                    task.ways, task.steps)
             state, report = self.adapt_batcher.submit(key, task)
         else:
@@ -231,8 +178,8 @@ class ServingEngine:
                 "loss or weights); targets and inputs must be of the scale the meta-learner was "
                 "trained on")
         artifact = encode_state(state)
-        sha = self._put(artifact)
-        self._remember(sha, state)
+        sha = self.states.put(artifact)
+        self.states.remember(sha, state)
         return Adaptation(reg, sha, len(artifact), task.labels, report)
 
     def extend(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
@@ -245,23 +192,8 @@ class ServingEngine:
             raise ExamplesNotSupported(
                 f"{reg.ref} ({reg.spec.algorithm}, {reg.spec.family}) cannot add examples to an "
                 "adapted model exactly; adapt a new model on the whole support set instead")
-        if len(targets) != len(inputs):
-            raise InvalidSupportSet(f"inputs has {len(inputs)} items but targets has {len(targets)}")
-        try:
-            if labels is not None:  # old labels keep their places; new ones come after them
-                encoded = reg.task.encode(list(labels) + list(targets), limits["max_ways"],
-                                          limits["max_shots"] + 1)
-                y, ways, new_labels = encoded.y[len(labels):], encoded.ways, encoded.labels
-            else:
-                encoded = reg.task.encode(targets, limits["max_ways"], limits["max_shots"])
-                y, ways, new_labels = encoded.y, 0, None
-        except InvalidTargets as exc:
-            raise InvalidSupportSet(f"targets: {exc}") from exc
-        except TargetLimitExceeded as exc:
-            raise LimitExceeded(f"targets: {exc} for {reg.name}") from exc
-        self._check_target_range(reg, y, "targets")
-        x = self._decode(reg, inputs, "inputs")
-        state = self.load_state(artifact_sha256)
+        x, y, ways, new_labels = prepare_examples(reg, labels, inputs, targets, self.input_limits)
+        state = self.states.load(artifact_sha256)
         if not learner.can_extend(state):
             raise ExamplesNotSupported(
                 f"this model was adapted by {reg.ref} before it kept what adding examples needs "
@@ -279,20 +211,11 @@ class ServingEngine:
 
         grown, seconds = self.executor.run(work, tenant=tenant)
         artifact = encode_state(grown)
-        sha = self._put(artifact)
-        self._remember(sha, grown)
+        sha = self.states.put(artifact)
+        self.states.remember(sha, grown)
         report = AdaptationReport(steps=0, duration_ms=round(seconds * 1000, 3), support_loss_before=None,
                                   support_loss_after=None)
         return Adaptation(reg, sha, len(artifact), new_labels, report)
-
-    @staticmethod
-    def _check_target_range(reg: RegisteredLearner, y: Tensor, field: str) -> None:
-        """Regression targets within the range the meta-learner was trained on."""
-        if reg.spec.targets is not None:
-            low, high = reg.spec.targets.value_range
-            if bool((y < low).any() or (y > high).any()):
-                raise InvalidSupportSet(f"{field} must lie in [{low}, {high}], the range "
-                                        f"{reg.ref} was trained on")
 
     def _adapt_many(self, key: Hashable, tasks: list[PreparedTask], record: bool = True
                     ) -> list[tuple[State, AdaptationReport]]:
@@ -336,7 +259,7 @@ class ServingEngine:
         if regs is None:
             self.warmed_up = []
         for reg in self.registry.all() if regs is None else regs:
-            codec = self._codec(reg)
+            codec = codec_of(reg)
             codec.warm(reg.input_spec)
             x = torch.zeros(2, *codec.model_shape(reg.input_spec))
             targets = reg.task.dummy_targets(2)
@@ -345,73 +268,6 @@ class ServingEngine:
             state = self._adapt_many(None, [task], record=False)[0][0]
             self._predict_many(None, [(reg, state, x, "")], record=False)
             self.warmed_up.append(reg.ref)
-
-    # ----- states ----------------------------------------------------------------------------
-    def load_state(self, sha256: str) -> State:
-        """The state for an artifact: from the cache, else from the store (checksum verified)."""
-
-        def load() -> State:
-            try:
-                return decode_state(self._store.get(sha256))
-            except ArtifactCorrupted as exc:
-                self.metrics.corrupt_artifacts.inc()
-                raise ArtifactCorrupt(f"the stored state {sha256} does not match its checksum; "
-                                      "it will not be served") from exc
-            except ArtifactStoreUnavailable as exc:
-                raise StoreUnavailable(f"the artifact store did not answer ({exc}); retry shortly",
-                                       retry_after=2) from exc
-            except ArtifactMissing as exc:
-                raise StateMissing(f"the stored state {sha256} is missing from this store; check "
-                                   "METASERVE_DATA_DIR") from exc
-
-        state, hit = self._cache.get_or_load(sha256, load)
-        self.metrics.cache_lookups.labels("hit" if hit else "miss").inc()
-        self._gauge_cache()
-        return state
-
-    def _put(self, artifact: bytes) -> str:
-        try:
-            return self._store.put(artifact)
-        except ArtifactStoreUnavailable as exc:
-            raise StoreUnavailable(f"the artifact store did not answer ({exc}); nothing was "
-                                   "created, retry shortly", retry_after=2) from exc
-
-    def _remember(self, sha256: str, state: State) -> None:
-        self._cache.put(sha256, state)
-        self._gauge_cache()
-
-    def _gauge_cache(self) -> None:
-        self.metrics.cache_bytes.set(self._cache.size_bytes)
-        self.metrics.cache_entries.set(len(self._cache))
-
-    def release(self, sha256: str) -> bool:
-        """Drop a state no row references any more. A file written or re-put within the grace
-        period stays (another request may be about to commit a row for the same content); the
-        periodic sweep collects it later. Returns whether the file was deleted."""
-        self._cache.discard(sha256)
-        if self._store.exists(sha256) and self._store.age_seconds(sha256) >= self._grace:
-            self._store.delete(sha256)
-            return True
-        return False
-
-    @property
-    def grace_seconds(self) -> float:
-        return self._grace
-
-    def state_age_seconds(self, sha256: str) -> float:
-        return self._store.age_seconds(sha256)
-
-    def store_identity(self) -> str:
-        return self._store.identity()
-
-    def stored_states(self) -> Iterator[str]:
-        return self._store.keys()
-
-    def has_state(self, sha256: str) -> bool:
-        return self._store.exists(sha256)
-
-    def remove_stale_temporaries(self) -> int:
-        return self._store.remove_stale_temporaries(self._grace)
 
     # ----- host <-> device ---------------------------------------------------------------------
     def _in(self, value: Any) -> Any:
@@ -427,18 +283,6 @@ class ServingEngine:
         return {k: v.cpu() for k, v in state.items()}
 
     # ----- prediction ------------------------------------------------------------------------
-    @staticmethod
-    def _codec(reg: RegisteredLearner) -> InputCodec:
-        return codec_for(reg.spec.input.codec_name)
-
-    def _decode(self, reg: RegisteredLearner, inputs: list[Any], field: str) -> Tensor:
-        try:
-            return self._codec(reg).decode(inputs, reg.input_spec, field, self.input_limits)
-        except InputLimitExceeded as exc:
-            raise LimitExceeded(str(exc)) from exc
-        except InputError as exc:
-            raise InvalidInputs(str(exc)) from exc
-
     def predict(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
                 inputs: list[Any], top_k: int | None = None, tenant: str = "",
                 abstain_threshold: float | None = None) -> Served:
@@ -452,14 +296,14 @@ class ServingEngine:
             raise LimitExceeded(f"the predictions would take about {size} bytes, over the "
                                 f"{self.max_response_bytes}-byte response cap; ask for top_k "
                                 "probabilities or send fewer inputs")
-        x = self._decode(reg, inputs, "inputs")
-        state = self.load_state(artifact_sha256)
+        x = decode_inputs(reg, inputs, "inputs", self.input_limits)
+        state = self.states.load(artifact_sha256)
         spread = None
         if reg.learner.gives_std:  # mean and spread from one forward pass
             served, spread = self._predict_with_std(reg, state, x, tenant)
         elif self.batch_choice.batch(("predict", reg.ref)):
             shapes = tuple(sorted((k, tuple(v.shape)) for k, v in state.items()))
-            key = ("predict", reg.ref, self._codec(reg).batch_key(x), shapes)
+            key = ("predict", reg.ref, codec_of(reg).batch_key(x), shapes)
             served = self.predict_batcher.submit(key, (reg, state, x, tenant))
         else:
             served = self._predict_many(None, [(reg, state, x, tenant)])[0]

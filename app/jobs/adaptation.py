@@ -90,7 +90,7 @@ def _run(*, factory: sessionmaker[Session], engine: ServingEngine, job: queue.Cl
                               artifact_bytes=made.artifact_bytes, labels=made.labels,
                               adaptation=made.report.as_dict())
         if not done:  # deleted meanwhile, or the lease ran out and another worker has it
-            release(session=session, states=engine, sha256=made.artifact_sha256)
+            release(session=session, states=engine.states, sha256=made.artifact_sha256)
             session.commit()
             return "lost"
     return queue.READY

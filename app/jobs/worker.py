@@ -36,7 +36,7 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> int:
     metrics = Metrics()
     engine = build_engine(settings, metrics, factory)
     with factory() as session:
-        mismatch = bind_store(session=session, states=engine)
+        mismatch = bind_store(session=session, states=engine.states)
     if mismatch:
         log.error("not running jobs: %s", mismatch)
         return 2

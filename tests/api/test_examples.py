@@ -194,7 +194,7 @@ def test_concurrent_updates_are_never_lost(client):
     with client.app.state.session_factory() as session:
         from app.db.models import AdaptedModelRow
         sha = session.get(AdaptedModelRow, model["id"]).artifact_sha256
-    assert engine.load_state(sha)["keys"].shape[0] == 2 + 2 * len(landed)
+    assert engine.states.load(sha)["keys"].shape[0] == 2 + 2 * len(landed)
 
 
 def test_examples_respect_tenancy(settings):

@@ -133,8 +133,8 @@ def test_a_deleted_model_answers_404_not_corruption(client, model_id):
 
     def delete_first(reg, artifact_sha256, labels, inputs, top_k=None, tenant="", abstain_threshold=None):
         assert client.delete(f"/v1/adapted-models/{model_id}").status_code == 204
-        engine._store.delete(sha)
-        engine._cache.discard(sha)
+        engine.states._store.delete(sha)
+        engine.states._cache.discard(sha)
         return real_predict(reg, artifact_sha256, labels, inputs, top_k, tenant=tenant)
 
     engine.predict = delete_first

@@ -23,7 +23,7 @@ def test_adapt_predict_delete_on_s3(settings, s3_store_settings, seaweedfs):
         image = client.post("/v1/adapted-models", json={"meta_learner": "omniglot-protonet",
                                                         "support": image_support()})
         assert image.status_code == 201
-        store = client.app.state.engine._store
+        store = client.app.state.engine.states._store
         assert len(list(store.keys())) == 2
     seaweedfs.stop()  # the object store restarts; every acknowledged ID still predicts the same
     seaweedfs.start()
@@ -31,11 +31,11 @@ def test_adapt_predict_delete_on_s3(settings, s3_store_settings, seaweedfs):
         again = client.post(f"/v1/adapted-models/{ident}/predictions", json=QUERIES)
         assert again.status_code == 200 and again.json() == first
         assert client.delete(f"/v1/adapted-models/{ident}").status_code == 204
-        store = client.app.state.engine._store
+        store = client.app.state.engine.states._store
         assert len(list(store.keys())) == 1
         orphan = store.put(b"a state whose row was never committed")
         with client.app.state.session_factory() as session:
-            assert collect_orphans(session=session, states=client.app.state.engine)["orphan_states"] == 1
+            assert collect_orphans(session=session, states=client.app.state.engine.states)["orphan_states"] == 1
         assert not store.exists(orphan) and len(list(store.keys())) == 1
 
 
@@ -55,7 +55,7 @@ def test_an_unreachable_store_is_503_not_500(settings, s3_store_settings, seawee
         with client.app.state.session_factory() as session:
             from app.db.models import AdaptedModelRow
             sha = session.get(AdaptedModelRow, ident).artifact_sha256
-        client.app.state.engine._cache.discard(sha)  # a cold state: it must be read from the store
+        client.app.state.engine.states._cache.discard(sha)  # a cold state: it must be read from the store
         seaweedfs.stop()
         try:
             r = client.post(f"/v1/adapted-models/{ident}/predictions", json=QUERIES)
@@ -76,9 +76,9 @@ def test_small_states_inline_in_the_database(settings):
         small = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
                                                         "support": sine_support()}).json()["id"]
         answer = client.post(f"/v1/adapted-models/{small}/predictions", json=QUERIES).json()
-        store = client.app.state.engine._store
+        store = client.app.state.engine.states._store
         assert len(list(store.inline.keys())) == 1 and list(store.large.keys()) == []
     with TestClient(create_app(inline)) as client:  # cold: read back from the database
         assert client.post(f"/v1/adapted-models/{small}/predictions", json=QUERIES).json() == answer
         assert client.delete(f"/v1/adapted-models/{small}").status_code == 204
-        assert list(client.app.state.engine._store.keys()) == []
+        assert list(client.app.state.engine.states._store.keys()) == []

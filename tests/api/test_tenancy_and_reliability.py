@@ -192,7 +192,7 @@ def test_startup_collects_orphans_keeps_rows_and_refuses_corrupt_artifacts(setti
         data = bytearray(path.read_bytes())
         data[-1] ^= 0xFF
         path.write_bytes(bytes(data))
-        c.app.state.engine._cache.discard(kept_sha)
+        c.app.state.engine.states._cache.discard(kept_sha)
         r = c.post(f"/v1/adapted-models/{kept}/predictions", json={"inputs": [[0.0]]})
         assert r.status_code == 500 and r.headers["content-type"] == PROBLEM
         assert "checksum" in r.json()["detail"]

@@ -152,7 +152,7 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     def undo() -> None:
         session.rollback()
         if made is not None:
-            release(session=session, states=engine, sha256=made.artifact_sha256)
+            release(session=session, states=engine.states, sha256=made.artifact_sha256)
 
     rows = claim_model_row(session, tenant)  # this one included; locks the tenant's counter
     if rows > settings.max_models_per_tenant:  # only near the quota: count the live ones exactly
@@ -232,7 +232,7 @@ def add_examples(*, session: Session, engine: ServingEngine, row: Row[Any],
                 artifact_bytes=made.artifact_bytes, labels=made.labels)).rowcount
     if updated != 1:
         session.rollback()
-        release(session=session, states=engine, sha256=made.artifact_sha256)
+        release(session=session, states=engine.states, sha256=made.artifact_sha256)
         session.commit()
         raise RevisionConflict(f"adapted model {ident} changed while these examples were added "
                                f"(revision {revision} is no longer current); read it and retry")
@@ -243,12 +243,12 @@ def add_examples(*, session: Session, engine: ServingEngine, row: Row[Any],
         session.commit()
     except IntegrityError:  # the same key raced in on another request: that one landed
         session.rollback()
-        release(session=session, states=engine, sha256=made.artifact_sha256)
+        release(session=session, states=engine.states, sha256=made.artifact_sha256)
         session.commit()
         raise RevisionConflict(f"adapted model {ident} changed while these examples were added; "
                                "read it and retry") from None
     if old_sha != made.artifact_sha256:
-        release(session=session, states=engine, sha256=old_sha)
+        release(session=session, states=engine.states, sha256=old_sha)
         session.commit()
     fresh = session.get(AdaptedModelRow, ident)
     session.refresh(fresh)
@@ -326,7 +326,7 @@ def list_page(*, session: Session, limit: int, cursor: str | None, meta_learner:
 
 def delete(*, session: Session, engine: ServingEngine, row: Row[Any]) -> None:
     """Delete an adapted model and, when no other model shares it, its stored state."""
-    delete_rows(session=session, states=engine, ids=[row.id])
+    delete_rows(session=session, states=engine.states, ids=[row.id])
 
 
 def predict(*, session: Session, engine: ServingEngine, row: Row[Any],
