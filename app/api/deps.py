@@ -15,7 +15,7 @@ from fastapi import Depends, Request
 from sqlalchemy.orm import Session
 
 from app.core.config import Settings
-from app.core.problems import StoreMismatch
+from app.core.errors import StoreMismatch
 from app.engine.engine import ServingEngine
 from app.engine.registry import Registry
 from app.jobs.runner import JobRunner

@@ -1,7 +1,10 @@
-"""Typed domain errors and their RFC 9457 ``application/problem+json`` rendering."""
+"""Errors rendered as RFC 9457 ``application/problem+json`` bodies: the one table that gives each
+domain error (``app.core.errors``) its status, problem type and title, and the handlers that render
+those, FastAPI's validation errors and Starlette's HTTP errors."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -10,151 +13,98 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from app.core.errors import (
+    AdaptedModelNotFound,
+    AdminScopeRequired,
+    ArtifactCorrupt,
+    CatalogConflict,
+    ExamplesNotSupported,
+    IdempotencyConflict,
+    InvalidCursor,
+    InvalidInputs,
+    InvalidOptions,
+    InvalidSupportSet,
+    LimitExceeded,
+    MetaLearnerVersionRetired,
+    MetaserveError,
+    ModelNotReady,
+    Overloaded,
+    PublishCheckFailed,
+    QuotaExceeded,
+    RateLimited,
+    RevisionConflict,
+    StateMissing,
+    StoreMismatch,
+    StoreUnavailable,
+    TooManyInProgress,
+    TooManyPendingJobs,
+    Unauthorized,
+    UnknownMetaLearner,
+)
+
 PROBLEM_JSON = "application/problem+json"
 
 
-class Problem(Exception):
-    """Base of all errors a client can cause or see; rendered as a problem body."""
-
-    status = 400
-    slug = "bad-request"
-    title = "Bad request"
-
-    def __init__(self, detail: str, **extra: Any) -> None:
-        super().__init__(detail)
-        self.detail = detail
-        self.extra = extra
-        self.headers: dict[str, str] = {}
+@dataclass(frozen=True)
+class ProblemType:
+    status: int
+    slug: str
+    title: str
 
 
-class UnknownMetaLearner(Problem):
-    status, slug, title = 404, "unknown-meta-learner", "Unknown meta-learner"
+PROBLEM_TYPES: dict[type[MetaserveError], ProblemType] = {
+    UnknownMetaLearner: ProblemType(404, "unknown-meta-learner", "Unknown meta-learner"),
+    MetaLearnerVersionRetired: ProblemType(410, "meta-learner-version-retired", "Meta-learner version retired"),
+    AdaptedModelNotFound: ProblemType(404, "adapted-model-not-found", "Adapted model not found"),
+    InvalidSupportSet: ProblemType(422, "invalid-support-set", "Invalid support set"),
+    InvalidInputs: ProblemType(422, "invalid-inputs", "Invalid inputs"),
+    InvalidOptions: ProblemType(422, "invalid-options", "Invalid adaptation options"),
+    InvalidCursor: ProblemType(422, "invalid-cursor", "Invalid pagination cursor"),
+    LimitExceeded: ProblemType(422, "limit-exceeded", "A limit was exceeded"),
+    Unauthorized: ProblemType(401, "unauthorized", "Missing or invalid API key"),
+    AdminScopeRequired: ProblemType(403, "admin-scope-required", "An admin API key is required"),
+    PublishCheckFailed: ProblemType(422, "publish-check-failed", "The version failed a publishing check"),
+    CatalogConflict: ProblemType(409, "catalog-conflict", "The catalog's state does not allow this"),
+    RateLimited: ProblemType(429, "rate-limited", "Too many requests"),
+    TooManyInProgress: ProblemType(429, "too-many-in-progress", "Too many adaptations in progress"),
+    TooManyPendingJobs: ProblemType(429, "too-many-pending-jobs", "Too many adaptation jobs pending"),
+    IdempotencyConflict: ProblemType(409, "idempotency-key-reused", "Idempotency key reused with another body"),
+    QuotaExceeded: ProblemType(409, "quota-exceeded", "Adapted-model quota exceeded"),
+    ModelNotReady: ProblemType(409, "adapted-model-not-ready", "Adapted model not ready"),
+    ExamplesNotSupported: ProblemType(409, "examples-not-supported", "This meta-learner cannot add examples"),
+    RevisionConflict: ProblemType(409, "revision-conflict", "The adapted model changed meanwhile"),
+    Overloaded: ProblemType(503, "overloaded", "Too many requests in progress"),
+    StoreUnavailable: ProblemType(503, "artifact-store-unavailable", "Artifact store unavailable"),
+    StoreMismatch: ProblemType(503, "store-mismatch", "Wrong artifact store; not serving"),
+    ArtifactCorrupt: ProblemType(500, "artifact-corrupt", "Stored adapted state failed its checksum"),
+    StateMissing: ProblemType(500, "adapted-state-missing", "Stored adapted state not found"),
+}
+UNMAPPED = ProblemType(400, "bad-request", "Bad request")
 
 
-class MetaLearnerVersionRetired(Problem):
-    status, slug, title = 410, "meta-learner-version-retired", "Meta-learner version retired"
+def problem_type(exc: MetaserveError) -> ProblemType:
+    """The table's entry for the error's class, else for its nearest mapped base."""
+    for cls in type(exc).__mro__:
+        if cls in PROBLEM_TYPES:
+            return PROBLEM_TYPES[cls]
+    return UNMAPPED
 
 
-class AdaptedModelNotFound(Problem):
-    status, slug, title = 404, "adapted-model-not-found", "Adapted model not found"
+def problem_headers(exc: MetaserveError) -> dict[str, str]:
+    headers = {}
+    if isinstance(exc, Unauthorized):
+        headers["WWW-Authenticate"] = "Bearer"
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(exc.retry_after)
+    if exc.location is not None:
+        headers["Location"] = exc.location
+    return headers
 
 
-class InvalidSupportSet(Problem):
-    status, slug, title = 422, "invalid-support-set", "Invalid support set"
-
-
-class InvalidInputs(Problem):
-    status, slug, title = 422, "invalid-inputs", "Invalid inputs"
-
-
-class InvalidOptions(Problem):
-    status, slug, title = 422, "invalid-options", "Invalid adaptation options"
-
-
-class InvalidCursor(Problem):
-    status, slug, title = 422, "invalid-cursor", "Invalid pagination cursor"
-
-
-class LimitExceeded(Problem):
-    status, slug, title = 422, "limit-exceeded", "A limit was exceeded"
-
-
-class Unauthorized(Problem):
-    status, slug, title = 401, "unauthorized", "Missing or invalid API key"
-
-    def __init__(self, detail: str) -> None:
-        super().__init__(detail)
-        self.headers = {"WWW-Authenticate": "Bearer"}
-
-
-class AdminScopeRequired(Problem):
-    status, slug, title = 403, "admin-scope-required", "An admin API key is required"
-
-
-class PublishCheckFailed(Problem):
-    status, slug, title = 422, "publish-check-failed", "The version failed a publishing check"
-
-
-class CatalogConflict(Problem):
-    status, slug, title = 409, "catalog-conflict", "The catalog's state does not allow this"
-
-
-class RetryLater(Problem):
-    """A refusal that tells the client when to try again (``Retry-After``, seconds)."""
-
-    def __init__(self, detail: str, retry_after: int = 1) -> None:
-        super().__init__(detail)
-        self.headers = {"Retry-After": str(retry_after)}
-
-
-class RateLimited(RetryLater):
-    status, slug, title = 429, "rate-limited", "Too many requests"
-
-
-class TooManyInProgress(RetryLater):
-    status, slug, title = 429, "too-many-in-progress", "Too many adaptations in progress"
-
-
-class TooManyPendingJobs(RetryLater):
-    status, slug, title = 429, "too-many-pending-jobs", "Too many adaptation jobs pending"
-
-
-class IdempotencyConflict(Problem):
-    status, slug, title = 409, "idempotency-key-reused", "Idempotency key reused with another body"
-
-
-class QuotaExceeded(Problem):
-    status, slug, title = 409, "quota-exceeded", "Adapted-model quota exceeded"
-
-
-class ModelNotReady(Problem):
-    """Predictions on an adapted model whose adaptation is queued, running or failed."""
-
-    status, slug, title = 409, "adapted-model-not-ready", "Adapted model not ready"
-
-    @classmethod
-    def for_row(cls, row: Any) -> ModelNotReady:
-        where = f"/v1/adapted-models/{row.id}"
-        if row.status == "failed":
-            reason = (row.error or {}).get("detail", "see the model's error")
-            problem = cls(f"adapted model {row.id} failed to adapt and cannot predict: {reason}; "
-                          "create it again", adapted_model_status=row.status)
-        else:
-            problem = cls(f"adapted model {row.id} is {row.status} (progress "
-                          f"{row.progress or 0.0:.0%}); poll GET {where} until its status is "
-                          "ready", adapted_model_status=row.status)
-            problem.headers = {"Retry-After": "1", "Location": where}
-        return problem
-
-
-class ExamplesNotSupported(Problem):
-    status, slug, title = 409, "examples-not-supported", "This meta-learner cannot add examples"
-
-
-class RevisionConflict(Problem):
-    status, slug, title = 409, "revision-conflict", "The adapted model changed meanwhile"
-
-
-class Overloaded(RetryLater):
-    status, slug, title = 503, "overloaded", "Too many requests in progress"
-
-
-class StoreUnavailable(RetryLater):
-    status, slug, title = 503, "artifact-store-unavailable", "Artifact store unavailable"
-
-
-class StoreMismatch(Problem):
-    status, slug, title = 503, "store-mismatch", "Wrong artifact store; not serving"
-
-
-class ArtifactCorrupt(Problem):
-    status, slug, title = 500, "artifact-corrupt", "Stored adapted state failed its checksum"
-
-
-class StateMissing(Problem):
-    """The row exists but its stored state does not (a wrong or unmounted data directory)."""
-
-    status, slug, title = 500, "adapted-state-missing", "Stored adapted state not found"
+def problem_of(exc: MetaserveError, instance: str) -> dict[str, Any]:
+    """The problem body of a domain error (what an adaptation job that failed keeps)."""
+    kind = problem_type(exc)
+    return problem_body(kind.status, kind.title, exc.detail, kind.slug, instance, **exc.extra)
 
 
 def problem_body(status: int, title: str, detail: str, slug: str | None, instance: str,
@@ -190,10 +140,11 @@ def allowed_methods(request: Request) -> list[str]:
 def install_problem_handlers(app: FastAPI) -> None:
     """Map domain errors, HTTP errors and validation errors to problem bodies."""
 
-    @app.exception_handler(Problem)
-    async def _problem(request: Request, exc: Problem) -> JSONResponse:
-        return problem_response(request, exc.status, exc.title, exc.detail, exc.slug,
-                                exc.headers, **exc.extra)
+    @app.exception_handler(MetaserveError)
+    async def _problem(request: Request, exc: MetaserveError) -> JSONResponse:
+        kind = problem_type(exc)
+        return problem_response(request, kind.status, kind.title, exc.detail, kind.slug,
+                                problem_headers(exc) or None, **exc.extra)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -10,7 +10,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from app.core.problems import TooManyInProgress
+from app.core.errors import TooManyInProgress
 
 
 class TenantAdmission:

@@ -28,13 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from app.core.errors import ExamplesNotSupported, InvalidInputs, InvalidSupportSet, LimitExceeded
 from app.core.metrics import Metrics
-from app.core.problems import (
-    ExamplesNotSupported,
-    InvalidInputs,
-    InvalidSupportSet,
-    LimitExceeded,
-)
 from app.engine.admission import TenantAdmission
 from app.engine.batch_choice import BatchChoice
 from app.engine.batcher import MicroBatcher

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 import torch
 
-from app.core.problems import Overloaded
+from app.core.errors import Overloaded
 
 T = TypeVar("T")
 

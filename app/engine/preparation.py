@@ -7,7 +7,7 @@ from typing import Any
 
 from torch import Tensor
 
-from app.core.problems import InvalidInputs, InvalidOptions, InvalidSupportSet, LimitExceeded
+from app.core.errors import InvalidInputs, InvalidOptions, InvalidSupportSet, LimitExceeded
 from app.engine.registry import RegisteredLearner, Registry
 from app.engine.types import AUTO, PreparedTask
 from app.meta.algorithms import AdaptOptions

@@ -20,7 +20,7 @@ from typing import Any
 
 import torch
 
-from app.core.problems import MetaLearnerVersionRetired, UnknownMetaLearner
+from app.core.errors import MetaLearnerVersionRetired, UnknownMetaLearner
 from app.meta.algorithms import MetaLearner
 from app.meta.checkpoint import (
     MANIFEST,

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from app.core.errors import ArtifactCorrupt, StateMissing, StoreUnavailable
 from app.core.metrics import Metrics
-from app.core.problems import ArtifactCorrupt, StateMissing, StoreUnavailable
 from app.engine.cache import StateCache
 from app.engine.types import State
 from app.storage.artifacts import (

@@ -10,7 +10,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.core.problems import Problem, RetryLater, problem_body
+from app.core.errors import MetaserveError, RetryLater
+from app.core.problems import problem_body, problem_of
 from app.core.tracing import attach_carrier, detach, tracer
 from app.engine.engine import ServingEngine
 from app.jobs import queue
@@ -21,11 +22,6 @@ log = logging.getLogger("metaserve.jobs")
 
 def instance(adapted_model_id: str) -> str:
     return f"/v1/adapted-models/{adapted_model_id}"
-
-
-def problem_of(exc: Problem, adapted_model_id: str) -> dict[str, Any]:
-    return problem_body(exc.status, exc.title, exc.detail, exc.slug, instance(adapted_model_id),
-                        **exc.extra)
 
 
 def worker_lost(adapted_model_id: str, attempts: int) -> dict[str, Any]:
@@ -71,9 +67,9 @@ def _run(*, factory: sessionmaker[Session], engine: ServingEngine, job: queue.Cl
         with factory() as session:
             queue.give_back(session, ident, worker, count_attempt=False)
         return queue.QUEUED
-    except Problem as exc:  # what a synchronous request would have answered
+    except MetaserveError as exc:  # what a synchronous request would have answered
         with factory() as session:
-            queue.fail(session, ident, worker, problem_of(exc, ident))
+            queue.fail(session, ident, worker, problem_of(exc, instance(ident)))
         return queue.FAILED
     except Exception:
         log.exception("adaptation job failed", extra={"adapted_model_id": ident, "attempt": job.attempts})

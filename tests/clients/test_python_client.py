@@ -133,13 +133,13 @@ def test_retries_honour_retry_after_on_429_and_503(live_server, monkeypatch):
 
 
 def RateLimitedProblem():  # noqa: N802 - builds the server's own problem
-    from app.core.problems import RateLimited as ServerRateLimited
+    from app.core.errors import RateLimited as ServerRateLimited
 
     return ServerRateLimited("forced for the test", 1)
 
 
 def OverloadedProblem():  # noqa: N802
-    from app.core.problems import Overloaded
+    from app.core.errors import Overloaded
 
     return Overloaded("forced for the test", 1)
 

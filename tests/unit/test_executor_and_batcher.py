@@ -5,7 +5,8 @@ import time
 
 import pytest
 
-from app.core.problems import Overloaded
+from app.core.errors import Overloaded
+from app.core.problems import problem_headers, problem_type
 from app.engine.batcher import MicroBatcher
 from app.engine.executor import Executor
 
@@ -24,7 +25,8 @@ def test_full_queue_is_refused_with_retry_after():
     started.wait(5)
     with pytest.raises(Overloaded) as err:
         ex.run(lambda: "second")
-    assert err.value.status == 503 and err.value.headers["Retry-After"] == "1"
+    assert err.value.retry_after == 1
+    assert problem_type(err.value).status == 503 and problem_headers(err.value) == {"Retry-After": "1"}
     release.set()
     t.join()
     assert ex.run(lambda: "after") == "after"

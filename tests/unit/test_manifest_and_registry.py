@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from app.core.problems import MetaLearnerVersionRetired, UnknownMetaLearner
+from app.core.errors import MetaLearnerVersionRetired, UnknownMetaLearner
 from app.engine.registry import load_registry
 from tests.conftest import REPO
 

@@ -27,7 +27,7 @@ from app.api.deps import EngineDep, SessionDep
 from app.api.json_body import openapi_body, parse_body
 from app.api.lean_call import LeanCall
 from app.api.schemas import AdaptedModelId, check_depth, problem_responses
-from app.core.problems import InvalidInputs
+from app.core.errors import InvalidInputs
 from app.db.models import MAX_IDEMPOTENCY_KEY
 from app.jobs.queue import QUEUED, RUNNING
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from app.api.adapted_models.schemas import AdaptedModelCreate, SupportSet
 from app.core.config import Settings
-from app.core.problems import (
+from app.core.errors import (
     AdaptedModelNotFound,
     IdempotencyConflict,
     InvalidCursor,

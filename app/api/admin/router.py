@@ -26,7 +26,7 @@ from app.api.auth.service import authenticate_with_scope
 from app.api.deps import SessionDep, SettingsDep
 from app.api.schemas import problem_responses
 from app.catalog import operations as ops
-from app.core.problems import AdminScopeRequired
+from app.core.errors import AdminScopeRequired
 
 Name = Annotated[str, PathParam(max_length=100, examples=["my-parts"])]
 Version = Annotated[str, PathParam(max_length=40, examples=["1.1.0"])]

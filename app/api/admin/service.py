@@ -19,7 +19,7 @@ from app.catalog import operations as ops
 from app.catalog.artifacts import registry_store
 from app.catalog.validation import PublishRefused, check_version_folder
 from app.core.config import Settings
-from app.core.problems import CatalogConflict, InvalidInputs, PublishCheckFailed, UnknownMetaLearner
+from app.core.errors import CatalogConflict, InvalidInputs, PublishCheckFailed, UnknownMetaLearner
 
 FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 MAX_FILES = 3  # manifest, weights, step-strategy model

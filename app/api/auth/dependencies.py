@@ -18,7 +18,7 @@ from app.api.auth.rate_limit import retry_after
 from app.api.auth.service import authenticate
 from app.api.deps import SessionDep, SettingsDep
 from app.core.config import Settings
-from app.core.problems import RateLimited, Unauthorized
+from app.core.errors import RateLimited, Unauthorized
 
 DEFAULT_TENANT = "default"
 bearer = HTTPBearer(auto_error=False, scheme_name="ApiKey",
