@@ -7,16 +7,14 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import anyio.to_thread
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from app import __version__
 from app.api import health
-from app.api.adapted_models.router import lean_router as adapted_models_lean_router
 from app.api.adapted_models.router import router as adapted_models_router
 from app.api.admin.router import router as admin_router
-from app.api.auth.dependencies import get_tenant
+from app.api.auth.dependencies import AUTHENTICATED
 from app.api.auth.rate_limit import make_rate_limiter
-from app.api.deps import require_store
 from app.api.meta_learners.router import router as meta_learners_router
 from app.api.meta_learners.service import mirror_registry
 from app.api.openapi import problem_openapi, serve_local_docs
@@ -112,18 +110,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     install_problem_handlers(app)
     configure_tracing(settings.otel_enabled)
     # authenticated by default; the public list: health, readiness, metrics and the API docs
-    authenticated = [Depends(require_store), Depends(get_tenant)]
-    app.include_router(meta_learners_router, dependencies=authenticated)
-    app.include_router(adapted_models_router, dependencies=authenticated)
-    # create and predict authenticate inside their one thread-pool call (app.api.lean_call)
-    app.include_router(adapted_models_lean_router)
+    app.include_router(meta_learners_router, dependencies=AUTHENTICATED)
+    app.include_router(adapted_models_router, dependencies=AUTHENTICATED)
     app.include_router(health.router)
     if settings.admin_api_enabled:  # off: the routes do not exist (404)
         app.include_router(admin_router)
     serve_local_docs(app)
     app.state.route_methods = [
         (route.path_regex, route.methods)
-        for router in (meta_learners_router, adapted_models_router, adapted_models_lean_router,
+        for router in (meta_learners_router, adapted_models_router,
                        health.router, *([admin_router] if settings.admin_api_enabled else []))
         for route in router.routes]
     app.add_middleware(RequestContextMiddleware, metrics=metrics,

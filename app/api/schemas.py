@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Annotated, Any
 
 from fastapi import Path as PathParam
@@ -29,6 +30,23 @@ def check_depth(inputs: list[Any]) -> list[Any]:
 
 Input = StrictFloat | StrictInt | StrictStr | list[Any]
 Inputs = Annotated[list[Input], AfterValidator(check_depth)]
+
+
+def parse_query_inputs(text: str) -> list[Any]:
+    """The GET predictions ``inputs`` parameter: a non-empty JSON array, nested within reason."""
+    try:
+        parsed = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise ValueError(f"not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})") from exc
+    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
+        raise ValueError(f"not valid JSON ({exc})") from exc
+    if not isinstance(parsed, list) or not parsed:
+        raise ValueError("expected a non-empty JSON array")
+    return check_depth(parsed)
+
+
+# declared as a string (what a query parameter is), validated into the list of inputs
+QueryInputs = Annotated[str, AfterValidator(parse_query_inputs)]
 Label = StrictInt | StrictStr
 
 

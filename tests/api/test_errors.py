@@ -171,6 +171,8 @@ def test_bad_prediction_query_strings(client):
     url = f"/v1/adapted-models/{ident}/predictions"
     check_problem(client.get(url, params={"inputs": "[1,"}), 422, "not valid json")
     check_problem(client.get(url, params={"inputs": "{}"}), 422, "json array")
+    check_problem(client.get(url, params={"inputs": "[]"}), 422, "json array")
+    check_problem(client.get(url, params={"inputs": "[[[[[[1]]]]]]"}), 422, "nest deeper")
     check_problem(client.get(url), 422)
     check_problem(client.post(url, json={"inputs": []}), 422)
 

@@ -53,6 +53,20 @@ def test_tenants_cannot_see_each_others_models(secured):
     assert secured.get(f"/v1/adapted-models/{ident}", headers=auth(a)).status_code == 200
 
 
+def test_every_v1_operation_is_authenticated(secured):
+    """Authenticated by default: each /v1 operation the app serves (the single-call create and
+    predict routes included) answers 401 without a key, before it looks at anything else."""
+    ident = "0123456789abcdef0123456789abcdef"
+    paths = secured.get("/openapi.json").json()["paths"]
+    operations = [(method.upper(), path.replace("{adapted_model_id}", ident).replace("{name}", "sinusoid-maml"))
+                  for path, item in paths.items() if path.startswith("/v1") for method in item]
+    assert len(operations) >= 9
+    for method, path in operations:
+        r = secured.request(method, path, json={"inputs": [[0.0]]}, params={"inputs": "[[0.0]]"})
+        assert r.status_code == 401, (method, path, r.status_code)
+        assert r.headers["content-type"] == PROBLEM and r.headers["www-authenticate"] == "Bearer"
+
+
 @pytest.mark.parametrize("header", [None, "Bearer", "Bearer nonsense", "Basic abc",
                                     "Bearer ms_0000000000000000_wrong"])
 def test_missing_and_malformed_keys_get_401(secured, header):

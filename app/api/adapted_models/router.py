@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, Response, status
-from starlette.concurrency import run_in_threadpool
+from fastapi import APIRouter, Header, Query, Response, status
+from sqlalchemy.orm import Session
 
 from app.api.adapted_models import service
 from app.api.adapted_models.dependencies import OwnedAdaptedModel
@@ -25,16 +24,12 @@ from app.api.adapted_models.schemas import (
 from app.api.auth.dependencies import TenantDep
 from app.api.deps import EngineDep, SessionDep
 from app.api.json_body import openapi_body, parse_body
-from app.api.lean_call import LeanCall
-from app.api.schemas import AdaptedModelId, check_depth, problem_responses
-from app.core.errors import InvalidInputs
+from app.api.lean_call import LeanCallDep
+from app.api.schemas import AdaptedModelId, QueryInputs, problem_responses
 from app.db.models import MAX_IDEMPOTENCY_KEY
 from app.jobs.queue import QUEUED, RUNNING
 
 router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
-# create and predict: one worker-thread call per request (see ``LeanCall``); app.main includes
-# this router without the authentication dependency, which they run themselves
-lean_router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
 JSON = "application/json"
 MAX_LIST_LIMIT = 200
 
@@ -46,7 +41,7 @@ def prefers_async(prefer: str | None) -> bool:
     return any(p.split(";")[0].strip().lower() == "respond-async" for p in prefer.split(","))
 
 
-@lean_router.post("", status_code=status.HTTP_201_CREATED, operation_id="createAdaptedModel",
+@router.post("", status_code=status.HTTP_201_CREATED, operation_id="createAdaptedModel",
                   response_model=AdaptedModelRead,
                   responses={202: {"model": AdaptedModelRead, "description": "Accepted: the adaptation "
                                    "runs as a job; poll the Location until status is ready or failed"},
@@ -55,7 +50,7 @@ def prefers_async(prefer: str | None) -> bool:
                       "regression": {"summary": "sinusoid regression, 5 points", "value": SINE_EXAMPLE},
                       "image": {"summary": "image classification from PNGs", "value": IMAGE_EXAMPLE}}))
 async def create_adapted_model(
-    request: Request,
+    call: LeanCallDep,
     idempotency_key: Annotated[str | None, Header(max_length=MAX_IDEMPOTENCY_KEY)] = None,
     prefer: Annotated[str | None, Header(max_length=200, description="respond-async: run the "
                                          "adaptation as a job and answer 202 at once")] = None,
@@ -65,20 +60,17 @@ async def create_adapted_model(
     Meta-learners whose adaptation takes seconds (fine-tuning), and any request with
     ``Prefer: respond-async``, answer ``202 Accepted`` with status ``queued``: poll the
     ``Location`` until the status is ``ready`` (or ``failed``, with a problem body)."""
-    call = await LeanCall.of(request)
     wants_async = prefers_async(prefer)
 
-    def create() -> tuple[str, Any, bool]:
-        with call.session() as session:
-            tenant = call.tenant(session)
-            body = parse_body(AdaptedModelCreate, call.body, call.content_type)
-            row, replayed = service.create(session=session, engine=call.state.engine,
-                                           settings=call.settings, adapted_model_in=body,
-                                           tenant=tenant, idempotency_key=idempotency_key,
-                                           respond_async=wants_async, jobs=call.state.jobs)
-            return row_to_read(row).model_dump_json(), row, replayed
+    def create(session: Session, tenant: str) -> tuple[str, Any, bool]:
+        body = parse_body(AdaptedModelCreate, call.body, call.content_type)
+        row, replayed = service.create(session=session, engine=call.state.engine,
+                                       settings=call.settings, adapted_model_in=body,
+                                       tenant=tenant, idempotency_key=idempotency_key,
+                                       respond_async=wants_async, jobs=call.state.jobs)
+        return row_to_read(row).model_dump_json(), row, replayed
 
-    content, row, replayed = await run_in_threadpool(create)
+    content, row, replayed = await call.run(create)
     headers = {"Location": f"/v1/adapted-models/{row.id}"}
     code = status.HTTP_201_CREATED
     if replayed:
@@ -139,44 +131,29 @@ def add_examples(
 PREDICT_ERRORS = problem_responses(401, 404, 409, 410, 413, 422, 429, 503)
 
 
-@lean_router.post("/{adapted_model_id}/predictions", operation_id="predict",
+@router.post("/{adapted_model_id}/predictions", operation_id="predict",
                   response_model=PredictionResponse, responses=PREDICT_ERRORS,
                   openapi_extra=openapi_body(PredictionRequest))
-async def predict(request: Request, adapted_model_id: AdaptedModelId) -> Response:
+async def predict(call: LeanCallDep, adapted_model_id: AdaptedModelId) -> Response:
     """Predict with an adapted model."""
-    call = await LeanCall.of(request)
 
-    def run() -> str:
-        with call.session() as session:
-            tenant = call.tenant(session)
-            row = service.get(session=session, adapted_model_id=adapted_model_id, tenant=tenant)
-            body = parse_body(PredictionRequest, call.body, call.content_type)
-            served = service.predict(session=session, engine=call.state.engine, row=row,
-                                     inputs=body.inputs, top_k=body.top_k)
-            return predictions_response(row.task_type, served.predictions, served.std).model_dump_json()
+    def run(session: Session, tenant: str) -> str:
+        row = service.get(session=session, adapted_model_id=adapted_model_id, tenant=tenant)
+        body = parse_body(PredictionRequest, call.body, call.content_type)
+        served = service.predict(session=session, engine=call.state.engine, row=row,
+                                 inputs=body.inputs, top_k=body.top_k)
+        return predictions_response(row.task_type, served.predictions, served.std).model_dump_json()
 
-    return Response(await run_in_threadpool(run), media_type=JSON)
+    return Response(await call.run(run), media_type=JSON)
 
 
 @router.get("/{adapted_model_id}/predictions", operation_id="predictQuery",
             response_model=PredictionResponse, responses=PREDICT_ERRORS)
 def predict_query(
     row: OwnedAdaptedModel, session: SessionDep, engine: EngineDep,
-    inputs: Annotated[str, Query(max_length=8192, description="a JSON array of inputs")],
+    inputs: Annotated[QueryInputs, Query(max_length=8192, description="a non-empty JSON array of inputs")],
     top_k: Annotated[int | None, Query(ge=1, description="classification: the k most likely labels")] = None,
 ) -> PredictionResponse:
     """Predict for a few inputs given as a JSON array in the query string."""
-    try:
-        parsed = json.loads(inputs)
-    except (json.JSONDecodeError, RecursionError) as exc:
-        raise InvalidInputs(f"inputs: not valid JSON ({getattr(exc, 'msg', 'nested too deeply')})") from exc
-    except ValueError as exc:  # e.g. an integer literal beyond Python's digit limit
-        raise InvalidInputs(f"inputs: not valid JSON ({exc})") from exc
-    if not isinstance(parsed, list) or not parsed:
-        raise InvalidInputs("inputs: expected a non-empty JSON array")
-    try:
-        check_depth(parsed)
-    except ValueError as exc:
-        raise InvalidInputs(f"inputs: {exc}") from exc
-    served = service.predict(session=session, engine=engine, row=row, inputs=parsed, top_k=top_k)
+    served = service.predict(session=session, engine=engine, row=row, inputs=inputs, top_k=top_k)
     return predictions_response(row.task_type, served.predictions, served.std)

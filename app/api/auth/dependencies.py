@@ -1,22 +1,27 @@
-"""``TenantDep``: the tenant of the request's API key (or ``default`` when auth is off).
+"""Authentication of every ``/v1`` operation, and ``TenantDep``: the tenant of the request's API key
+(or ``default`` when auth is off).
 
-Every ``/v1`` router depends on :func:`get_tenant` (authenticated by default); the public
-list is ``/healthz``, ``/readyz``, ``/metrics`` and the API documents. The bearer scheme is
-declared in the OpenAPI document, so ``/docs`` has Authorize and generated clients send it.
+Every ``/v1`` router is included with :data:`AUTHENTICATED` (authenticated by default); the public
+list is ``/healthz``, ``/readyz``, ``/metrics`` and the API documents. A route that does its work
+in one worker-thread call (``LeanCall``, the hot create and predict routes) authenticates inside
+that call, first; every other route is authenticated before its handler runs. The bearer scheme
+is declared in the OpenAPI document, so ``/docs`` has Authorize and generated clients send it.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.security.utils import get_authorization_scheme_param
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.api.auth.rate_limit import retry_after
 from app.api.auth.service import authenticate
-from app.api.deps import SessionDep, SettingsDep
+from app.api.deps import require_store
 from app.core.config import Settings
 from app.core.errors import RateLimited, Unauthorized
 
@@ -62,12 +67,45 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-def get_tenant(request: Request, session: SessionDep, settings: SettingsDep,
-               _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> str:
-    # ``bearer`` declares the scheme in the OpenAPI document; the header is read here
-    return tenant_of(state=request.app.state, settings=settings, session=session,
-                     authorization=request.headers.get("authorization"),
-                     client=client_address(request))
+# dependencies whose value can reach the database only after authenticating the caller
+# (``app.api.lean_call.LeanCall.of``): a route taking one is checked there, in its own thread call
+IN_CALL_AUTHENTICATORS: set[Callable[..., Any]] = set()
 
 
+def authenticates_in_call(route: Any) -> bool:
+    """Whether ``route`` depends on an in-call authenticator (cached on the route)."""
+    if route is None:
+        return False
+    known = getattr(route, "_authenticates_in_call", None)
+    if known is None:
+        dependant = getattr(route, "dependant", None)
+        known = dependant is not None and any(d.call in IN_CALL_AUTHENTICATORS for d in dependant.dependencies)
+        route._authenticates_in_call = known
+    return known
+
+
+async def authenticate_request(request: Request,
+                               _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
+    """The router-level check of every ``/v1`` operation (``bearer`` declares the scheme in the
+    OpenAPI document; the header is read here). A route that depends on one of
+    :data:`IN_CALL_AUTHENTICATORS` authenticates inside its one thread call instead."""
+    if authenticates_in_call(request.scope.get("route")):
+        return
+    state = request.app.state
+
+    def check() -> str:
+        with state.session_factory() as session:
+            return tenant_of(state=state, settings=state.settings, session=session,
+                             authorization=request.headers.get("authorization"),
+                             client=client_address(request))
+
+    request.state.tenant = await run_in_threadpool(check)
+
+
+async def get_tenant(request: Request) -> str:
+    """The tenant :func:`authenticate_request` found for this request."""
+    return request.state.tenant
+
+
+AUTHENTICATED = [Depends(require_store), Depends(authenticate_request)]
 TenantDep = Annotated[str, Depends(get_tenant)]
