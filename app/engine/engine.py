@@ -148,7 +148,7 @@ class ServingEngine:
         a worker), within the version's step limit and work budget."""
         reg = task.learner
         limits = reg.limits
-        ceiling = min(limits["max_steps"], limits["max_example_steps"] // max(task.x.shape[0], 1))
+        ceiling = min(limits.max_steps, limits.max_example_steps // max(task.x.shape[0], 1))
 
         def choose() -> int:
             return reg.strategy.choose(reg.learner, self._in(task.x), self._in(task.y), task.ways,
@@ -195,9 +195,9 @@ class ServingEngine:
                 "(per-class counts, or the task code); adapt a new model on the whole support "
                 "set instead")
         total = learner.memory_size(state) + len(inputs)
-        if total > limits["max_support"]:
+        if total > limits.max_support:
             raise LimitExceeded(f"the model would hold {total} examples, over the limit of "
-                                f"{limits['max_support']} for {reg.name}")
+                                f"{limits.max_support} for {reg.name}")
 
         def work() -> tuple[State, float]:
             t0 = time.perf_counter()
@@ -283,9 +283,9 @@ class ServingEngine:
                 abstain_threshold: float | None = None) -> Served:
         """Predictions (plain Python) of the adapted state ``artifact_sha256`` for ``inputs``,
         with a standard deviation per prediction from learners that give one."""
-        if len(inputs) > reg.limits["max_queries"]:
+        if len(inputs) > reg.limits.max_queries:
             raise LimitExceeded(f"{len(inputs)} inputs exceed the limit of "
-                                f"{reg.limits['max_queries']} per request for {reg.name}")
+                                f"{reg.limits.max_queries} per request for {reg.name}")
         size = reg.task.response_bytes(len(inputs), labels, top_k)
         if size > self.max_response_bytes:
             raise LimitExceeded(f"the predictions would take about {size} bytes, over the "

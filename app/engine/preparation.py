@@ -31,9 +31,9 @@ def resolve_steps(registry: Registry, reg: RegisteredLearner, steps: int | str |
             raise InvalidOptions(f"{reg.name} ({reg.spec.algorithm}) adapts without gradient "
                                  "steps; options.steps does not apply")
         return 0
-    if steps is not None and steps > reg.limits["max_steps"]:
+    if steps is not None and steps > reg.limits.max_steps:
         raise LimitExceeded(f"options.steps={steps} exceeds the limit of "
-                            f"{reg.limits['max_steps']} for {reg.name}")
+                            f"{reg.limits.max_steps} for {reg.name}")
     return reg.learner.resolve_steps(AdaptOptions(steps=steps))
 
 
@@ -44,22 +44,22 @@ def prepare_support(registry: Registry, reg: RegisteredLearner, inputs: list[Any
     if len(targets) != len(inputs):
         raise InvalidSupportSet(
             f"support.inputs has {len(inputs)} items but support.targets has {len(targets)}")
-    if len(inputs) > limits["max_support"]:
+    if len(inputs) > limits.max_support:
         raise LimitExceeded(f"support set of {len(inputs)} examples exceeds the limit of "
-                            f"{limits['max_support']} for {reg.name}")
+                            f"{limits.max_support} for {reg.name}")
     resolved = resolve_steps(registry, reg, steps)
     try:
-        encoded = reg.task.encode(targets, limits["max_ways"], limits["max_shots"])
+        encoded = reg.task.encode(targets, limits.max_ways, limits.max_shots)
     except InvalidTargets as exc:
         raise InvalidSupportSet(f"support.targets: {exc}") from exc
     except TargetLimitExceeded as exc:
         raise LimitExceeded(f"support.targets: {exc} for {reg.name}") from exc
     check_target_range(reg, encoded.y, "support.targets")
     work = len(inputs) * max(resolved, 1)
-    if reg.learner.has_steps and work > limits["max_example_steps"]:
+    if reg.learner.has_steps and work > limits.max_example_steps:
         raise LimitExceeded(
             f"this adaptation costs {len(inputs)} examples x {resolved} steps = {work} "
-            f"example-steps, over the budget of {limits['max_example_steps']} for {reg.name}; "
+            f"example-steps, over the budget of {limits.max_example_steps} for {reg.name}; "
             "send fewer examples or ask for fewer steps")
     x = decode_inputs(reg, inputs, "support.inputs", input_limits)
     chosen_by = ("strategy" if reg.strategy is not None and steps in (None, AUTO)
@@ -77,11 +77,11 @@ def prepare_examples(reg: RegisteredLearner, labels: list[Any] | None, inputs: l
         raise InvalidSupportSet(f"inputs has {len(inputs)} items but targets has {len(targets)}")
     try:
         if labels is not None:  # old labels keep their places; new ones come after them
-            encoded = reg.task.encode(list(labels) + list(targets), limits["max_ways"],
-                                      limits["max_shots"] + 1)
+            encoded = reg.task.encode(list(labels) + list(targets), limits.max_ways,
+                                      limits.max_shots + 1)
             y, ways, new_labels = encoded.y[len(labels):], encoded.ways, encoded.labels
         else:
-            encoded = reg.task.encode(targets, limits["max_ways"], limits["max_shots"])
+            encoded = reg.task.encode(targets, limits.max_ways, limits.max_shots)
             y, ways, new_labels = encoded.y, 0, None
     except InvalidTargets as exc:
         raise InvalidSupportSet(f"targets: {exc}") from exc

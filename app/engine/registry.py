@@ -30,7 +30,7 @@ from app.meta.checkpoint import (
     version_folders,
     version_key,
 )
-from app.meta.manifest import Manifest
+from app.meta.manifest import Limits, Manifest
 from app.meta.strategy import StepStrategy
 from app.meta.task_types import TaskType, task_type_for
 
@@ -71,8 +71,8 @@ class RegisteredLearner:
         return self.spec.input.model_dump(exclude_none=True)
 
     @property
-    def limits(self) -> dict[str, int]:
-        return self.spec.limits.model_dump()
+    def limits(self) -> Limits:
+        return self.spec.limits
 
 
 DEFAULT_ALIAS = "stable"
