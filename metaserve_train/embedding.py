@@ -55,7 +55,7 @@ def _embed_photos(data: LabelledData, backbone: str, cache_dir: Path | None, vie
 
 def _embed_text(data: LabelledData, encoder: str, runtime: str, max_chars: int,
                 cache_dir: Path | None) -> Embedded:
-    from app.meta.text_encoder import load_encoder
+    from app.meta.text_encoder import EMBEDDING_KEYS, load_encoder
     from metaserve_train.tasks.tensor_cache import cached_tensors
 
     keep = [i for i, s in enumerate(data.items) if len(s) <= max_chars]
@@ -67,7 +67,7 @@ def _embed_text(data: LabelledData, encoder: str, runtime: str, max_chars: int,
     def compute():
         return {"embeddings": load_encoder(encoder, runtime).encode(sentences)}, {}
 
-    key = f"{encoder}|{data.fingerprint}|{max_chars}" + ("" if runtime == "torch" else f"|{runtime}")
+    key = f"{encoder}|{data.fingerprint}|{max_chars}" + EMBEDDING_KEYS[runtime]
     tensors, _ = cached_tensors(cache_dir, "text-rows", key, compute)
     return Embedded(tensors["embeddings"], [data.labels[i] for i in keep], None, unreadable)
 

@@ -24,7 +24,8 @@ import torch
 from tqdm import tqdm
 
 from app.meta.checkpoint import build_learner, load_meta_learner, read_manifest, save_weights, write_json
-from app.meta.codecs import InputLimits, codec_for
+from app.meta.codec_registry import codec_for
+from app.meta.codecs import InputLimits
 from metaserve_train.config import text_dir
 from metaserve_train.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, load_split
 

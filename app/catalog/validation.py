@@ -85,7 +85,7 @@ def check_version_folder(folder: Path) -> CheckedVersion:
 def smoke(learner, spec: Manifest) -> None:
     """Adapt and predict on a synthetic two-example task of the version's input shape."""
     from app.meta.algorithms import AdaptOptions
-    from app.meta.codecs import CODECS
+    from app.meta.codec_registry import CODECS
     from app.meta.task_types import task_type_for
 
     codec = CODECS[spec.input.codec_name]

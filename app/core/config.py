@@ -88,8 +88,9 @@ class Settings(BaseSettings):
                                  "(after base64 decoding)")
     max_image_pixels: int = Field(4096 * 4096, ge=64, description="pixels of one image input, "
                                   "checked from its header before decoding")
-    embedding_cache_bytes: int = Field(64 * 1024 * 1024, ge=0, description="photo embeddings kept "
-                                       "per process, keyed by the image bytes (0 = off)")
+    embedding_cache_bytes: int = Field(64 * 1024 * 1024, ge=0, description="photo and sentence "
+                                       "embeddings kept per process and input kind, keyed by the "
+                                       "model and the input's bytes (0 = off)")
     default_ttl_seconds: int = Field(7 * 24 * 3600, ge=1)
     max_ttl_seconds: int = Field(30 * 24 * 3600, ge=1)
 

@@ -11,7 +11,8 @@ from app.core.errors import InvalidInputs, InvalidOptions, InvalidSupportSet, Li
 from app.engine.registry import RegisteredLearner, Registry
 from app.engine.types import AUTO, PreparedTask
 from app.meta.algorithms import AdaptOptions
-from app.meta.codecs import InputCodec, InputError, InputLimitExceeded, InputLimits, codec_for
+from app.meta.codec_registry import codec_for
+from app.meta.codecs import InputCodec, InputError, InputLimitExceeded, InputLimits
 from app.meta.task_types import InvalidTargets, TargetLimitExceeded
 
 

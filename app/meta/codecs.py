@@ -7,9 +7,9 @@ dataset's native form, which goes through :func:`app.meta.preprocess.preprocess_
 ``photo`` is the codec of image learners over a pinned ImageNet backbone (``input.kind =
 "image"``, ``input.codec = "photo"``): base64 JPEG/PNG/WebP photographs, preprocessed by
 :mod:`app.meta.photo_preprocess` and embedded once per distinct image (an LRU cache).
-``text`` learners take sentences, embedded by a pinned sentence encoder.
-A new kind of input is one class registered in ``CODECS`` (named by ``input.codec``, else
-``input.kind``).
+``text`` learners take sentences (``app.meta.text_codecs``).
+A new kind of input is one class registered in ``app.meta.codec_registry.CODECS`` (named by
+``input.codec``, else ``input.kind``).
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
+from app.meta.embedding_cache import EmbeddingCache
 from app.meta.preprocess import ImageTooLarge, decode_image, preprocess_image
 
 
@@ -41,7 +42,7 @@ class InputLimitExceeded(ValueError):
 class InputLimits:
     max_image_bytes: int = 4 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
-    embedding_cache_bytes: int = 64 * 1024 * 1024  # photo embeddings kept per process
+    embedding_cache_bytes: int = 64 * 1024 * 1024  # photo / sentence embeddings kept per process and kind
     device: str = "cpu"  # where encoders that decoding runs (the photo backbone) compute
 
 
@@ -198,8 +199,6 @@ class PhotoCodec(InputCodec):
     kind = "photo"
 
     def __init__(self) -> None:
-        from app.meta.image_backbone import EmbeddingCache
-
         self.cache = EmbeddingCache(InputLimits().embedding_cache_bytes)
 
     def check_spec(self, spec: dict[str, Any]) -> None:
@@ -252,7 +251,7 @@ class PhotoCodec(InputCodec):
             raise InputError(f"{where}: {exc}") from exc
 
     def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
-        from app.meta.image_backbone import EmbeddingCache, load_image_backbone
+        from app.meta.image_backbone import load_image_backbone
 
         if not inputs:
             raise InputError(f"{field}: at least one input is required")
@@ -305,85 +304,3 @@ class PhotoPixelCodec(PhotoCodec):
             raise InputError(f"{field}: at least one input is required")
         rows = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
         return torch.from_numpy(np.stack(rows).astype(np.float32))
-
-
-class TextCodec(InputCodec):
-    """UTF-8 sentences, embedded by the meta-learner's pinned sentence encoder (``encoder``
-    in the input spec), at most ``max_chars`` characters each."""
-
-    kind = "text"
-
-    def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> Any:
-        if not isinstance(item, str):
-            raise InputError(f"{where}: this meta-learner takes strings (sentences)")
-        if not item.strip():
-            raise InputError(f"{where}: empty or whitespace-only text")
-        max_chars = int(spec.get("max_chars") or 1000)
-        if len(item) > max_chars:
-            raise InputLimitExceeded(f"{where}: text of {len(item)} characters exceeds {max_chars}")
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:
-            raise InputError(f"{where}: not valid Unicode (a lone surrogate)") from None
-        return item
-
-    def check_spec(self, spec: dict[str, Any]) -> None:
-        if not (spec.get("encoder") and spec.get("max_chars")):
-            raise ValueError("text inputs need an encoder and max_chars")
-        from app.meta.text_encoder import RUNTIMES
-
-        if spec.get("runtime", "torch") not in RUNTIMES:
-            raise ValueError(f"text input runtime {spec['runtime']!r} is unknown; known: {list(RUNTIMES)}")
-
-    def warm(self, spec: dict[str, Any]) -> None:
-        from app.meta.text_encoder import load_encoder
-
-        load_encoder(spec["encoder"], spec.get("runtime", "torch")).encode(["warm up"])
-
-    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
-        if not inputs:
-            raise InputError(f"{field}: at least one input is required")
-        sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
-        from app.meta.text_encoder import load_encoder
-
-        return load_encoder(spec["encoder"], spec.get("runtime", "torch")).encode(sentences)
-
-
-class TextTokenCodec(TextCodec):
-    """The text codec for learners that run the encoder themselves (per-task fine-tuning of its
-    top layers): they receive token ids and attention masks ``[n, 2, tokens]`` (float32, padded
-    to ``shape[1]`` tokens, longer sentences truncated), not embeddings."""
-
-    kind = "text-tokens"
-
-    def check_spec(self, spec: dict[str, Any]) -> None:
-        super().check_spec(spec)
-        shape = list(spec.get("shape") or [])
-        if len(shape) != 2 or shape[0] != 2 or shape[1] < 8:
-            raise ValueError("text-tokens inputs have shape [2, max_tokens] (ids and mask, max_tokens >= 8)")
-
-    def warm(self, spec: dict[str, Any]) -> None:
-        from app.meta.text_encoder import load_encoder
-
-        load_encoder(spec["encoder"], "torch")
-
-    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
-        from app.meta.text_encoder import load_encoder
-
-        if not inputs:
-            raise InputError(f"{field}: at least one input is required")
-        sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
-        return load_encoder(spec["encoder"], "torch").tokenize(sentences, int(spec["shape"][1])).to(torch.float32)
-
-
-CODECS: dict[str, InputCodec] = {
-    c.kind: c for c in (VectorCodec(), ImageCodec(), PhotoCodec(), PhotoPixelCodec(), TextCodec(),
-                        TextTokenCodec())}
-
-
-def codec_for(name: str) -> InputCodec:
-    """The codec named by an input spec's ``codec`` (else its ``kind``)."""
-    try:
-        return CODECS[name]
-    except KeyError:
-        raise ValueError(f"unknown input codec {name!r}; known: {sorted(CODECS)}") from None

@@ -23,7 +23,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from app.bytes_lru import BytesLRU
 from app.meta.packaged_weights import package_file
 
 
@@ -162,15 +161,3 @@ def load_image_backbone(name: str) -> ImageBackbone:
         if name not in _loaded:
             _loaded[name] = ImageBackbone(backbone_spec(name), build_network(backbone_spec(name)))
         return _loaded[name]
-
-
-class EmbeddingCache(BytesLRU[Tensor]):
-    """Embeddings of photo bytes already seen, keyed by (backbone, sha256 of the bytes),
-    least recently used dropped first once ``max_bytes`` of embeddings are held."""
-
-    def __init__(self, max_bytes: int) -> None:
-        super().__init__(max_bytes, lambda value: value.numel() * value.element_size())
-
-    @staticmethod
-    def key(backbone: str, data: bytes) -> tuple[str, str]:
-        return backbone, hashlib.sha256(data).hexdigest()

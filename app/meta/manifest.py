@@ -84,7 +84,7 @@ class InputSpec(_Strict):
 
     @model_validator(mode="after")
     def _known_kind(self) -> InputSpec:
-        from app.meta.codecs import CODECS
+        from app.meta.codec_registry import CODECS
 
         if self.codec_name not in CODECS:
             raise ValueError(f"input codec {self.codec_name!r} is unknown; known: {sorted(CODECS)}")

@@ -44,6 +44,9 @@ ENCODERS = {
 # what computes the embeddings (a manifest's ``input.runtime``): PyTorch, ONNX Runtime in
 # float32, ONNX Runtime with int8 weights (app.meta.onnx_encoder)
 RUNTIMES = ("torch", "onnx", "onnx-int8")
+# what names a runtime's embeddings in caches of embedded data: the int8 runtime embeds one
+# sentence per call (its embeddings differ from the batched ones it once computed)
+EMBEDDING_KEYS = {"torch": "", "onnx": "|onnx", "onnx-int8": "|onnx-int8|per-sentence"}
 
 _loaded: dict[tuple[str, str], SentenceEncoder] = {}
 _lock = threading.Lock()

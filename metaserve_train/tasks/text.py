@@ -73,12 +73,12 @@ def load_split(root: Path, dataset: str, split: str) -> TextSplit:
 
 def embed(split: TextSplit, encoder_name: str, cache_dir: Path | None, runtime: str = "torch") -> TextSplit:
     """Fill ``split.embeddings`` (from the cache when the data, encoder and runtime are the same)."""
-    from app.meta.text_encoder import load_encoder
+    from app.meta.text_encoder import EMBEDDING_KEYS, load_encoder
 
     def compute():
         return {"embeddings": load_encoder(encoder_name, runtime).encode(split.sentences, batch_size=128)}, {}
 
-    key = f"{encoder_name}|{split.name}|{split.sha256}" + ("" if runtime == "torch" else f"|{runtime}")
+    key = f"{encoder_name}|{split.name}|{split.sha256}" + EMBEDDING_KEYS[runtime]
     tensors, _ = cached_tensors(cache_dir, "text", key, compute)
     split.embeddings = tensors["embeddings"]
     return split

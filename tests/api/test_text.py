@@ -36,6 +36,22 @@ def test_text_adapt_and_predict(client, name):
     assert [p["label"] for p in r.json()["predictions"]] == ["login", "shipping", "refund"]
 
 
+@pytest.mark.parametrize("version", ["1.0.0", "1.1.0"])
+def test_a_sentence_gets_the_same_prediction_whatever_else_the_request_holds(client, version):
+    """Each sentence's embedding depends on the sentence only (int8 included: one call per
+    sentence), and the process's embedding cache hands back exactly what embedding it again gives."""
+    made = client.post("/v1/adapted-models", json={"meta_learner": f"{NAME}@{version}", "support": SUPPORT})
+    url = f"/v1/adapted-models/{made.json()['id']}/predictions"
+    query = "my parcel has been stuck in customs for two weeks"
+    alone = client.post(url, json={"inputs": [query]}).json()["predictions"][0]
+    others = ["hello there", "I never got my refund and I am really quite upset about it", query, "login"]
+    batched = client.post(url, json={"inputs": others}).json()["predictions"][2]
+    # the same up to float sums over another batch size (int8 embeddings batched with others
+    # once moved probabilities by ~1e-2)
+    assert batched["label"] == alone["label"]
+    assert batched["probabilities"] == pytest.approx(alone["probabilities"], rel=1e-5, abs=1e-9)
+
+
 @pytest.mark.parametrize("inputs, status, contains", [
     ([""] + SUPPORT["inputs"][1:], 422, "empty"),
     (["   "] + SUPPORT["inputs"][1:], 422, "empty"),

@@ -88,7 +88,7 @@ def test_moving_to_the_cpu_keeps_outputs(tmp_path):
 # ----- on a GPU ---------------------------------------------------------------------------
 def _support(reg, n_per_class: int = 2) -> tuple[torch.Tensor, torch.Tensor, int]:
     gen = torch.Generator().manual_seed(0)
-    from app.meta.codecs import codec_for
+    from app.meta.codec_registry import codec_for
 
     shape = codec_for(reg.spec.input.codec_name).model_shape(reg.input_spec)  # what the learner takes
     if reg.spec.task_type == "classification":

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from app.meta import image_backbone
+from app.meta.embedding_cache import EmbeddingCache
 from app.meta.image_backbone import (
     BackboneUnavailable,
-    EmbeddingCache,
     ImageBackboneSpec,
     check_backbone,
     load_image_backbone,

@@ -105,3 +105,37 @@ def test_int8_embeddings_stay_close_to_pytorch_and_are_reproducible(fresh):
     text_encoder._loaded.clear()
     again = text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx-int8").encode(SENTENCES)
     assert torch.equal(a, again)
+
+
+def test_an_int8_embedding_depends_on_its_sentence_only(fresh):
+    """int8 activations are quantised with one scale per call: a sentence batched with others
+    would come out differently than alone, so each sentence is its own call."""
+    encoder = text_encoder.load_encoder("all-MiniLM-L6-v2", "onnx-int8")
+    together = encoder.encode(SENTENCES)
+    alone = torch.cat([encoder.encode([s]) for s in SENTENCES])
+    reordered = encoder.encode(SENTENCES[::-1]).flip(0)
+    assert torch.equal(together, alone) and torch.equal(together, reordered)
+
+
+@pytest.mark.parametrize("runtime", ["torch", "onnx-int8"])
+def test_the_text_codec_embeds_a_sentence_once_per_process(fresh, monkeypatch, runtime):
+    from app.meta.codecs import InputLimits
+    from app.meta.text_codecs import TextCodec
+
+    spec = {"kind": "text", "shape": [384], "encoder": "all-MiniLM-L6-v2", "max_chars": 2000, "runtime": runtime}
+    encoder = text_encoder.load_encoder("all-MiniLM-L6-v2", runtime)
+    embedded: list[str] = []
+    original = encoder.encode
+    monkeypatch.setattr(encoder, "encode",
+                        lambda sentences, **kw: embedded.extend(sentences) or original(sentences))
+    codec, limits = TextCodec(), InputLimits()
+    first = codec.decode(SENTENCES[:3] + SENTENCES[:1], spec, "inputs", limits)  # a repeat in one request
+    assert embedded == SENTENCES[:3] and torch.equal(first[0], first[3])
+    second = codec.decode(SENTENCES[1:5], spec, "inputs", limits)
+    assert embedded == SENTENCES[:3] + SENTENCES[3:5]  # only the new sentences were embedded
+    assert torch.equal(second[:2], first[1:3])
+    assert torch.allclose(second, original(SENTENCES[1:5]), atol=1e-6)  # what embedding them again gives
+    off = TextCodec()
+    off.decode(SENTENCES[:2], spec, "inputs", InputLimits(embedding_cache_bytes=0))
+    off.decode(SENTENCES[:2], spec, "inputs", InputLimits(embedding_cache_bytes=0))
+    assert embedded[-4:] == SENTENCES[:2] * 2  # no cache: embedded every time

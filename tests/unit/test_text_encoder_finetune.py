@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from app.meta.checkpoint import build_learner
-from app.meta.codecs import InputError, InputLimits, codec_for
+from app.meta.codec_registry import codec_for
+from app.meta.codecs import InputError, InputLimits
 from app.meta.manifest import InputSpec
 from app.meta.text_encoder import load_encoder
 

@@ -1,0 +1,109 @@
+"""Sentence inputs: embedded by a pinned sentence encoder (``text``), or tokenised for learners
+that run the encoder themselves (``text-tokens``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from app.meta.codecs import InputCodec, InputError, InputLimitExceeded, InputLimits
+from app.meta.embedding_cache import EmbeddingCache
+
+
+class TextCodec(InputCodec):
+    """UTF-8 sentences, embedded by the meta-learner's pinned sentence encoder (``encoder``
+    in the input spec, computed by its ``runtime``), at most ``max_chars`` characters each. A
+    sentence is embedded once per process (the cache keys it by encoder, runtime and text); a
+    sentence's embedding depends on the sentence only (``app.meta.onnx_encoder``), so a cached
+    one is what computing it again would give."""
+
+    kind = "text"
+
+    def __init__(self) -> None:
+        self.cache = EmbeddingCache(InputLimits().embedding_cache_bytes)
+
+    def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> Any:
+        if not isinstance(item, str):
+            raise InputError(f"{where}: this meta-learner takes strings (sentences)")
+        if not item.strip():
+            raise InputError(f"{where}: empty or whitespace-only text")
+        max_chars = int(spec.get("max_chars") or 1000)
+        if len(item) > max_chars:
+            raise InputLimitExceeded(f"{where}: text of {len(item)} characters exceeds {max_chars}")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"{where}: not valid Unicode (a lone surrogate)") from None
+        return item
+
+    def check_spec(self, spec: dict[str, Any]) -> None:
+        if not (spec.get("encoder") and spec.get("max_chars")):
+            raise ValueError("text inputs need an encoder and max_chars")
+        from app.meta.text_encoder import RUNTIMES
+
+        if spec.get("runtime", "torch") not in RUNTIMES:
+            raise ValueError(f"text input runtime {spec['runtime']!r} is unknown; known: {list(RUNTIMES)}")
+
+    def warm(self, spec: dict[str, Any]) -> None:
+        from app.meta.text_encoder import load_encoder
+
+        load_encoder(spec["encoder"], spec.get("runtime", "torch")).encode(["warm up"])
+
+    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+        from app.meta.text_encoder import load_encoder
+
+        if not inputs:
+            raise InputError(f"{field}: at least one input is required")
+        sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
+        if self.cache.max_bytes != limits.embedding_cache_bytes:
+            self.cache = EmbeddingCache(limits.embedding_cache_bytes)
+        runtime = spec.get("runtime", "torch")
+        model = f"{spec['encoder']}|{runtime}"
+        out: list[Tensor | None] = [None] * len(sentences)
+        pending: dict[tuple[str, str], list[int]] = {}  # key -> rows (a sentence twice: embedded once)
+        for i, sentence in enumerate(sentences):
+            key = self.cache.key(model, sentence.encode("utf-8"))
+            if key in pending:
+                pending[key].append(i)
+            elif (cached := self.cache.get(key)) is not None:
+                out[i] = cached
+            else:
+                pending[key] = [i]
+        if pending:
+            keys = list(pending)
+            embedded = load_encoder(spec["encoder"], runtime).encode([sentences[pending[k][0]] for k in keys])
+            for key, row in zip(keys, embedded, strict=True):
+                row = row.clone()
+                self.cache.put(key, row)
+                for i in pending[key]:
+                    out[i] = row
+        return torch.stack(out)  # type: ignore[arg-type]
+
+
+class TextTokenCodec(TextCodec):
+    """The text codec for learners that run the encoder themselves (per-task fine-tuning of its
+    top layers): they receive token ids and attention masks ``[n, 2, tokens]`` (float32, padded
+    to ``shape[1]`` tokens, longer sentences truncated), not embeddings."""
+
+    kind = "text-tokens"
+
+    def check_spec(self, spec: dict[str, Any]) -> None:
+        super().check_spec(spec)
+        shape = list(spec.get("shape") or [])
+        if len(shape) != 2 or shape[0] != 2 or shape[1] < 8:
+            raise ValueError("text-tokens inputs have shape [2, max_tokens] (ids and mask, max_tokens >= 8)")
+
+    def warm(self, spec: dict[str, Any]) -> None:
+        from app.meta.text_encoder import load_encoder
+
+        load_encoder(spec["encoder"], "torch")
+
+    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+        from app.meta.text_encoder import load_encoder
+
+        if not inputs:
+            raise InputError(f"{field}: at least one input is required")
+        sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
+        return load_encoder(spec["encoder"], "torch").tokenize(sentences, int(spec["shape"][1])).to(torch.float32)
