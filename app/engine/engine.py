@@ -208,8 +208,8 @@ class ServingEngine:
         artifact = encode_state(grown)
         sha = self.states.put(artifact)
         self.states.remember(sha, grown)
-        report = AdaptationReport(steps=0, duration_ms=round(seconds * 1000, 3), support_loss_before=None,
-                                  support_loss_after=None)
+        report = AdaptationReport(steps=0, steps_chosen_by="default", duration_ms=round(seconds * 1000, 3),
+                                  support_loss_before=None, support_loss_after=None)
         return Adaptation(reg, sha, len(artifact), new_labels, report)
 
     def _adapt_many(self, key: Hashable, tasks: list[PreparedTask], record: bool = True

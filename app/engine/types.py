@@ -4,9 +4,10 @@ when batching pays."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field
 from torch import Tensor
 
 from app.engine.registry import RegisteredLearner
@@ -38,16 +39,21 @@ class PreparedTask:
     steps_chosen_by: str = "default"  # "request" | "default" | "strategy" (auto: chosen in a worker)
 
 
-@dataclass(frozen=True)
-class AdaptationReport:
+class AdaptationReport(BaseModel):
+    """How an adaptation went: the one report type, stored with the model and served as its
+    ``adaptation``."""
+
+    model_config = ConfigDict(frozen=True)
     steps: int
+    steps_chosen_by: Literal["request", "default", "strategy"] | None = Field(
+        None, description="who set steps: the request, the version's fixed default, or its "
+        "step-strategy model (absent on models adapted before this field existed)")
     duration_ms: float
     support_loss_before: float | None
     support_loss_after: float | None
-    steps_chosen_by: str = "default"
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self.model_dump()
 
 
 @dataclass(frozen=True)

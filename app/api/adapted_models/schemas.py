@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from app.api.schemas import Inputs, Label
+from app.engine.types import AdaptationReport
 
 SINE_EXAMPLE = {
     "meta_learner": "sinusoid-maml",
@@ -73,16 +74,6 @@ class AdaptedModelCreate(BaseModel):
                               description="a name (its newest version) or name@version")
     support: SupportSet
     options: AdaptOptionsIn = Field(default_factory=AdaptOptionsIn)
-
-
-class AdaptationReport(BaseModel):
-    steps: int
-    steps_chosen_by: Literal["request", "default", "strategy"] | None = Field(
-        None, description="who set steps: the request, the version's fixed default, or its "
-        "step-strategy model (absent on models adapted before this field existed)")
-    duration_ms: float
-    support_loss_before: float | None
-    support_loss_after: float | None
 
 
 class AdaptedModelRead(BaseModel):
