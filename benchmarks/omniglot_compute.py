@@ -64,7 +64,7 @@ def main() -> None:
         if x.is_cuda:
             torch.cuda.synchronize()
     start = learner.initial_state(args.ways)
-    lr = float(learner.hparams["inner_lr"]) * learner.inner_loss_weight(args.ways, args.ways)
+    lr = float(learner.hp.inner_lr) * learner.inner_loss_weight(args.ways, args.ways)
     options = AdaptOptions(steps=args.steps)
     ours = learner.adapt(x, y, args.ways, options)
     raw = raw_adapt(start, x, y, lr, args.steps)

@@ -3,6 +3,8 @@ that its probabilities are calibrated; the argmax never changes."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -24,14 +26,13 @@ def fit_shot_temperature(raw: dict[int, tuple[Tensor, Tensor]]) -> tuple[float, 
 
 def raw_logits(learner, sampler, tasks: int, seed: int) -> tuple[Tensor, Tensor]:
     """Query logits at temperature 1 (T = 1, s = 0) and their labels over ``tasks`` episodes."""
-    saved = dict(learner.hparams)
-    learner.hparams["temperature"], learner.hparams["shot_temperature"] = 1.0, 0.0
+    saved = learner.hp
+    learner.hp = replace(saved, temperature=1.0, shot_temperature=0.0)
     try:
         batch = sampler.sample(tasks, torch.Generator().manual_seed(seed))
         with torch.no_grad():
             states = learner.adapt_batch(batch.support_x, batch.support_y, batch.ways)
             logits = learner.predict_batch(states, batch.query_x)
     finally:
-        learner.hparams.clear()
-        learner.hparams.update(saved)
+        learner.hp = saved
     return logits.reshape(-1, logits.shape[-1]), batch.query_y.reshape(-1)

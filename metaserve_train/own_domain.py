@@ -23,7 +23,7 @@ import random
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -339,7 +339,7 @@ def meta_train(options: MetaTrainOptions) -> dict[str, Any]:
 def calibrate(learner, val_samplers: dict[int, EmbeddingEpisodes], seed: int, tasks: int = 150) -> dict[str, Any]:
     raw = {k: raw_logits(learner, s, tasks, seed + 2000 + k) for k, s in sorted(val_samplers.items())}
     t, s = fit_shot_temperature(raw)
-    learner.hparams["temperature"], learner.hparams["shot_temperature"] = round(t, 6), round(s, 6)
+    learner.hp = replace(learner.hp, temperature=round(t, 6), shot_temperature=round(s, 6))
     return {"hparams": {"temperature": round(t, 6), "shot_temperature": round(s, 6)},
             "fitted_on": "validation classes", "tasks_per_shot": tasks}
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -41,7 +42,7 @@ def main() -> None:
     learner, manifest = load_meta_learner(args.model)
     cfg = TrainConfig(**manifest["training"]["config"])
     _, val, _ = photo_training_samplers(cfg, "cpu")
-    learner.hparams["temperature"], learner.hparams["shot_temperature"] = 1.0, 0.0
+    learner.hp = replace(learner.hp, temperature=1.0, shot_temperature=0.0)
     raw = {}
     for k in SHOTS:
         batch = EmbeddingEpisodes(val.pools, cfg.ways, k, cfg.queries).sample(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -31,9 +32,9 @@ from metaserve_train.tasks.text import TextTasks, embed, load_split
 def validation_logits(learner, cfg: TrainConfig, n_tasks: int = 200):
     _, val, _ = text_training_splits(cfg)
     batch = TextTasks(val, cfg.ways, cfg.shots, cfg.queries).sample(n_tasks, torch.Generator().manual_seed(5))
-    served = learner.hparams.get("temperature", 1.0)
-    learner.hparams.setdefault("inner_temperature", served)  # fine-tuning keeps its own loss
-    learner.hparams["temperature"] = 1.0
+    fine_tunes = hasattr(learner.hp, "inner_temperature")  # fine-tuning keeps its own loss's
+    learner.hp = replace(learner.hp, temperature=1.0,
+                         **({"inner_temperature": learner.hp.loss_temperature} if fine_tunes else {}))
     if learner.batchable:
         states = learner.adapt_batch(batch.support_x, batch.support_y, batch.ways)
         logits = learner.predict_batch(states, batch.query_x)
@@ -100,7 +101,7 @@ def main() -> None:
     t = fit_temperature(logits, truth)
     before = ece(torch.softmax(logits, -1), truth)
     after = ece(torch.softmax(logits / t, -1), truth)
-    learner.hparams["temperature"] = t
+    learner.hp = replace(learner.hp, temperature=t)
     report = {"temperature": t, "validation_ece_before": before, "validation_ece_after": after,
               "validation": "200 episodes of held-out training intents (10-way 5-shot, 10 queries)",
               "out_of_scope": oos_figures(learner, manifest["input"]["encoder"],
@@ -111,8 +112,8 @@ def main() -> None:
     atomic_write_bytes(out, (json.dumps(report, indent=2) + "\n").encode())
     if args.write:
         raw = read_manifest(args.model)
-        if "inner_temperature" in learner.hparams and not learner.batchable:
-            raw["model"]["hparams"]["inner_temperature"] = learner.hparams["inner_temperature"]
+        if getattr(learner.hp, "inner_temperature", None) is not None and not learner.batchable:
+            raw["model"]["hparams"]["inner_temperature"] = learner.hp.inner_temperature
         raw["model"]["hparams"]["temperature"] = round(t, 6)
         raw.setdefault("training", {})["calibration"] = {k: v for k, v in report.items() if k != "temperature"}
         write_json(Path(args.model) / "manifest.json", raw)

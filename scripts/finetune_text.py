@@ -32,7 +32,7 @@ def finetuner(folder: Path, steps: int, lr: float, identity: bool = False) -> Pr
     """The checkpoint as a fine-tuning learner; ``identity``: start instead from the frozen
     encoder (the adapter's last layer zeroed: no meta-learning), for comparison."""
     base, manifest = load_meta_learner(folder)
-    hparams = dict(base.hparams, eval_steps=steps, inner_lr=lr)
+    hparams = dict(base.hp.as_dict(), eval_steps=steps, inner_lr=lr)
     tuned = ProtoNetFineTune(base.model, "classification", **hparams)
     weights = base.state_dict()
     if identity:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -52,14 +53,14 @@ def main() -> None:
     learner, manifest = load_meta_learner(args.model)
     background = load_split(omniglot_dir(), "background", cache_dir())
     _, validation = train_val_split(background)
-    base = dict(learner.hparams)
+    base = learner.hp
     results = []
     out = args.out / f"{manifest['name']}{args.tag}.json"
     for rule_text in args.rule:
         rule, extra = parse_rule(rule_text)
         steps = int(extra.pop("steps")) if "steps" in extra else None
         extra = {k: int(v) for k, v in extra.items()}
-        learner.hparams = {**base, "inner_loss_scale": rule, **extra}
+        learner.hp = replace(base, inner_loss_scale=rule, **extra)
         for ways, shots in SHAPES:
             sampler = OmniglotTasks(validation, ways, shots, args.queries, rotations=False)
             t0 = time.monotonic()

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 from pathlib import Path
 from statistics import mean, stdev
 
@@ -222,7 +223,7 @@ def main() -> None:
         hparams = dict(SPEC["hparams"], **({"top_layers": args.top_layers} if args.top_layers else {}))
         learner, spec = build_learner({**SPEC, "hparams": hparams}, seed=0), INPUT
     steps_grid = [int(s) for s in args.grid.split(",")] if args.grid else [learner.default_steps()]
-    lr_grid = [float(v) for v in args.lrs.split(",")] if args.lrs else [learner.hparams.get("inner_lr", 1e-4)]
+    lr_grid = [float(v) for v in args.lrs.split(",")] if args.lrs else [learner.hp.inner_lr]
     rows = []
     for dataset in args.datasets.split(","):
         full = load_split(text_dir(), *FULL_TRAIN[dataset])
@@ -235,7 +236,7 @@ def main() -> None:
             supports.insert(0, ("fixed", load_split(text_dir(), *FIXED_SUPPORTS[dataset, args.shots])))
         for steps in steps_grid:
             for lr in lr_grid:
-                learner.hparams["inner_lr"] = lr
+                learner.hp = replace(learner.hp, inner_lr=lr)
                 results = {}
                 for name, support in tqdm(supports, desc=f"{dataset} steps={steps} lr={lr}", leave=False):
                     results[name] = accuracy(learner, spec, support, queries, steps)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import fields
 
 import pytest
 import torch
@@ -37,10 +38,23 @@ def image_batch(n_tasks: int = 2, ways: int = 3, shots: int = 2, queries: int = 
 
 
 def learner(algorithm: str, task: str = "sine", **hparams):
+    """``algorithm`` with those of ``hparams`` it reads (the tests loop over algorithms)."""
+    own = {f.name for f in fields(ALGORITHMS[algorithm].hyperparameters)}
     spec = {"algorithm": algorithm, "backbone": "sine_mlp" if task == "sine" else "conv4",
             "task_type": "regression" if task == "sine" else "classification",
-            "hparams": hparams}
+            "hparams": {k: v for k, v in hparams.items() if k in own}}
     return build_learner(spec, seed=0)
+
+
+def test_a_hyperparameter_the_algorithm_does_not_read_is_refused():
+    spec = {"algorithm": "protonet", "backbone": "conv4", "task_type": "classification",
+            "hparams": {"inner_lr": 0.1}}
+    with pytest.raises(ValueError, match="protonet has no hyperparameter inner_lr"):
+        build_learner(spec, seed=0)
+    with pytest.raises(ValueError, match="needs reference_ways"):
+        learner("maml", inner_loss_scale="ways")
+    defaults = learner("anil").hp
+    assert (defaults.inner_lr, defaults.first_order, defaults.inner_steps) == (0.1, False, 0)
 
 
 @pytest.mark.parametrize("algorithm,hparams", [

@@ -15,15 +15,17 @@ from torch import Tensor
 from torch.func import vmap
 
 from app.meta.algorithms.base import MetaLearner
+from app.meta.algorithms.hyperparameters import HeadOnlyHyperparameters
 from app.meta.algorithms.inner_loop import TaskLossFn, descend_tasks, gradient_descent
 from app.meta.backbones import expand_head
 from app.meta.types import AdaptedState
 
 
 class ANIL(MetaLearner):
-    """Head-only inner loop. hparams: inner_lr, inner_steps, first_order."""
+    """Head-only inner loop (``HeadOnlyHyperparameters``)."""
 
     name = "anil"
+    hyperparameters = HeadOnlyHyperparameters
     family = "optimization"
     has_steps = True
 
@@ -59,14 +61,14 @@ class ANIL(MetaLearner):
         def task_loss(h: dict[str, Tensor], feats: Tensor, y: Tensor) -> Tensor:
             return self.loss(F.linear(feats, h["head.weight"], h["head.bias"]), y) * weight
 
-        return head, task_loss, float(self.hparams.get("inner_lr", 0.1))
+        return head, task_loss, float(self.hp.inner_lr)
 
     def adapt_params(
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
     ) -> AdaptedState:
         feats = self.support_features(params, x)
         head, task_loss, lr = self.inner_problem(params, x.shape[0], ways)
-        first_order = bool(self.hparams.get("first_order", False))
+        first_order = self.hp.first_order
         return gradient_descent(lambda h: task_loss(h, feats, y), head, lr, steps, first_order)
 
     def adapt_params_batch(

@@ -23,6 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.func import functional_call, vmap
 
+from app.meta.algorithms.hyperparameters import Hyperparameters
 from app.meta.backbones import with_prefix
 from app.meta.task_types import task_type_for
 from app.meta.types import AdaptedState, TaskBatch
@@ -46,12 +47,13 @@ class MetaLearner(ABC):
     batchable: ClassVar[bool] = True  # adapt_batch (vmap) gives the same states as adapt
     gives_std: ClassVar[bool] = False  # predict_with_std gives a predictive standard deviation
     extends: ClassVar[bool] = False  # extend adds examples exactly (memory-based learners)
+    hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters  # what it reads, typed
 
     def __init__(self, model: nn.Module, task_type: str, **hparams: Any) -> None:
         self.task = task_type_for(task_type)  # raises on an unknown task type
         self.model = model
         self.task_type = task_type
-        self.hparams = dict(hparams)
+        self.hp = self.hyperparameters.of(self.name, hparams)
         self.params: dict[str, Tensor] = {
             k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()
         }
@@ -108,11 +110,11 @@ class MetaLearner(ABC):
 
     def train_steps(self) -> int:
         """Inner steps during meta-training."""
-        return int(self.hparams.get("inner_steps", 0))
+        return self.hp.inner_steps
 
     def default_steps(self) -> int:
         """Inner steps at adaptation time unless a request asks otherwise."""
-        return int(self.hparams.get("eval_steps", self.train_steps()))
+        return self.hp.eval_steps if self.hp.eval_steps is not None else self.train_steps()
 
     def resolve_steps(self, options: AdaptOptions | None) -> int:
         if options is None or options.steps is None:
@@ -198,7 +200,7 @@ class MetaLearner(ABC):
         return self.task.loss(outputs, targets)
 
     def inner_loss_weight(self, n_support: int, ways: int) -> float:
-        """Weight of the mean support loss in inner steps (``hparams["inner_loss_scale"]``).
+        """Weight of the mean support loss in inner steps (``inner_loss_scale``).
 
         * ``"mean"`` (default): weight 1, the plain mean over support examples.
         * ``"ways"``: ``ways / reference_ways``. The gradient that reaches one class's head row
@@ -212,13 +214,13 @@ class MetaLearner(ABC):
 
         At the trained task shape every rule's weight is exactly 1.
         """
-        scale = self.hparams.get("inner_loss_scale", "mean")
+        scale = getattr(self.hp, "inner_loss_scale", "mean")
         if scale == "mean":
             return 1.0
         if scale == "ways":
-            return ways / float(self.hparams["reference_ways"])
+            return ways / float(self.hp.reference_ways)
         if scale == "support":
-            return n_support / float(self.hparams["reference_support"])
+            return n_support / float(self.hp.reference_support)
         raise ValueError(f"unknown inner_loss_scale {scale!r}; known: mean, ways, support")
 
     def support_loss(self, state: AdaptedState, x: Tensor, y: Tensor) -> float:

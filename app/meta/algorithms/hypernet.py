@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from app.meta.algorithms.base import MetaLearner
+from app.meta.algorithms.hyperparameters import HyperNetHyperparameters
 from app.meta.backbones import with_prefix
 from app.meta.types import AdaptedState
 
@@ -50,9 +51,10 @@ class SetToParams(nn.Module):
 
 
 class HyperNet(MetaLearner):
-    """Regression on vector inputs; hparams: width."""
+    """Regression on vector inputs (``HyperNetHyperparameters``: width)."""
 
     name = "hypernet"
+    hyperparameters = HyperNetHyperparameters
     family = "parameter-generating"
     extends = True  # by re-encoding the new pairs into the running-mean task code
 
@@ -63,7 +65,7 @@ class HyperNet(MetaLearner):
         self.shapes = {k: v.shape for k, v in model.named_parameters()}
         n_params = sum(math.prod(s) for s in self.shapes.values())
         in_dim = model.encoder[0].in_features
-        self.hyper = SetToParams(in_dim + 1, n_params, int(self.hparams.get("width", 128)))
+        self.hyper = SetToParams(in_dim + 1, n_params, self.hp.width)
         for k, v in self.hyper.named_parameters():
             self.params["hyper." + k] = v.detach().clone().requires_grad_(True)
 

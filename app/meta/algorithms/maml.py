@@ -13,15 +13,17 @@ from __future__ import annotations
 from torch import Tensor
 
 from app.meta.algorithms.base import MetaLearner
+from app.meta.algorithms.hyperparameters import GradientHyperparameters
 from app.meta.algorithms.inner_loop import TaskLossFn, descend_tasks, gradient_descent
 from app.meta.backbones import expand_head
 from app.meta.types import AdaptedState
 
 
 class MAML(MetaLearner):
-    """Learned initialisation adapted by SGD. hparams: inner_lr, inner_steps, first_order."""
+    """Learned initialisation adapted by SGD (``GradientHyperparameters``)."""
 
     name = "maml"
+    hyperparameters = GradientHyperparameters
     family = "optimization"
     has_steps = True
 
@@ -32,7 +34,7 @@ class MAML(MetaLearner):
     def inner_lrs(
         self, params: dict[str, Tensor], fast: dict[str, Tensor]
     ) -> dict[str, Tensor] | float:
-        return float(self.hparams.get("inner_lr", 0.01))
+        return float(self.hp.inner_lr)
 
     def initial_state(self, ways: int) -> AdaptedState:
         start = expand_head(self.weights(self.frozen()), ways)
@@ -54,7 +56,7 @@ class MAML(MetaLearner):
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int
     ) -> AdaptedState:
         fast, task_loss, lrs = self.inner_problem(params, x.shape[0], ways)
-        first_order = bool(self.hparams.get("first_order", False))
+        first_order = self.hp.first_order
         return gradient_descent(lambda p: task_loss(p, x, y), fast, lrs, steps, first_order)
 
     def adapt_params_batch(

@@ -5,7 +5,7 @@ Learning", NeurIPS. Adapting writes every support example into memory as a key (
 L2-normalised embedding) and a value (its one-hot label); a query reads the memory with
 attention a(x̂, x_i) = softmax_i(s · cos(f(x̂), f(x_i))) and predicts Σ_i a_i y_i. Without the
 full-context embeddings (FCE) of the paper: keys and queries share one embedding network.
-``hparams["scale"]`` (s, default 10) sharpens the cosine attention.
+``scale`` (s, default 10) sharpens the cosine attention.
 
 Adapted state (the memory): ``keys`` ``[n, dim]`` and ``values`` ``[n, ways]``. Adding examples
 to a model is appending rows to both — exactly what adapting on the union would produce.
@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from app.meta.algorithms.base import MetaLearner
+from app.meta.algorithms.hyperparameters import MatchingHyperparameters
 from app.meta.types import AdaptedState
 
 
@@ -25,6 +26,7 @@ class MatchingNet(MetaLearner):
     """Memory-based learner; the head of the backbone is unused."""
 
     name = "matchingnet"
+    hyperparameters = MatchingHyperparameters
     family = "memory"
     extends = True
 
@@ -57,7 +59,7 @@ class MatchingNet(MetaLearner):
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
     ) -> Tensor:
-        scale = float(self.hparams.get("scale", 10.0))
+        scale = float(self.hp.scale)
         attention = torch.softmax(scale * self.embed(params, x) @ state["keys"].T, dim=-1)
         probabilities = attention @ state["values"]
         return torch.log(probabilities.clamp_min(1e-12))  # log-probabilities as logits

@@ -24,7 +24,7 @@ class MetaSGD(MAML):
 
     def __init__(self, model: nn.Module, task_type: str, **hparams: object) -> None:
         super().__init__(model, task_type, **hparams)
-        init = float(self.hparams.get("inner_lr", 0.01))
+        init = float(self.hp.inner_lr)
         for k, v in list(self.params.items()):
             self.params[LR_PREFIX + k] = torch.full_like(v.detach(), init).requires_grad_(True)
 

@@ -3,9 +3,9 @@
 Snell, Swersky, Zemel (2017), "Prototypical Networks for Few-shot Learning", NeurIPS. A task
 is adapted by embedding its support set and averaging each class's embeddings into a
 prototype c_k; a query's logits are −‖f(x) − c_k‖² / T. No gradient steps at adaptation time.
-``hparams["temperature"]`` (T, default 1) is fitted after meta-training on validation
+``temperature`` (T, default 1) is fitted after meta-training on validation
 episodes so that the served probabilities are calibrated; it never changes the argmax. With
-``hparams["shot_temperature"]`` (s) the temperature is T + s / k̄, k̄ the task's mean number of
+``shot_temperature`` (s) the temperature is T + s / k̄, k̄ the task's mean number of
 examples per class: a prototype of one example is a noisier estimate than one of ten, so the
 same distances deserve less confidence (still one temperature per task: the argmax stays).
 
@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from app.meta.algorithms.base import AdaptOptions, MetaLearner
+from app.meta.algorithms.hyperparameters import PrototypeHyperparameters
 from app.meta.types import AdaptedState
 
 
@@ -30,6 +31,7 @@ class ProtoNet(MetaLearner):
     """Metric-based learner; the head of the backbone is unused."""
 
     name = "protonet"
+    hyperparameters = PrototypeHyperparameters
     family = "metric"
     extends = True
 
@@ -79,8 +81,8 @@ class ProtoNet(MetaLearner):
 
     def logits(self, z: Tensor, protos: Tensor, counts: Tensor | None = None) -> Tensor:
         sq = (z * z).sum(-1, keepdim=True) - 2 * z @ protos.T + (protos * protos).sum(-1)
-        temperature = float(self.hparams.get("temperature", 1.0))
-        per_shot = float(self.hparams.get("shot_temperature", 0.0) or 0.0)
+        temperature = float(self.hp.temperature)
+        per_shot = float(self.hp.shot_temperature or 0.0)
         if per_shot and counts is not None:
             return -sq / (temperature + per_shot / counts.mean().clamp_min(1.0))
         return -sq / temperature

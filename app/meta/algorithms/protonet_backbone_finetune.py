@@ -5,7 +5,7 @@ Learning: External Data and Fine-Tuning Make a Difference" (P>M>F), CVPR: at dep
 meta-trained ProtoNet is fine-tuned on pseudo-episodes built from the new task's own support
 set with data augmentation, then its prototypes are computed over the whole support set.
 
-Here the network is the pinned EfficientNet-Lite (``hparams.image_backbone``) followed by the
+Here the network is the pinned EfficientNet-Lite (``image_backbone``) followed by the
 meta-learned residual adapter of a photo ProtoNet. Its trunk stays frozen (computed once per
 photo and view); the last ``tail_blocks`` MBConv blocks (default none), the 1x1 head
 convolution with its batch norm's affine parameters, and the adapter are fine-tuned with Adam
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from app.meta.algorithms.hyperparameters import BackboneFineTuneHyperparameters
 from app.meta.algorithms.protonet_finetune import ProtoNetBackboneTuning, prototype_loss, support_seed
 from app.meta.types import AdaptedState
 
@@ -96,15 +97,16 @@ class ProtoNetBackboneFineTune(ProtoNetBackboneTuning):
     ProtoNet's adapter and the pinned backbone's ImageNet weights."""
 
     name = "protonet-backbone-finetune"
+    hyperparameters = BackboneFineTuneHyperparameters
 
     def __init__(self, model, task_type: str = "classification", **hparams) -> None:
         from app.meta.image_backbone import load_image_backbone
 
         super().__init__(model, task_type, **hparams)
-        self.tail_blocks = int(self.hparams.get("tail_blocks", 0))
-        self.views = int(self.hparams.get("views", 4))
+        self.tail_blocks = self.hp.tail_blocks
+        self.views = self.hp.views
         # a copy of its own: this learner may move to a GPU while the codecs embed on the CPU
-        self.network = copy.deepcopy(load_image_backbone(self.hparams["image_backbone"]).network)
+        self.network = copy.deepcopy(load_image_backbone(self.hp.image_backbone).network)
         self.tail = BackboneTail(self.network, self.tail_blocks)
 
     def _tail_params(self) -> dict[str, Tensor]:
@@ -130,8 +132,8 @@ class ProtoNetBackboneFineTune(ProtoNetBackboneTuning):
                          for _ in range(views)]
             versions = torch.stack([trunk, *augmented], 1)  # [n, views + 1, C, h, w]
             trainable = {k: v.requires_grad_(True) for k, v in weights.items()}
-            optimiser = torch.optim.Adam(trainable.values(), lr=float(self.hparams.get("inner_lr", 1e-4)))
-            temperature = float(self.hparams.get("inner_temperature", self.hparams.get("temperature", 1.0)))
+            optimiser = torch.optim.Adam(trainable.values(), lr=float(self.hp.inner_lr))
+            temperature = float(self.hp.loss_temperature)
             labels = y.cpu()  # the episode's bookkeeping on the CPU, its tensors where x is
             by_class = [torch.nonzero(labels == c).flatten() for c in range(ways)]
             for step in range(steps):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from app.meta.algorithms.hyperparameters import EncoderFineTuneHyperparameters
 from app.meta.algorithms.protonet_finetune import ProtoNetBackboneTuning, prototype_loss, support_seed
 from app.meta.types import AdaptedState
 
@@ -85,13 +86,14 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
     were chosen on validation splits."""
 
     name = "protonet-encoder-finetune"
+    hyperparameters = EncoderFineTuneHyperparameters
 
     def __init__(self, model, task_type: str = "classification", **hparams) -> None:
         super().__init__(model, task_type, **hparams)
-        self.top_layers = int(self.hparams.get("top_layers", 2))
+        self.top_layers = self.hp.top_layers
         # shared by every learner of this process and never moved: the encoder's lower layers
         # run on the CPU, the fine-tuned top layers where the learner's parameters are
-        self._parts = encoder_parts(self.hparams["text_encoder"], self.top_layers)
+        self._parts = encoder_parts(self.hp.text_encoder, self.top_layers)
 
     @property
     def network(self) -> nn.Module:
@@ -142,9 +144,9 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
         splittable = [c for c, rows in enumerate(by_class) if rows.numel() >= 2]
         if steps > 0 and len(splittable) >= 2:
             trainable = {k: v.requires_grad_(True) for k, v in weights.items() if k.startswith("top.")}
-            optimiser = torch.optim.Adam(trainable.values(), lr=float(self.hparams.get("inner_lr", 1e-4)))
-            temperature = float(self.hparams.get("inner_temperature", self.hparams.get("temperature", 1.0)))
-            episode_ways = int(self.hparams.get("episode_ways", 16))
+            optimiser = torch.optim.Adam(trainable.values(), lr=float(self.hp.inner_lr))
+            temperature = float(self.hp.loss_temperature)
+            episode_ways = self.hp.episode_ways
             for step in range(steps):
                 order = torch.randperm(len(splittable), generator=generator)[:episode_ways].tolist()
                 s_rows, q_rows, s_y, q_y = [], [], [], []

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from app.meta.algorithms.base import AdaptOptions
+from app.meta.algorithms.hyperparameters import FineTuneHyperparameters
 from app.meta.algorithms.protonet import ProtoNet
 from app.meta.types import AdaptedState
 
@@ -55,13 +56,14 @@ class ProtoNetFineTune(ProtoNet):
     as an asynchronous job). Not meta-trained itself: it starts from a ProtoNet checkpoint."""
 
     name = "protonet-finetune"
+    hyperparameters = FineTuneHyperparameters
     family = "optimization"
     has_steps = True
     batchable = False  # per-task optimiser state and random splits: one task at a time
     extends = False  # the fine-tuned embedding depends on the whole support set
 
     def train_steps(self) -> int:
-        return int(self.hparams.get("eval_steps", 0))
+        return self.hp.eval_steps or 0
 
     def adapt_params(
         self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int,
@@ -74,9 +76,9 @@ class ProtoNetFineTune(ProtoNet):
         splittable = [rows for rows in by_class if rows.numel() >= 2]
         # the loss's temperature: the one the steps were chosen with, even when the served
         # temperature (calibration of the outputs) was refitted afterwards
-        temperature = float(self.hparams.get("inner_temperature", self.hparams.get("temperature", 1.0)))
+        temperature = float(self.hp.loss_temperature)
         if steps > 0 and splittable:
-            optimiser = torch.optim.Adam(encoder.values(), lr=float(self.hparams.get("inner_lr", 1e-4)))
+            optimiser = torch.optim.Adam(encoder.values(), lr=float(self.hp.inner_lr))
             for step in range(steps):
                 support_rows, query_rows, query_y = [], [], []
                 for c, rows in enumerate(by_class):
@@ -112,7 +114,7 @@ class ProtoNetFineTune(ProtoNet):
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
     ) -> Tensor:
         z = self.embed({k: v for k, v in state.items() if k.startswith("encoder.")}, x)
-        return -squared_distances(z, state["prototypes"]) / float(self.hparams.get("temperature", 1.0))
+        return -squared_distances(z, state["prototypes"]) / float(self.hp.temperature)
 
     def meta_gradient(self, batch):  # noqa: ANN001, ANN201
         raise NotImplementedError("protonet-finetune is not meta-trained: it starts from a "
