@@ -42,7 +42,7 @@ def state_sizes() -> dict[str, int]:
     """Bytes of one stored adapted state per shipped meta-learner (5-way for classifiers)."""
     sizes = {}
     for name, reg in load_registry(REPO / "models").learners.items():
-        x = torch.rand(5, *reg.input_spec["shape"])
+        x = torch.rand(5, *reg.input_spec.shape)
         classify = reg.task_type == "classification"
         y = torch.arange(5) if classify else torch.rand(5, 1)
         sizes[name] = len(encode_state(reg.learner.adapt(x, y, 5 if classify else 0)))

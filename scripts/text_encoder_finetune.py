@@ -27,6 +27,7 @@ from tqdm import tqdm
 from app.meta.checkpoint import build_learner, load_meta_learner, read_manifest, save_weights, write_json
 from app.meta.codec_registry import codec_for
 from app.meta.codecs import InputLimits
+from app.meta.manifest import InputSpec
 from metaserve_train.config import text_dir
 from metaserve_train.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, load_split
 
@@ -48,7 +49,8 @@ INPUT = {
 
 
 def tokens(sentences: list[str], spec: dict) -> torch.Tensor:
-    return codec_for(spec.get("codec") or spec["kind"]).decode(sentences, spec, "inputs", InputLimits())
+    typed = InputSpec.model_validate(spec)
+    return codec_for(typed.codec_name).decode(sentences, typed, "inputs", InputLimits())
 
 
 def accuracy(learner, spec, support, queries, steps: int) -> tuple[float, float]:

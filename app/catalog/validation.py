@@ -89,7 +89,7 @@ def smoke(learner, spec: Manifest) -> None:
     from app.meta.task_types import task_type_for
 
     codec = CODECS[spec.input.codec_name]
-    input_spec = spec.input.model_dump(exclude_none=True)
+    input_spec = spec.input
     try:
         codec.warm(input_spec)
         x = torch.zeros(2, *codec.model_shape(input_spec))

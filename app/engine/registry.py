@@ -30,7 +30,7 @@ from app.meta.checkpoint import (
     version_folders,
     version_key,
 )
-from app.meta.manifest import Limits, Manifest
+from app.meta.manifest import InputSpec, Limits, Manifest
 from app.meta.strategy import StepStrategy
 from app.meta.task_types import TaskType, task_type_for
 
@@ -67,8 +67,8 @@ class RegisteredLearner:
         return task_type_for(self.spec.task_type)
 
     @property
-    def input_spec(self) -> dict[str, Any]:
-        return self.spec.input.model_dump(exclude_none=True)
+    def input_spec(self) -> InputSpec:
+        return self.spec.input
 
     @property
     def limits(self) -> Limits:

@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 from torch import Tensor
 
 from app.meta.embedding_cache import EmbeddingCache
+from app.meta.input_spec import InputSpec
 from app.meta.preprocess import ImageTooLarge, decode_image, preprocess_image
 
 
@@ -50,10 +51,10 @@ class InputCodec(ABC):
     kind: ClassVar[str]
 
     @abstractmethod
-    def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> np.ndarray:
+    def decode_one(self, item: Any, spec: InputSpec, where: str, limits: InputLimits) -> np.ndarray:
         """One JSON input -> an array of the spec's shape."""
 
-    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+    def decode(self, inputs: list[Any], spec: InputSpec, field: str, limits: InputLimits) -> Tensor:
         """A ``[n, *shape]`` float32 tensor from a list of JSON inputs."""
         if not inputs:
             raise InputError(f"{field}: at least one input is required")
@@ -65,15 +66,15 @@ class InputCodec(ABC):
             rows.append(self.decode_one(item, spec, where, limits))
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
-    def warm(self, spec: dict[str, Any]) -> None:  # noqa: B027 - most codecs need nothing
+    def warm(self, spec: InputSpec) -> None:  # noqa: B027 - most codecs need nothing
         """Load what decoding needs (e.g. a text encoder) before the first request."""
 
-    def check_spec(self, spec: dict[str, Any]) -> None:  # noqa: B027 - most codecs need nothing
+    def check_spec(self, spec: InputSpec) -> None:  # noqa: B027 - most codecs need nothing
         """Refuse a manifest's input spec this codec cannot serve (``ValueError``)."""
 
-    def model_shape(self, spec: dict[str, Any]) -> tuple[int, ...]:
+    def model_shape(self, spec: InputSpec) -> tuple[int, ...]:
         """The shape of one decoded input as the meta-learner receives it."""
-        return tuple(spec["shape"])
+        return tuple(spec.shape)
 
     def batch_key(self, x: Tensor) -> tuple:
         """What must be equal for two requests' inputs to share one batched call."""
@@ -94,9 +95,9 @@ def as_array(value: Any, where: str) -> np.ndarray:
     return arr
 
 
-def check_range(arr: np.ndarray, spec: dict[str, Any], where: str, what: str, hint: str = "") -> None:
+def check_range(arr: np.ndarray, spec: InputSpec, where: str, what: str, hint: str = "") -> None:
     """Refuse values outside the range the meta-learner declares (it never saw them)."""
-    low, high = spec.get("value_range") or [-math.inf, math.inf]
+    low, high = spec.value_range or [-math.inf, math.inf]
     if arr.size and (arr.min() < low or arr.max() > high):
         raise InputError(f"{where}: {what} must lie in [{low}, {high}], the range this "
                          f"meta-learner was trained on{hint}")
@@ -105,14 +106,14 @@ def check_range(arr: np.ndarray, spec: dict[str, Any], where: str, what: str, hi
 class VectorCodec(InputCodec):
     kind = "vector"
 
-    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+    def decode(self, inputs: list[Any], spec: InputSpec, field: str, limits: InputLimits) -> Tensor:
         """One numpy conversion for a well-formed list; anything else goes item by item, which
         names the first bad input precisely."""
-        fast = self._decode_all(inputs, tuple(spec["shape"]), spec)
+        fast = self._decode_all(inputs, tuple(spec.shape), spec)
         return fast if fast is not None else super().decode(inputs, spec, field, limits)
 
     @staticmethod
-    def _decode_all(inputs: list[Any], shape: tuple[int, ...], spec: dict[str, Any]) -> Tensor | None:
+    def _decode_all(inputs: list[Any], shape: tuple[int, ...], spec: InputSpec) -> Tensor | None:
         if not inputs or len(shape) != 1:
             return None
         numbers = (int, float)  # exactly: bool is an int subclass, str is not a number
@@ -126,14 +127,14 @@ class VectorCodec(InputCodec):
             return None
         if arr.ndim == 1 and shape == (1,):
             arr = arr[:, None]
-        low, high = spec.get("value_range") or [-math.inf, math.inf]
+        low, high = spec.value_range or [-math.inf, math.inf]
         if (arr.shape != (len(inputs), *shape) or not np.isfinite(arr).all()
                 or np.abs(arr).max(initial=0.0) > 3.0e38 or arr.min() < low or arr.max() > high):
             return None
         return torch.from_numpy(arr.astype(np.float32))
 
-    def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> np.ndarray:
-        shape = tuple(spec["shape"])
+    def decode_one(self, item: Any, spec: InputSpec, where: str, limits: InputLimits) -> np.ndarray:
+        shape = tuple(spec.shape)
         if isinstance(item, str):
             raise InputError(f"{where}: this meta-learner takes numbers, not strings")
         arr = as_array([item] if isinstance(item, int | float) else item, where)
@@ -146,8 +147,8 @@ class VectorCodec(InputCodec):
 class ImageCodec(InputCodec):
     kind = "image"
 
-    def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> np.ndarray:
-        shape = tuple(spec["shape"])
+    def decode_one(self, item: Any, spec: InputSpec, where: str, limits: InputLimits) -> np.ndarray:
+        shape = tuple(spec.shape)
         if isinstance(item, str):
             return self._decode_base64(item, where, limits)
         arr = as_array(item, where)
@@ -201,34 +202,34 @@ class PhotoCodec(InputCodec):
     def __init__(self) -> None:
         self.cache = EmbeddingCache(InputLimits().embedding_cache_bytes)
 
-    def check_spec(self, spec: dict[str, Any]) -> None:
+    def check_spec(self, spec: InputSpec) -> None:
         from app.meta.image_backbone import IMAGE_BACKBONES
 
-        backbone = IMAGE_BACKBONES.get(spec.get("backbone") or "")
+        backbone = IMAGE_BACKBONES.get(spec.backbone or "")
         if backbone is None:
             raise ValueError(f"photo inputs need a backbone, one of {sorted(IMAGE_BACKBONES)}")
-        if list(spec["shape"]) != [3, backbone.image_size, backbone.image_size]:
+        if list(spec.shape) != [3, backbone.image_size, backbone.image_size]:
             raise ValueError(f"photo inputs of {backbone.name} have shape "
                              f"[3, {backbone.image_size}, {backbone.image_size}]")
 
-    def model_shape(self, spec: dict[str, Any]) -> tuple[int, ...]:
+    def model_shape(self, spec: InputSpec) -> tuple[int, ...]:
         from app.meta.image_backbone import backbone_spec
 
-        return (backbone_spec(spec["backbone"]).dim,)
+        return (backbone_spec(spec.backbone).dim,)
 
-    def warm(self, spec: dict[str, Any]) -> None:
+    def warm(self, spec: InputSpec) -> None:
         from app.meta.image_backbone import load_image_backbone
 
-        backbone = load_image_backbone(spec["backbone"])
+        backbone = load_image_backbone(spec.backbone)
         backbone.embed(torch.zeros(1, 3, backbone.image_size, backbone.image_size))
 
-    def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> np.ndarray:
+    def decode_one(self, item: Any, spec: InputSpec, where: str, limits: InputLimits) -> np.ndarray:
         """One photo -> its preprocessed pixels ``[3, S, S]``."""
         if isinstance(item, str):
             return self.preprocess(image_bytes(item, where, limits), spec, where, limits)
         if item is None or isinstance(item, int | float):  # bool is an int
             raise InputError(f"{where}: expected a base64 JPEG/PNG/WebP string")
-        shape = tuple(spec["shape"])
+        shape = tuple(spec.shape)
         arr = as_array(item, where)
         if arr.shape != shape:
             raise InputError(f"{where}: expected a base64 JPEG/PNG/WebP string or preprocessed "
@@ -239,25 +240,25 @@ class PhotoCodec(InputCodec):
         return arr.astype(np.float32)
 
     @staticmethod
-    def preprocess(data: bytes, spec: dict[str, Any], where: str, limits: InputLimits) -> np.ndarray:
+    def preprocess(data: bytes, spec: InputSpec, where: str, limits: InputLimits) -> np.ndarray:
         """Photo bytes -> pixels ``[3, S, S]`` (S from the spec's shape), refusals named ``where``."""
         from app.meta.photo_preprocess import PhotoError, PhotoTooLarge, preprocess_photo
 
         try:
-            return preprocess_photo(data, int(spec["shape"][-1]), limits.max_image_pixels)
+            return preprocess_photo(data, int(spec.shape[-1]), limits.max_image_pixels)
         except PhotoTooLarge as exc:
             raise InputLimitExceeded(f"{where}: {exc}") from exc
         except PhotoError as exc:
             raise InputError(f"{where}: {exc}") from exc
 
-    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+    def decode(self, inputs: list[Any], spec: InputSpec, field: str, limits: InputLimits) -> Tensor:
         from app.meta.image_backbone import load_image_backbone
 
         if not inputs:
             raise InputError(f"{field}: at least one input is required")
         if self.cache.max_bytes != limits.embedding_cache_bytes:
             self.cache = EmbeddingCache(limits.embedding_cache_bytes)
-        backbone = load_image_backbone(spec["backbone"]).on(limits.device)
+        backbone = load_image_backbone(spec.backbone).on(limits.device)
         out: list[Tensor | None] = [None] * len(inputs)
         pending: dict[Any, tuple[np.ndarray, list[int]]] = {}  # key -> (pixels, rows)
         for i, item in enumerate(inputs):
@@ -293,13 +294,13 @@ class PhotoPixelCodec(PhotoCodec):
 
     kind = "photo-pixels"
 
-    def model_shape(self, spec: dict[str, Any]) -> tuple[int, ...]:
-        return tuple(spec["shape"])
+    def model_shape(self, spec: InputSpec) -> tuple[int, ...]:
+        return tuple(spec.shape)
 
-    def warm(self, spec: dict[str, Any]) -> None:
+    def warm(self, spec: InputSpec) -> None:
         """Nothing to embed: the learner loads the backbone it fine-tunes."""
 
-    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+    def decode(self, inputs: list[Any], spec: InputSpec, field: str, limits: InputLimits) -> Tensor:
         if not inputs:
             raise InputError(f"{field}: at least one input is required")
         rows = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]

@@ -10,6 +10,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from app.meta.codec_registry import check_input_spec
+from app.meta.input_spec import InputSpec
+
 DEFAULT_LIMITS = {"max_ways": 50, "max_shots": 20, "max_support": 500, "max_queries": 256,
                   "max_steps": 50, "max_example_steps": 10_000}
 
@@ -63,33 +66,6 @@ class ModelSpec(_Strict):
     backbone_args: dict[str, Any] = {}
     task_type: Literal["classification", "regression"]
     hparams: HParams = HParams()
-
-
-class InputSpec(_Strict):
-    kind: str
-    shape: list[int]
-    dtype: str = "float32"
-    value_range: list[float] | None = None
-    preprocessing: str = ""
-    native: str | None = None
-    encoder: str | None = None  # text: the pinned sentence encoder (app.meta.text_encoder)
-    max_chars: int | None = Field(None, ge=1)  # text: characters per input
-    runtime: str | None = None  # text: what computes the embeddings: "torch" (default), "onnx", "onnx-int8"
-    codec: str | None = None  # the codec when it is not named after the kind (photo images)
-    backbone: str | None = None  # photo: the pinned ImageNet backbone (app.meta.image_backbone)
-
-    @property
-    def codec_name(self) -> str:
-        return self.codec or self.kind
-
-    @model_validator(mode="after")
-    def _known_kind(self) -> InputSpec:
-        from app.meta.codec_registry import CODECS
-
-        if self.codec_name not in CODECS:
-            raise ValueError(f"input codec {self.codec_name!r} is unknown; known: {sorted(CODECS)}")
-        CODECS[self.codec_name].check_spec(self.model_dump(exclude_none=True))
-        return self
 
 
 class TargetSpec(_Strict):
@@ -165,6 +141,7 @@ class Manifest(_Strict):
     def _consistent(self) -> Manifest:
         if self.model.algorithm != self.algorithm or self.model.task_type != self.task_type:
             raise ValueError("model.algorithm / model.task_type disagree with the top level")
+        check_input_spec(self.input)
         if self.targets is not None and self.task_type != "regression":
             raise ValueError("targets.value_range applies to regression only")
         return self

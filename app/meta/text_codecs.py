@@ -10,6 +10,7 @@ from torch import Tensor
 
 from app.meta.codecs import InputCodec, InputError, InputLimitExceeded, InputLimits
 from app.meta.embedding_cache import EmbeddingCache
+from app.meta.input_spec import InputSpec
 
 
 class TextCodec(InputCodec):
@@ -24,12 +25,12 @@ class TextCodec(InputCodec):
     def __init__(self) -> None:
         self.cache = EmbeddingCache(InputLimits().embedding_cache_bytes)
 
-    def decode_one(self, item: Any, spec: dict[str, Any], where: str, limits: InputLimits) -> Any:
+    def decode_one(self, item: Any, spec: InputSpec, where: str, limits: InputLimits) -> Any:
         if not isinstance(item, str):
             raise InputError(f"{where}: this meta-learner takes strings (sentences)")
         if not item.strip():
             raise InputError(f"{where}: empty or whitespace-only text")
-        max_chars = int(spec.get("max_chars") or 1000)
+        max_chars = int(spec.max_chars or 1000)
         if len(item) > max_chars:
             raise InputLimitExceeded(f"{where}: text of {len(item)} characters exceeds {max_chars}")
         try:
@@ -38,20 +39,20 @@ class TextCodec(InputCodec):
             raise InputError(f"{where}: not valid Unicode (a lone surrogate)") from None
         return item
 
-    def check_spec(self, spec: dict[str, Any]) -> None:
-        if not (spec.get("encoder") and spec.get("max_chars")):
+    def check_spec(self, spec: InputSpec) -> None:
+        if not (spec.encoder and spec.max_chars):
             raise ValueError("text inputs need an encoder and max_chars")
         from app.meta.text_encoder import RUNTIMES
 
-        if spec.get("runtime", "torch") not in RUNTIMES:
-            raise ValueError(f"text input runtime {spec['runtime']!r} is unknown; known: {list(RUNTIMES)}")
+        if (spec.runtime or "torch") not in RUNTIMES:
+            raise ValueError(f"text input runtime {spec.runtime!r} is unknown; known: {list(RUNTIMES)}")
 
-    def warm(self, spec: dict[str, Any]) -> None:
+    def warm(self, spec: InputSpec) -> None:
         from app.meta.text_encoder import load_encoder
 
-        load_encoder(spec["encoder"], spec.get("runtime", "torch")).encode(["warm up"])
+        load_encoder(spec.encoder, (spec.runtime or "torch")).encode(["warm up"])
 
-    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+    def decode(self, inputs: list[Any], spec: InputSpec, field: str, limits: InputLimits) -> Tensor:
         from app.meta.text_encoder import load_encoder
 
         if not inputs:
@@ -59,8 +60,8 @@ class TextCodec(InputCodec):
         sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
         if self.cache.max_bytes != limits.embedding_cache_bytes:
             self.cache = EmbeddingCache(limits.embedding_cache_bytes)
-        runtime = spec.get("runtime", "torch")
-        model = f"{spec['encoder']}|{runtime}"
+        runtime = (spec.runtime or "torch")
+        model = f"{spec.encoder}|{runtime}"
         out: list[Tensor | None] = [None] * len(sentences)
         pending: dict[tuple[str, str], list[int]] = {}  # key -> rows (a sentence twice: embedded once)
         for i, sentence in enumerate(sentences):
@@ -73,7 +74,7 @@ class TextCodec(InputCodec):
                 pending[key] = [i]
         if pending:
             keys = list(pending)
-            embedded = load_encoder(spec["encoder"], runtime).encode([sentences[pending[k][0]] for k in keys])
+            embedded = load_encoder(spec.encoder, runtime).encode([sentences[pending[k][0]] for k in keys])
             for key, row in zip(keys, embedded, strict=True):
                 row = row.clone()
                 self.cache.put(key, row)
@@ -89,21 +90,21 @@ class TextTokenCodec(TextCodec):
 
     kind = "text-tokens"
 
-    def check_spec(self, spec: dict[str, Any]) -> None:
+    def check_spec(self, spec: InputSpec) -> None:
         super().check_spec(spec)
-        shape = list(spec.get("shape") or [])
+        shape = list(spec.shape or [])
         if len(shape) != 2 or shape[0] != 2 or shape[1] < 8:
             raise ValueError("text-tokens inputs have shape [2, max_tokens] (ids and mask, max_tokens >= 8)")
 
-    def warm(self, spec: dict[str, Any]) -> None:
+    def warm(self, spec: InputSpec) -> None:
         from app.meta.text_encoder import load_encoder
 
-        load_encoder(spec["encoder"], "torch")
+        load_encoder(spec.encoder, "torch")
 
-    def decode(self, inputs: list[Any], spec: dict[str, Any], field: str, limits: InputLimits) -> Tensor:
+    def decode(self, inputs: list[Any], spec: InputSpec, field: str, limits: InputLimits) -> Tensor:
         from app.meta.text_encoder import load_encoder
 
         if not inputs:
             raise InputError(f"{field}: at least one input is required")
         sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
-        return load_encoder(spec["encoder"], "torch").tokenize(sentences, int(spec["shape"][1])).to(torch.float32)
+        return load_encoder(spec.encoder, "torch").tokenize(sentences, int(spec.shape[1])).to(torch.float32)

@@ -88,9 +88,10 @@ def test_the_photo_codec_embeds_the_same_bytes_once():
     import base64
 
     from app.meta.codecs import InputLimits, PhotoCodec
+    from app.meta.manifest import InputSpec
 
     codec = PhotoCodec()
-    spec = {"kind": "image", "codec": "photo", "backbone": "efficientnet-lite0", "shape": [3, 224, 224]}
+    spec = InputSpec(kind="image", codec="photo", backbone="efficientnet-lite0", shape=[3, 224, 224])
     photo = base64.b64encode(CAT.read_bytes()).decode()
     other = base64.b64encode((CAT.parent / "coffee-1.jpg").read_bytes()).decode()
     limits = InputLimits()

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from app.meta import onnx_encoder, text_encoder
+from app.meta.codec_registry import check_input_spec
 from app.meta.manifest import InputSpec
 
 pytest.importorskip("onnxruntime")
@@ -82,7 +83,7 @@ def test_the_runtime_is_part_of_the_input_spec(monkeypatch):
     assert InputSpec(**spec).runtime is None  # versions without it keep PyTorch
     assert InputSpec(**spec, runtime="onnx").runtime == "onnx"
     with pytest.raises(ValueError, match="runtime 'tensorrt' is unknown"):
-        InputSpec(**spec, runtime="tensorrt")
+        check_input_spec(InputSpec(**spec, runtime="tensorrt"))
     monkeypatch.setattr(text_encoder.importlib.util, "find_spec", lambda name: None)
     with pytest.raises(text_encoder.EncoderUnavailable, match="needs the package onnxruntime"):
         text_encoder.check_encoder("all-MiniLM-L6-v2", "onnx")
@@ -122,7 +123,7 @@ def test_the_text_codec_embeds_a_sentence_once_per_process(fresh, monkeypatch, r
     from app.meta.codecs import InputLimits
     from app.meta.text_codecs import TextCodec
 
-    spec = {"kind": "text", "shape": [384], "encoder": "all-MiniLM-L6-v2", "max_chars": 2000, "runtime": runtime}
+    spec = InputSpec(kind="text", shape=[384], encoder="all-MiniLM-L6-v2", max_chars=2000, runtime=runtime)
     encoder = text_encoder.load_encoder("all-MiniLM-L6-v2", runtime)
     embedded: list[str] = []
     original = encoder.encode

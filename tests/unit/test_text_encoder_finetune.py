@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from app.meta.checkpoint import build_learner
-from app.meta.codec_registry import codec_for
+from app.meta.codec_registry import check_input_spec, codec_for
 from app.meta.codecs import InputError, InputLimits
 from app.meta.manifest import InputSpec
 from app.meta.text_encoder import load_encoder
@@ -28,7 +28,7 @@ QUERIES = ["the password reset link does not work", "the package is late", "plea
 
 
 def tokens(sentences):
-    return codec_for("text-tokens").decode(sentences, SPEC, "inputs", InputLimits())
+    return codec_for("text-tokens").decode(sentences, InputSpec(**SPEC), "inputs", InputLimits())
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +46,7 @@ def test_the_codec_gives_padded_token_ids_and_masks():
     with pytest.raises(InputError, match="empty"):
         tokens(["ok", "  "])
     with pytest.raises(ValueError, match=r"shape \[2, max_tokens\]"):
-        InputSpec(**{**SPEC, "shape": [384]})
+        check_input_spec(InputSpec(**{**SPEC, "shape": [384]}))
 
 
 def test_without_steps_it_is_the_frozen_encoders_protonet(learner):

@@ -22,7 +22,7 @@ def describe(reg: RegisteredLearner, registry: Registry) -> MetaLearnerRead:
     return MetaLearnerRead(
         name=reg.name, version=reg.version, ref=reg.ref, weights_sha256=reg.weights_sha256,
         algorithm=spec.algorithm, family=spec.family, task_type=reg.task_type,
-        input=reg.input_spec, limits=reg.limits.model_dump(),
+        input=reg.input_spec.model_dump(exclude_none=True), limits=reg.limits.model_dump(),
         adaptation_defaults=adaptation_defaults(reg), adds_examples=reg.learner.extends,
         metrics=spec.evaluation, versions=versions, state=registry.state(reg),
         aliases=dict(sorted(registry.aliases.get(reg.name, {}).items())),
