@@ -259,33 +259,19 @@ class PhotoCodec(InputCodec):
         if self.cache.max_bytes != limits.embedding_cache_bytes:
             self.cache = EmbeddingCache(limits.embedding_cache_bytes)
         backbone = load_image_backbone(spec.backbone).on(limits.device)
-        out: list[Tensor | None] = [None] * len(inputs)
-        pending: dict[Any, tuple[np.ndarray, list[int]]] = {}  # key -> (pixels, rows)
-        for i, item in enumerate(inputs):
+        # photo bytes are keyed by their sha256; preprocessed pixels are embedded, never cached
+        data = [image_bytes(item, f"{field}[{i}]", limits) if isinstance(item, str) else None
+                for i, item in enumerate(inputs)]
+        keys = [None if d is None else self.cache.key(backbone.spec.name, d) for d in data]
+
+        def pixels(i: int) -> np.ndarray:
             where = f"{field}[{i}]"
-            if not isinstance(item, str):
-                pending[("pixels", i)] = (self.decode_one(item, spec, where, limits), [i])
-                continue
-            data = image_bytes(item, where, limits)
-            key = self.cache.key(backbone.spec.name, data)
-            if key in pending:  # the same photo twice in one request: embedded once
-                pending[key][1].append(i)
-                continue
-            cached = self.cache.get(key)
-            if cached is not None:
-                out[i] = cached
-            else:
-                pending[key] = (self.preprocess(data, spec, where, limits), [i])
-        if pending:
-            keys = list(pending)
-            embedded = backbone.embed(torch.from_numpy(np.stack([pending[k][0] for k in keys])))
-            for key, row in zip(keys, embedded, strict=True):
-                row = row.clone()
-                if key[0] != "pixels":
-                    self.cache.put(key, row)
-                for i in pending[key][1]:
-                    out[i] = row
-        return torch.stack(out)  # type: ignore[arg-type]
+            if data[i] is None:
+                return self.decode_one(inputs[i], spec, where, limits)
+            return self.preprocess(data[i], spec, where, limits)
+
+        return self.cache.embed(keys, lambda rows: backbone.embed(
+            torch.from_numpy(np.stack([pixels(i) for i in rows]))))
 
 
 class PhotoPixelCodec(PhotoCodec):

@@ -50,7 +50,7 @@ class TextCodec(InputCodec):
     def warm(self, spec: InputSpec) -> None:
         from app.meta.text_encoder import load_encoder
 
-        load_encoder(spec.encoder, (spec.runtime or "torch")).encode(["warm up"])
+        load_encoder(spec.encoder, spec.runtime or "torch").encode(["warm up"])
 
     def decode(self, inputs: list[Any], spec: InputSpec, field: str, limits: InputLimits) -> Tensor:
         from app.meta.text_encoder import load_encoder
@@ -60,27 +60,11 @@ class TextCodec(InputCodec):
         sentences = [self.decode_one(item, spec, f"{field}[{i}]", limits) for i, item in enumerate(inputs)]
         if self.cache.max_bytes != limits.embedding_cache_bytes:
             self.cache = EmbeddingCache(limits.embedding_cache_bytes)
-        runtime = (spec.runtime or "torch")
+        runtime = spec.runtime or "torch"
         model = f"{spec.encoder}|{runtime}"
-        out: list[Tensor | None] = [None] * len(sentences)
-        pending: dict[tuple[str, str], list[int]] = {}  # key -> rows (a sentence twice: embedded once)
-        for i, sentence in enumerate(sentences):
-            key = self.cache.key(model, sentence.encode("utf-8"))
-            if key in pending:
-                pending[key].append(i)
-            elif (cached := self.cache.get(key)) is not None:
-                out[i] = cached
-            else:
-                pending[key] = [i]
-        if pending:
-            keys = list(pending)
-            embedded = load_encoder(spec.encoder, runtime).encode([sentences[pending[k][0]] for k in keys])
-            for key, row in zip(keys, embedded, strict=True):
-                row = row.clone()
-                self.cache.put(key, row)
-                for i in pending[key]:
-                    out[i] = row
-        return torch.stack(out)  # type: ignore[arg-type]
+        keys = [self.cache.key(model, sentence.encode("utf-8")) for sentence in sentences]
+        return self.cache.embed(keys, lambda rows: load_encoder(spec.encoder, runtime).encode(
+            [sentences[i] for i in rows]))
 
 
 class TextTokenCodec(TextCodec):
