@@ -61,6 +61,8 @@ def _install_probes() -> None:
     import app.api.adapted_models.service as service
     import app.api.lean_call as lean_call
     import app.engine.engine as engine
+    import app.engine.preparation as preparation
+    import app.engine.states as states
     import app.meta.algorithms.base as base
     import app.meta.codecs as codecs
     import app.storage.artifacts as artifacts
@@ -69,8 +71,11 @@ def _install_probes() -> None:
         _probe(service, name, f"service.{name}")
     _probe(service, "claim_model_row", "tenant counter (claim_model_row)")
     _probe(router, "parse_body", "parse_body (validation)")
-    for name in ("prepare", "adapt", "_put", "predict", "_adapt_many", "_decode"):
+    for name in ("prepare", "adapt", "predict", "_adapt_many"):
         _probe(engine.ServingEngine, name, f"engine.{name}")
+    _probe(states.StoredStates, "keep", "states.keep (encode, durable write, cache)")
+    for module in (engine, preparation):  # each calls it by its own global name
+        _probe(module, "decode_inputs", "decode_inputs")
     _probe(engine.ServingEngine, "_predict_many", "engine._predict_many", key=lambda a: a[2][0][2].shape[0])
     _probe(base.MetaLearner, "adapt", "learner.adapt")
     _probe(base.MetaLearner, "predict", "learner.predict", key=lambda a: a[2].shape[0])
@@ -78,7 +83,7 @@ def _install_probes() -> None:
     _probe(artifacts.LocalArtifactStore, "put", "artifact store put (durable write)")
     _probe(Session, "commit", "Session.commit")
 
-    original_hop = router.run_in_threadpool
+    original_hop = lean_call.run_in_threadpool
 
     async def hop(fn, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
         t0 = time.perf_counter()
@@ -97,17 +102,7 @@ def _install_probes() -> None:
         _record("thread-pool function", marks["out"] - marks["in"])
         return result
 
-    router.run_in_threadpool = hop
-    original_of = lean_call.LeanCall.of.__func__
-
-    async def of(cls, request):  # noqa: ANN001, ANN202
-        t0 = time.perf_counter()
-        try:
-            return await original_of(cls, request)
-        finally:
-            _record("LeanCall.of (store check, body read)", time.perf_counter() - t0)
-
-    lean_call.LeanCall.of = classmethod(of)
+    lean_call.run_in_threadpool = hop
 
 
 def _timed_app(app):  # noqa: ANN001, ANN202

@@ -51,7 +51,6 @@ from app.meta.algorithms import AdaptOptions
 from app.meta.codecs import InputLimits
 from app.storage.artifacts import (
     ArtifactStore,
-    encode_state,
 )
 
 
@@ -172,10 +171,8 @@ class ServingEngine:
                 f"support set out of range for {reg.ref}: adapting to it overflowed (non-finite "
                 "loss or weights); targets and inputs must be of the scale the meta-learner was "
                 "trained on")
-        artifact = encode_state(state)
-        sha = self.states.put(artifact)
-        self.states.remember(sha, state)
-        return Adaptation(reg, sha, len(artifact), task.labels, report)
+        sha, size = self.states.keep(state)
+        return Adaptation(reg, sha, size, task.labels, report)
 
     def extend(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
                inputs: list[Any], targets: list[Any], tenant: str = "") -> Adaptation:
@@ -205,12 +202,10 @@ class ServingEngine:
             return self._out(grown), time.perf_counter() - t0
 
         grown, seconds = self.executor.run(work, tenant=tenant)
-        artifact = encode_state(grown)
-        sha = self.states.put(artifact)
-        self.states.remember(sha, grown)
+        sha, size = self.states.keep(grown)
         report = AdaptationReport(steps=0, steps_chosen_by="default", duration_ms=round(seconds * 1000, 3),
                                   support_loss_before=None, support_loss_after=None)
-        return Adaptation(reg, sha, len(artifact), new_labels, report)
+        return Adaptation(reg, sha, size, new_labels, report)
 
     def _adapt_many(self, key: Hashable, tasks: list[PreparedTask], record: bool = True
                     ) -> list[tuple[State, AdaptationReport]]:

@@ -16,6 +16,7 @@ from app.storage.artifacts import (
     ArtifactStore,
     ArtifactStoreUnavailable,
     decode_state,
+    encode_state,
 )
 
 
@@ -46,16 +47,18 @@ class StoredStates:
         self._gauge_cache()
         return state
 
-    def put(self, artifact: bytes) -> str:
+    def keep(self, state: State) -> tuple[str, int]:
+        """Store a new state durably (before any row may reference it) and cache it: its sha256
+        and its size in bytes."""
+        artifact = encode_state(state)
         try:
-            return self._store.put(artifact)
+            sha256 = self._store.put(artifact)
         except ArtifactStoreUnavailable as exc:
             raise StoreUnavailable(f"the artifact store did not answer ({exc}); nothing was "
                                    "created, retry shortly", retry_after=2) from exc
-
-    def remember(self, sha256: str, state: State) -> None:
         self._cache.put(sha256, state)
         self._gauge_cache()
+        return sha256, len(artifact)
 
     def _gauge_cache(self) -> None:
         self.metrics.cache_bytes.set(self._cache.size_bytes)
