@@ -25,6 +25,7 @@ $(VENV)/.installed-dev: $(VENV)/.installed clients/python/pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev,docs]"
 	$(BIN)/pip install --quiet -e "./clients/python[images]"
 	bash scripts/ensure_nginx.sh
+	bash scripts/ensure_chromium.sh
 	touch $@
 
 install: $(VENV)/.installed

@@ -19,6 +19,7 @@ from app.api.meta_learners.router import router as meta_learners_router
 from app.api.meta_learners.service import mirror_registry
 from app.api.openapi import problem_openapi, serve_local_docs
 from app.catalog.watcher import CatalogWatcher
+from app.console import mount_console
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
@@ -116,6 +117,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if settings.admin_api_enabled:  # off: the routes do not exist (404)
         app.include_router(admin_router)
     serve_local_docs(app)
+    if settings.console_enabled:
+        mount_console(app)
     app.state.route_methods = [
         (route.path_regex, route.methods)
         for router in (meta_learners_router, adapted_models_router,

@@ -21,6 +21,8 @@ class Settings(BaseSettings):
                              "catalog (published into the database at start-up)")
     admin_api_enabled: bool = Field(False, description="serve /v1/admin (publish, alias, retire, purge, "
                                     "history) to admin-scope API keys; off: those routes do not exist")
+    console_enabled: bool = Field(True, description="serve the browser console at /console (static "
+                                  "files; it calls this service's API with the key typed into it)")
     registry_poll_seconds: float = Field(2.0, gt=0, description="how often a replica or worker checks "
                                          "the catalog for published, aliased or retired versions")
     artifact_store: str = Field("local", pattern="^(local|s3)$", description="where adapted states "

@@ -135,6 +135,8 @@ def test_a_wheel_install_migrates_from_any_directory(tmp_path):
     revisions = sorted(p.name for p in (REPO / "app" / "db" / "migrations" / "versions").glob("*.py"))
     assert revisions and {f"app/db/migrations/versions/{r}" for r in revisions} <= names
     assert "app/db/migrations/env.py" in names
+    static = REPO / "app" / "console" / "static"  # package data too: the console's files
+    assert {f"app/console/static/{p.relative_to(static).as_posix()}" for p in static.rglob("*.*")} <= names
     site = tmp_path / "site-packages"
     zipfile.ZipFile(wheel).extractall(site)
     elsewhere = tmp_path / "elsewhere"
