@@ -168,3 +168,28 @@ def test_omniglot_characters_drawn_on_the_pad(server, page):
     page.screenshot(path=SHOTS / "omniglot-drawn.png", full_page=True)
     assert page.locator(".predicted").all_inner_texts() == ["cross", "bar"]
     assert origins(page.requests) == {s.url}
+
+
+def test_sentences_fine_tuned_as_a_job(server, page):
+    """text-protonet-finetune always adapts as a job: the console polls it to ready."""
+    s, key = server
+    page.goto(f"{s.url}/console/")
+    enter_key(page, key)
+    page.get_by_role("button", name="text-protonet-finetune").click()
+    intents = {
+        "refund": ["I want my money back", "please refund my order", "can I get a refund",
+                   "return this and refund me", "refund the charge on my card"],
+        "shipping": ["where is my parcel", "when will my package arrive", "track my delivery",
+                     "my order has not shipped yet", "how long does shipping take"],
+    }
+    for n, (label, sentences) in enumerate(intents.items(), start=1):
+        page.get_by_label(f"Class {n} label").fill(label)
+        page.get_by_label(f"Class {n}: sentences, one per line").fill("\n".join(sentences))
+    page.get_by_role("button", name="Adapt", exact=True).click()
+    page.locator('dd[data-field="Labels"]').wait_for()
+    assert "Job ready." in page.locator("#job-state").inner_text()
+    page.get_by_label("Test sentences, one per line").fill("I need a refund for this\nwhere is my package")
+    page.get_by_role("button", name="Predict").click()
+    page.locator(".predicted").nth(1).wait_for()
+    assert page.locator(".predicted").all_inner_texts() == ["refund", "shipping"]
+    assert origins(page.requests) == {s.url}
