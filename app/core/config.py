@@ -27,8 +27,9 @@ class Settings(BaseSettings):
                                          "the catalog for published, aliased or retired versions")
     artifact_store: str = Field("local", pattern="^(local|s3)$", description="where adapted states "
                                 "live: local (<data_dir>/artifacts) or s3 (any S3-compatible service)")
-    inline_state_bytes: int = Field(0, ge=0, description="adapted states up to this size live in "
-                                    "the database instead of the artifact store; 0 = none")
+    inline_state_bytes: int = Field(16_384, ge=0, description="adapted states up to this size live in "
+                                    "the database, written with their row's transaction, instead of "
+                                    "the artifact store; 0 = none")
     s3_bucket: str = Field("metaserve", min_length=3, description="S3 bucket (created when missing)")
     s3_prefix: str = Field("", description="key prefix inside the bucket, e.g. prod/")
     s3_endpoint_url: str | None = Field(None, description="S3 endpoint; unset = AWS. Credentials: "

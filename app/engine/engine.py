@@ -52,6 +52,7 @@ from app.meta.codecs import InputLimits
 from app.storage.artifacts import (
     ArtifactStore,
 )
+from app.storage.tiered import InlineStaging
 
 
 class ServingEngine:
@@ -130,13 +131,15 @@ class ServingEngine:
         return prepare_support(self.registry, reg, inputs, targets, steps, self.input_limits)
 
     def adapt(self, task: PreparedTask, tenant: str,
-              progress: Callable[[float], None] | None = None) -> Adaptation:
+              progress: Callable[[float], None] | None = None,
+              staging: InlineStaging | None = None) -> Adaptation:
         """Adapt in a worker, store the state durably (before any row may reference it) and
         cache it. Returns where the state lives and a report of the adaptation. A tenant runs
         at most ``max_adaptations_per_tenant`` adaptations at once (429 beyond). ``progress``
-        is told the fraction done by learners whose adaptation is long."""
+        is told the fraction done by learners whose adaptation is long. With ``staging`` (from
+        ``states.staging(session)``), a small state is written by that session's transaction."""
         with self._admission.admit(tenant):
-            return self._adapt_admitted(replace(task, tenant=tenant, progress=progress))
+            return self._adapt_admitted(replace(task, tenant=tenant, progress=progress), staging)
 
     def is_asynchronous(self, reg: RegisteredLearner) -> bool:
         """Whether this meta-learner's adaptations always run as jobs (202)."""
@@ -155,7 +158,7 @@ class ServingEngine:
 
         return replace(task, steps=self.executor.run(choose, tenant=task.tenant))
 
-    def _adapt_admitted(self, task: PreparedTask) -> Adaptation:
+    def _adapt_admitted(self, task: PreparedTask, staging: InlineStaging | None) -> Adaptation:
         reg = task.learner
         if task.steps_chosen_by == "strategy":
             task = self._choose_steps(task)
@@ -171,7 +174,7 @@ class ServingEngine:
                 f"support set out of range for {reg.ref}: adapting to it overflowed (non-finite "
                 "loss or weights); targets and inputs must be of the scale the meta-learner was "
                 "trained on")
-        sha, size = self.states.keep(state)
+        sha, size = self.states.keep(state, staging)
         return Adaptation(reg, sha, size, task.labels, report)
 
     def extend(self, reg: RegisteredLearner, artifact_sha256: str, labels: list[Any] | None,
@@ -262,6 +265,8 @@ class ServingEngine:
     # ----- host <-> device ---------------------------------------------------------------------
     def _in(self, value: Any) -> Any:
         """A tensor (or a state's tensors) on the compute device: a no-op on the CPU."""
+        if self.device.type == "cpu":  # states and inputs are host tensors already
+            return value
         if isinstance(value, dict):
             return {k: v.to(self.device, non_blocking=True) for k, v in value.items()}
         return value.to(self.device, non_blocking=True)

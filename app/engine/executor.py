@@ -3,6 +3,11 @@
 Jobs wait in one queue per tenant and the workers take them round-robin across the tenants
 that have work waiting: a tenant with a burst of heavy jobs delays another tenant's job by at
 most one of its jobs per worker, not by its whole burst.
+
+A job that would not wait (a worker free, nothing queued) runs in the calling thread under that
+worker's slot: the same bound on concurrent jobs and the same order, without handing the job to
+a worker thread and its result back (two thread wake-ups per call, about a tenth of a small
+prediction's time on the server).
 """
 
 from __future__ import annotations
@@ -48,6 +53,18 @@ class Executor:
             with self._cond:
                 if self._stopped:
                     raise Overloaded("the service is shutting down; retry shortly")
+                inline = not self._turns and self._running < self.workers
+                if inline:
+                    self._running += 1
+            if inline:
+                try:
+                    return fn()
+                finally:
+                    with self._cond:
+                        self._running -= 1
+                        if self._turns:  # work queued meanwhile: the slot is free for it now
+                            self._cond.notify()
+            with self._cond:
                 if tenant not in self._queues:
                     self._queues[tenant] = deque()
                     self._turns.append(tenant)
@@ -64,10 +81,12 @@ class Executor:
 
     def _next(self) -> tuple[Callable[[], Any], Future[Any]] | None:
         with self._cond:
-            while not self._turns and not self._stopped:
+            # a free slot as well as work: jobs run in the callers' threads count too
+            while not self._stopped and (not self._turns or self._running >= self.workers):
                 self._cond.wait()
             if self._stopped:
                 return None
+            self._running += 1
             tenant = self._turns.popleft()
             queue = self._queues[tenant]
             job = queue.popleft()
@@ -80,17 +99,15 @@ class Executor:
     def _work(self) -> None:
         while (job := self._next()) is not None:
             fn, future = job
-            if not future.set_running_or_notify_cancel():
-                continue
-            with self._cond:
-                self._running += 1
             try:
-                future.set_result(fn())
+                if future.set_running_or_notify_cancel():
+                    future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
                 future.set_exception(exc)
             finally:
                 with self._cond:
                     self._running -= 1
+                    self._cond.notify()
 
     def shutdown(self) -> None:
         with self._cond:

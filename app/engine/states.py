@@ -5,6 +5,7 @@ expiry, orphan collection, store binding) uses it directly."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 from app.core.errors import ArtifactCorrupt, StateMissing, StoreUnavailable
 from app.core.metrics import Metrics
@@ -17,7 +18,9 @@ from app.storage.artifacts import (
     ArtifactStoreUnavailable,
     decode_state,
     encode_state,
+    sha256_hex,
 )
+from app.storage.tiered import InlineStaging, TieredArtifactStore
 
 
 class StoredStates:
@@ -47,11 +50,21 @@ class StoredStates:
         self._gauge_cache()
         return state
 
-    def keep(self, state: State) -> tuple[str, int]:
+    def staging(self, session: Any) -> InlineStaging | None:
+        """Where the store keeps small states in the database: their writes joined to
+        ``session``'s transaction (see :meth:`keep`); None otherwise."""
+        return self._store.staging(session) if isinstance(self._store, TieredArtifactStore) else None
+
+    def keep(self, state: State, staging: InlineStaging | None = None) -> tuple[str, int]:
         """Store a new state durably (before any row may reference it) and cache it: its sha256
-        and its size in bytes."""
+        and its size in bytes. With ``staging``, a small state is written by the caller's
+        transaction instead, durable when (and only if) the row that references it commits."""
         artifact = encode_state(state)
         try:
+            if staging is not None and staging.stage(sha256 := sha256_hex(artifact), artifact):
+                self._cache.put(sha256, state)
+                self._gauge_cache()
+                return sha256, len(artifact)
             sha256 = self._store.put(artifact)
         except ArtifactStoreUnavailable as exc:
             raise StoreUnavailable(f"the artifact store did not answer ({exc}); nothing was "

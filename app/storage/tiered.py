@@ -7,6 +7,10 @@ states in ``inline_states`` (content-addressed: key = sha256, checked on every r
 (``METASERVE_INLINE_STATE_BYTES``; 0 = everything in the large store). Both answer the same
 :class:`~app.storage.artifacts.ArtifactStore` interface, so expiry, orphan collection and
 release work unchanged.
+
+:class:`InlineStaging` writes a small state with the caller's own transaction instead: the state
+becomes durable exactly when the row that references it commits (one commit, no store write of
+its own, and never a row without its state nor a state left behind by a failed commit).
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -77,6 +82,31 @@ class DatabaseArtifactStore:
         return 0
 
 
+# INSERT ... ON CONFLICT (sha256) DO UPDATE, where the database has it: a state stored by a
+# concurrent transaction is refreshed (its grace period restarts), never a duplicate-key error
+UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+class InlineStaging:
+    """Small states added to ``session``'s transaction (content-addressed, as the store's own)."""
+
+    def __init__(self, session: Session, max_bytes: int) -> None:
+        self.session, self.max_bytes = session, max_bytes
+
+    def stage(self, sha256: str, data: bytes) -> bool:
+        """Add ``data`` to the caller's transaction; False when it is too large to live inline."""
+        if len(data) > self.max_bytes:
+            return False
+        now = datetime.now(UTC)
+        upsert = UPSERTS.get(self.session.get_bind().dialect.name)
+        if upsert is None:
+            self.session.merge(InlineStateRow(sha256=sha256, data=data, stored_at=now))
+        else:
+            self.session.execute(upsert(InlineStateRow).values(sha256=sha256, data=data, stored_at=now)
+                                 .on_conflict_do_update(index_elements=["sha256"], set_={"stored_at": now}))
+        return True
+
+
 class TieredArtifactStore:
     """States up to ``max_inline_bytes`` in ``inline``, larger ones in ``large``."""
 
@@ -90,6 +120,10 @@ class TieredArtifactStore:
 
     def put(self, data: bytes) -> str:
         return (self.inline if len(data) <= self.max_inline_bytes else self.large).put(data)
+
+    def staging(self, session: Session) -> InlineStaging:
+        """Small states written with ``session``'s transaction (larger ones: ``put``)."""
+        return InlineStaging(session, self.max_inline_bytes)
 
     def get(self, sha256: str) -> bytes:
         try:

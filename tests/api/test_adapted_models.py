@@ -106,12 +106,13 @@ def test_get_list_delete(client):
         assert r.status_code == 404 and r.headers["content-type"] == PROBLEM
 
 
-def test_identical_states_share_one_artifact_until_the_last_delete(settings):
+@pytest.mark.parametrize("inline_bytes", [0, 16_384], ids=["file", "inline"])
+def test_identical_states_share_one_artifact_until_the_last_delete(settings, inline_bytes):
     from fastapi.testclient import TestClient
 
     from app.main import create_app
 
-    settings = settings.model_copy(update={"orphan_grace_seconds": 0})
+    settings = settings.model_copy(update={"orphan_grace_seconds": 0, "inline_state_bytes": inline_bytes})
     with TestClient(create_app(settings)) as client:
         shared_artifact_lifecycle(client, settings)
 
@@ -124,7 +125,8 @@ def test_a_young_unreferenced_artifact_waits_for_the_sweep(settings):
 
     from app.main import create_app
 
-    settings = settings.model_copy(update={"orphan_grace_seconds": 3.0, "sweep_interval_seconds": 0.2})
+    settings = settings.model_copy(update={"orphan_grace_seconds": 3.0, "sweep_interval_seconds": 0.2,
+                                           "inline_state_bytes": 0})  # the file store's lifecycle
     with TestClient(create_app(settings)) as client:
         ident = adapt(client, "sinusoid-hypernet").json()["id"]
         assert client.delete(f"/v1/adapted-models/{ident}").status_code == 204
@@ -139,13 +141,16 @@ def test_a_young_unreferenced_artifact_waits_for_the_sweep(settings):
 def shared_artifact_lifecycle(client, settings):
     a = adapt(client, "sinusoid-hypernet").json()["id"]
     b = adapt(client, "sinusoid-hypernet").json()["id"]
+    states = client.app.state.engine.states
+    stored = list(states.stored_states())
+    assert len(stored) == 1
     files = list(settings.artifacts_dir.glob("*/*.safetensors"))
-    assert len(files) == 1
+    assert len(files) == (1 if settings.inline_state_bytes == 0 else 0)  # small: inline, else a file
     client.delete(f"/v1/adapted-models/{a}")
-    assert files[0].exists()
+    assert states.has_state(stored[0])
     assert client.post(f"/v1/adapted-models/{b}/predictions", json={"inputs": [[0.0]]}).status_code == 200
     client.delete(f"/v1/adapted-models/{b}")
-    assert not files[0].exists()
+    assert not states.has_state(stored[0]) and not any(f.exists() for f in files)
 
 
 def test_expired_models_are_not_found(client):

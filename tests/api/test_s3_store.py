@@ -48,7 +48,8 @@ def test_s3_and_local_stores_are_different_stores(settings, s3_store_settings):
 
 
 def test_an_unreachable_store_is_503_not_500(settings, s3_store_settings, seaweedfs):
-    s3 = settings.model_copy(update=s3_store_settings)
+    # every state in S3 (small ones would otherwise live in the database)
+    s3 = settings.model_copy(update={**s3_store_settings, "inline_state_bytes": 0})
     with TestClient(create_app(s3)) as client:
         ident = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml",
                                                         "support": sine_support()}).json()["id"]

@@ -19,7 +19,7 @@ def count_rows(client) -> int:
 
 def test_a_server_on_another_data_directory_refuses_to_serve_and_deletes_nothing(settings, tmp_path):
     right = settings.model_copy(update={"data_dir": tmp_path / "right", "orphan_grace_seconds": 0,
-                                        "sweep_interval_seconds": 0})
+                                        "sweep_interval_seconds": 0, "inline_state_bytes": 0})
     # the wrong server would sweep and collect at once if it were allowed to
     wrong = right.model_copy(update={"data_dir": tmp_path / "typo", "sweep_interval_seconds": 0.1})
     ids = []

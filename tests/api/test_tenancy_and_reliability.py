@@ -163,7 +163,8 @@ def test_expired_rows_not_yet_swept_do_not_count_against_the_quota(settings):
 
 
 def test_expiry_sweep_removes_rows_and_artifacts(settings):
-    s = settings.model_copy(update={"sweep_interval_seconds": 0.2, "orphan_grace_seconds": 0})
+    s = settings.model_copy(update={"sweep_interval_seconds": 0.2, "orphan_grace_seconds": 0,
+                                    "inline_state_bytes": 0})  # states as files
     with TestClient(create_app(s)) as c:
         ident = adapt(c).json()["id"]
         assert list(s.artifacts_dir.glob("*/*.safetensors"))
@@ -180,7 +181,7 @@ def test_expiry_sweep_removes_rows_and_artifacts(settings):
 
 
 def test_startup_collects_orphans_keeps_rows_and_refuses_corrupt_artifacts(settings):
-    s = settings.model_copy(update={"orphan_grace_seconds": 0})
+    s = settings.model_copy(update={"orphan_grace_seconds": 0, "inline_state_bytes": 0})
     with TestClient(create_app(s)) as c:
         kept = adapt(c).json()["id"]
         vanished = c.post("/v1/adapted-models", json={

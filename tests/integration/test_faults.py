@@ -16,10 +16,13 @@ from tests.integration.test_uvicorn_restart import new_key
 from tests.live_server import Server
 
 
-def test_sigkill_mid_flight_loses_nothing_acknowledged(postgres_url, tmp_path):
+@pytest.mark.parametrize("inline_bytes", ["0", "16384"], ids=["files", "inline"])
+def test_sigkill_mid_flight_loses_nothing_acknowledged(postgres_url, tmp_path, inline_bytes):
+    """States as files (two fsyncs, then the row) or inline (written by the row's commit)."""
     upgrade(postgres_url)
     data = tmp_path / "var"
-    server = Server(postgres_url, data, METASERVE_ORPHAN_GRACE_SECONDS="0")
+    server = Server(postgres_url, data, METASERVE_ORPHAN_GRACE_SECONDS="0",
+                    METASERVE_INLINE_STATE_BYTES=inline_bytes)
     server.start()
     key = new_key(server, "acme")
     headers = {"Authorization": f"Bearer {key}"}
@@ -66,9 +69,11 @@ def test_sigkill_mid_flight_loses_nothing_acknowledged(postgres_url, tmp_path):
     engine = create_engine(postgres_url)
     with engine.connect() as conn:
         shas = set(conn.execute(text("SELECT DISTINCT artifact_sha256 FROM adapted_models")).scalars())
+        inline = set(conn.execute(text("SELECT sha256 FROM inline_states")).scalars())
     engine.dispose()
     files = {p.stem for p in (data / "artifacts").glob("*/*.safetensors")}
-    assert files == shas, "an artifact without a row or a row without an artifact remains"
+    assert files | inline == shas, "an artifact without a row or a row without an artifact remains"
+    assert not (inline if inline_bytes == "0" else files), "a state in the other store"
     assert not list((data / "artifacts").glob("*/.*.tmp"))
     server.stop(signal.SIGKILL)
 

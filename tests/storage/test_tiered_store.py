@@ -50,3 +50,34 @@ def test_inline_states_are_checked_and_age_like_files(store):
         session.commit()
     with pytest.raises(ArtifactCorrupted):
         store.get(sha)
+
+
+def test_staged_states_are_durable_only_with_the_callers_commit(store):
+    """A small state written by the caller's transaction: there after the commit, gone with a
+    rollback; a large one is refused (the caller stores it with ``put``)."""
+    small = b"s" * 1000
+    sha = sha256_hex(small)
+    with store.inline.factory() as session:
+        staging = store.staging(session)
+        assert staging.stage(sha, small)
+        assert not staging.stage(sha256_hex(b"L" * 5000), b"L" * 5000)
+        session.rollback()
+    assert not store.exists(sha)
+    with store.inline.factory() as session:
+        assert store.staging(session).stage(sha, small)
+        session.commit()
+    assert store.get(sha) == small and not store.large.exists(sha)
+
+
+def test_staging_a_stored_state_refreshes_it(store):
+    """The same content staged again (a second model with the same state, or a concurrent one)
+    is one row whose age restarts, never a duplicate-key error at commit."""
+    small = b"s" * 1000
+    sha = store.put(small)
+    time.sleep(0.05)
+    with store.inline.factory() as session:
+        assert store.staging(session).stage(sha, small)
+        session.commit()
+    assert store.age_seconds(sha) < 0.05
+    with store.inline.factory() as session:
+        assert session.query(InlineStateRow).count() == 1

@@ -172,3 +172,42 @@ def test_batch_choice_probes_while_off_and_returns_when_batches_get_cheaper():
         choice.record("k", 1, 0.004)
         choice.record("k", 8, 0.008)  # 1 ms per task batched, 4 ms alone
     assert choice.batch("k") and choice.decisions() == {"k": True}
+
+
+def test_a_job_that_would_not_wait_runs_in_the_callers_thread():
+    ex = Executor(workers=2, max_queue=8, torch_threads=1)
+    assert ex.run(threading.get_ident) == threading.get_ident()
+    with pytest.raises(ValueError, match="inline"):  # failures reach the caller as before
+        ex.run(lambda: (_ for _ in ()).throw(ValueError("inline")))
+    assert not ex.busy()
+    ex.shutdown()
+
+
+def test_jobs_in_callers_threads_and_workers_together_stay_within_the_bound():
+    """Jobs run inline or by the workers, never more than ``workers`` at once, and every one
+    runs exactly once."""
+    ex = Executor(workers=2, max_queue=64, torch_threads=1)
+    lock, running, peak, done = threading.Lock(), [0], [0], []
+
+    def job(i):
+        def run():
+            with lock:
+                running[0] += 1
+                peak[0] = max(peak[0], running[0])
+            time.sleep(0.005)
+            with lock:
+                running[0] -= 1
+            done.append(i)
+            return i
+        return run
+
+    results = {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, ex.run(job(i), tenant=f"t{i % 3}")))
+               for i in range(40)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == {i: i for i in range(40)} and sorted(done) == list(range(40))
+    assert peak[0] == 2
+    ex.shutdown()
