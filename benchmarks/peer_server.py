@@ -14,7 +14,9 @@ Each round measures every server in turn (the order rotates between rounds): seq
 (p50 of the two requests' wall time, and of each request), then ``--clients`` concurrent clients
 (wall time / tasks); learn2learn in-process (``l2l_peer.py``) once per round. Figures are the
 median over rounds with their min-max; ratios are taken within each round, then summarised the
-same way. With ``--photos DIR`` (default ``$METASERVE_IMAGES_DIR/dtd10`` when it exists;
+same way. Metaserve also answers its default request (options left out: sinusoid-maml's newest
+version chooses its steps, ``auto``) each round, timed with the mean steps chosen. With
+``--photos DIR`` (default ``$METASERVE_IMAGES_DIR/dtd10`` when it exists;
 ``--photos none`` skips it), the same Metaserve server also serves photo-protonet: 5-way 5-shot
 adaptations and 1- and 16-photo predictions of new 640x480 JPEGs each round, beside the in-process
 cost of one photo (decode + resize, backbone), so the service's share of a photo request shows.
@@ -98,6 +100,26 @@ def sequential(url: str, headers: dict, tasks: int, seed: int) -> dict:
                 predict.append(t2 - t1)
     return {"task_ms": 1000 * statistics.median(task), "adapt_ms": 1000 * statistics.median(adapt),
             "predict_100_ms": 1000 * statistics.median(predict)}
+
+
+def default_request(url: str, headers: dict, tasks: int, seed: int) -> dict:
+    """Metaserve's default request (options left out: sinusoid-maml's newest version chooses its
+    steps, ``auto``): p50 ms of the adaptation and the mean steps chosen."""
+    rng = torch.Generator().manual_seed(seed)
+    times, steps = [], []
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+        for i in range(tasks + WARM):
+            create, _ = task_bodies(rng)
+            create = {k: v for k, v in create.items() if k != "options"}
+            t0 = time.perf_counter()
+            r = client.post("/v1/adapted-models", json=create)
+            elapsed = time.perf_counter() - t0
+            r.raise_for_status()
+            if i >= WARM:
+                times.append(elapsed)
+                steps.append(r.json()["adaptation"]["steps"])
+    return {"default_request_adapt_ms": 1000 * statistics.median(times),
+            "default_request_mean_steps": statistics.fmean(steps)}
 
 
 def concurrent(url: str, headers: dict, tasks: int, clients: int, seed: int) -> float:
@@ -202,6 +224,9 @@ def main() -> None:
                     rows[name].setdefault(key, []).append(value)
                 rows[name].setdefault(f"concurrent_{args.clients}_ms_per_task", []).append(
                     concurrent(urls[name], headers, args.tasks, args.clients, seed=r))
+            for key, value in default_request(urls["metaserve"], metaserve.headers, args.tasks // 2,
+                                              seed=r).items():
+                rows["metaserve"].setdefault(key, []).append(value)
             if photos is not None:
                 for key, value in photo_rows(urls["metaserve"], metaserve.headers, photos,
                                              args.photo_requests).items():

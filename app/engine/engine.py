@@ -152,17 +152,20 @@ class ServingEngine:
         limits = reg.limits
         ceiling = min(limits.max_steps, limits.max_example_steps // max(task.x.shape[0], 1))
 
-        def choose() -> int:
-            return reg.strategy.choose(reg.learner, self._in(task.x), self._in(task.y), task.ways,
-                                       ceiling)
+        def choose() -> tuple[int, State]:
+            return reg.strategy.choose_with_first_step(reg.learner, self._in(task.x), self._in(task.y),
+                                                       task.ways, ceiling)
 
-        return replace(task, steps=self.executor.run(choose, tenant=task.tenant))
+        steps, first_step = self.executor.run(choose, tenant=task.tenant)
+        if steps < 1 or not reg.learner.continues:
+            return replace(task, steps=steps)
+        return replace(task, steps=steps, first_step=first_step)
 
     def _adapt_admitted(self, task: PreparedTask, staging: InlineStaging | None) -> Adaptation:
         reg = task.learner
         if task.steps_chosen_by == "strategy":
             task = self._choose_steps(task)
-        if task.progress is None and self.batch_choice.batch(("adapt", reg.ref)):
+        if task.progress is None and task.first_step is None and self.batch_choice.batch(("adapt", reg.ref)):
             key = ("adapt", reg.ref, codec_of(reg).batch_key(task.x), tuple(task.y.shape),
                    task.ways, task.steps)
             state, report = self.adapt_batcher.submit(key, task)
@@ -220,7 +223,10 @@ class ServingEngine:
             options = AdaptOptions(steps=first.steps, progress=first.progress)
             xs, ys = [self._in(t.x) for t in tasks], [self._in(t.y) for t in tasks]
             outputs: list[Tensor | None] = [None] * len(tasks)  # on the support set, if given
-            if len(tasks) == 1:
+            if first.first_step is not None:  # auto: carry on from the step taken while choosing
+                states = [learner.adapt_from(self._in(first.first_step), xs[0], ys[0], first.ways,
+                                             first.steps - 1)]
+            elif len(tasks) == 1:
                 state, outputs[0] = learner.adapt_with_support_outputs(xs[0], ys[0], first.ways, options)
                 states = [state]
             else:

@@ -37,6 +37,8 @@ class PreparedTask:
     tenant: str = ""  # whose work it is (fair scheduling)
     progress: Callable[[float], None] | None = None  # told the fraction done (long adaptations)
     steps_chosen_by: str = "default"  # "request" | "default" | "strategy" (auto: chosen in a worker)
+    # auto: the state after the first inner step, taken while choosing (the adaptation carries on)
+    first_step: State | None = None
 
 
 class AdaptationReport(BaseModel):

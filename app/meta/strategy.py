@@ -121,8 +121,15 @@ class StepStrategy:
     def choose(self, learner: MetaLearner, x: Tensor, y: Tensor, ways: int,
                max_steps: int) -> int:
         """Serve: the step count for this support set, never above ``max_steps``."""
+        return self.choose_with_first_step(learner, x, y, ways, max_steps)[0]
+
+    def choose_with_first_step(self, learner: MetaLearner, x: Tensor, y: Tensor, ways: int,
+                               max_steps: int) -> tuple[int, AdaptedState]:
+        """``choose``, and the state after the one inner step that reading the task took:
+        learners that ``continue`` carry on from it instead of taking that step again."""
         affordable = [k for k in self.candidates if k <= max_steps]
-        return self.decide(task_features(learner, x, y, ways), affordable)
+        trace = step_trace(learner, x, y, ways, 1)
+        return self.decide(task_features(learner, x, y, ways, trace), affordable), trace[1]
 
     def save(self, path: Path) -> None:
         save_file({k: v.contiguous() for k, v in self.tensors.items()}, str(path))

@@ -65,8 +65,10 @@ def predict(c: TestClient, ident: str) -> list[float]:
 def test_leaving_steps_out_uses_the_strategy_and_equals_those_steps_given_explicitly(auto_client):
     c = auto_client
     described = c.get(f"/v1/meta-learners/{NAME}").json()
-    assert described["adaptation_defaults"] == {"steps": "auto", "fallback_steps": 10,
-                                                "step_candidates": [1, 3, 10, 20]}
+    defaults = described["adaptation_defaults"]
+    assert {k: defaults[k] for k in ("steps", "fallback_steps", "step_candidates")} == {
+        "steps": "auto", "fallback_steps": 10, "step_candidates": [1, 3, 10, 20]}
+    assert "step_candidates" in defaults["auto_cost"]
     auto = adapt(c, NAME)
     assert auto["adaptation"]["steps"] == 3 and auto["adaptation"]["steps_chosen_by"] == "strategy"
     explicit = adapt(c, NAME, steps=3)
@@ -122,3 +124,24 @@ def test_a_strategy_file_that_does_not_match_its_checksum_refuses_the_version(se
         described = c.get(f"/v1/meta-learners/{NAME}").json()
         assert described["version"] == "1.0.0"  # 1.1.0 refused, 1.0.0 serves
         assert c.get(f"/v1/meta-learners/{NAME}@1.1.0").status_code == 404
+
+
+def test_auto_carries_on_from_the_step_taken_while_choosing(auto_client):
+    """The strategy reads the task after one inner step; the adaptation takes the remaining
+    steps from there instead of starting over."""
+    c = auto_client
+    reg = c.app.state.engine.registry.resolve(f"{NAME}@1.1.0")
+    calls = []
+    carry_on = reg.learner.adapt_from
+
+    def counted(state, x, y, ways, steps):
+        calls.append(steps)
+        return carry_on(state, x, y, ways, steps)
+
+    reg.learner.adapt_from = counted
+    try:
+        auto = adapt(c, NAME)
+    finally:
+        del reg.learner.adapt_from
+    assert auto["adaptation"]["steps"] == 3 and calls == [2]
+    assert predict(c, auto["id"]) == predict(c, adapt(c, NAME, steps=3)["id"])

@@ -6,6 +6,7 @@ import math
 
 import torch
 
+from app.meta.algorithms import AdaptOptions
 from app.meta.checkpoint import load_meta_learner
 from app.meta.strategy import FEATURES, StepStrategy, step_trace, task_features
 from metaserve_train.strategy_training import Outcomes, choose_margin, fit, measure
@@ -27,6 +28,23 @@ def test_a_trace_holds_the_state_after_every_step_exactly():
         direct = learner.adapt_params(learner.frozen(), x, y, 0, k)
         for name, value in direct.items():
             torch.testing.assert_close(trace[k][name], value.detach(), rtol=0, atol=0)
+
+
+def test_an_adaptation_carried_on_from_its_first_step_equals_one_taken_at_once():
+    """What auto does: the first step (taken while choosing) and k - 1 more equal k steps,
+    bit for bit, for MAML and Meta-SGD (learned per-parameter rates)."""
+    for name in ("sinusoid-maml", "sinusoid-metasgd"):
+        learner, _ = load_meta_learner(REPO / "models" / name)
+        assert learner.continues
+        x, y = sine_task(2)
+        strategy = StepStrategy.initial([1, 3, 10], 10, torch.zeros(len(FEATURES)), torch.ones(len(FEATURES)))
+        chosen, first = strategy.choose_with_first_step(learner, x, y, 0, max_steps=50)
+        assert chosen in (1, 3, 10)
+        for k in (1, 3, 10):
+            carried = learner.adapt_from(first, x, y, 0, k - 1)
+            direct = learner.adapt(x, y, 0, AdaptOptions(steps=k))
+            for key, value in direct.items():
+                torch.testing.assert_close(carried[key], value, rtol=0, atol=0)
 
 
 def test_features_are_finite_and_named():

@@ -36,7 +36,10 @@ def adaptation_defaults(reg: RegisteredLearner) -> dict:
     defaults = reg.spec.adaptation_defaults.model_dump(exclude_none=True)
     if reg.strategy is not None:
         defaults = {"steps": "auto", "fallback_steps": reg.strategy.default,
-                    "step_candidates": reg.strategy.candidates}
+                    "step_candidates": reg.strategy.candidates,
+                    "auto_cost": "the chosen number of steps (one of step_candidates, often more "
+                                 "than fallback_steps) plus two support-set losses to read the task; "
+                                 "the first step is shared. Send steps to pay for exactly that many"}
     return defaults
 
 

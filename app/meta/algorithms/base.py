@@ -46,6 +46,7 @@ class MetaLearner(ABC):
     has_steps: ClassVar[bool] = False
     batchable: ClassVar[bool] = True  # adapt_batch (vmap) gives the same states as adapt
     gives_std: ClassVar[bool] = False  # predict_with_std gives a predictive standard deviation
+    continues: ClassVar[bool] = False  # adapt_from carries on from a partly adapted state
     extends: ClassVar[bool] = False  # extend adds examples exactly (memory-based learners)
     hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters  # what it reads, typed
 
@@ -139,6 +140,11 @@ class MetaLearner(ABC):
         on the support set (exactly ``predict(state, x)``), which spares the service's report
         a second forward pass; None where it does not."""
         return self.adapt(x, y, ways, options), None
+
+    def adapt_from(self, state: AdaptedState, x: Tensor, y: Tensor, ways: int, steps: int) -> AdaptedState:
+        """``steps`` more inner steps from ``state``, an adaptation of this support set stopped
+        early: what adapting with all the steps at once gives (families with ``continues``)."""
+        raise NotImplementedError(f"{self.name} cannot continue an adaptation")
 
     def _no_grad_unless_stepping(self) -> contextlib.AbstractContextManager:
         """Serving adaptation of a family without inner steps is a forward pass: run it without

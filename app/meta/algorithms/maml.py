@@ -26,6 +26,7 @@ class MAML(MetaLearner):
     hyperparameters = GradientHyperparameters
     family = "optimization"
     has_steps = True
+    continues = True
 
     def weights(self, params: dict[str, Tensor]) -> dict[str, Tensor]:
         """The network's weights among the meta-parameters."""
@@ -58,6 +59,15 @@ class MAML(MetaLearner):
         fast, task_loss, lrs = self.inner_problem(params, x.shape[0], ways)
         first_order = self.hp.first_order
         return gradient_descent(lambda p: task_loss(p, x, y), fast, lrs, steps, first_order)
+
+    def adapt_from(self, state: AdaptedState, x: Tensor, y: Tensor, ways: int, steps: int) -> AdaptedState:
+        """The inner loop carried on from ``state`` with the meta-learned rates: each step
+        depends only on the weights it starts from, so k steps and then ``steps`` more are the
+        same computation as k + ``steps`` at once."""
+        _, task_loss, lrs = self.inner_problem(self.frozen(), x.shape[0], ways)
+        fast = {k: v.detach() for k, v in state.items()}
+        adapted = gradient_descent(lambda p: task_loss(p, x, y), fast, lrs, steps, self.hp.first_order)
+        return {k: v.detach().contiguous() for k, v in adapted.items()}
 
     def adapt_params_batch(
         self, params: dict[str, Tensor], xs: Tensor, ys: Tensor, ways: int, steps: int
