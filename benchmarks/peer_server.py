@@ -40,7 +40,7 @@ import httpx
 import torch
 
 from benchmarks.peer import PEER_SCRIPT, PEERS_DIR, QUERIES, SHOTS, STEPS, peer_ms, task_bodies
-from benchmarks.server import BenchServer, free_port
+from benchmarks.server import REPO, BenchServer, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAIVE_SCRIPT = PEERS_DIR / "naive_server.py"
@@ -195,6 +195,9 @@ def main() -> None:
                         help="Metaserve with an API key on every request (as deployed) or keys off")
     parser.add_argument("--photos", default=None, help="photo class folders; 'none' skips the photo rows")
     parser.add_argument("--photo-requests", type=int, default=10)
+    parser.add_argument("--metaserve-repo", type=Path, default=None,
+                        help="serve Metaserve from this checkout (a before/after comparison)")
+    parser.add_argument("--out", type=Path, default=RESULTS / "peer_server.json")
     args = parser.parse_args()
     photos = None
     if args.photos != "none":
@@ -208,7 +211,8 @@ def main() -> None:
             raise SystemExit(f"{folder}: no such folder of photo classes")
     if not PEER_SCRIPT.is_file():
         raise SystemExit(f"{PEER_SCRIPT} not found: set METASERVE_PEERS_DIR")
-    metaserve = BenchServer(METASERVE_AUTH_ENABLED="true" if args.auth == "on" else "false",
+    metaserve = BenchServer(repo=args.metaserve_repo or REPO,
+                            METASERVE_AUTH_ENABLED="true" if args.auth == "on" else "false",
                             METASERVE_RATE_LIMIT_PER_MINUTE="0", METASERVE_MAX_REQUESTS_PER_CLIENT="0")
     servers = {"naive": NaiveServer(args.peer_python, durable=False),
                "naive_durable": NaiveServer(args.peer_python, durable=True), "metaserve": metaserve}
@@ -264,8 +268,8 @@ def main() -> None:
             "sequential_vs_learn2learn_in_process": ratios("learn2learn_in_process", "task_ms"),
             f"{args.clients}_clients_vs_learn2learn_in_process": ratios("learn2learn_in_process", many, "task_ms"),
         }}
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "peer_server.json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
     for name, row in report["rows_ms"].items():
         print(f"{name:28s} " + "  ".join(f"{k} {v['median']:.2f} [{v['min']:.2f}-{v['max']:.2f}]"
                                           for k, v in row.items()))

@@ -26,12 +26,14 @@ def free_port() -> int:
 class BenchServer:
     """``with BenchServer(database_url) as url: ...`` (SQLite in a temp dir by default)."""
 
-    def __init__(self, database_url: str | None = None, **env: str) -> None:
+    def __init__(self, database_url: str | None = None, repo: Path = REPO, **env: str) -> None:
+        """``repo``: the checkout whose code serves (another one, for before/after runs)."""
+        self.repo = Path(repo)
         self.tmp = tempfile.TemporaryDirectory()
         self.port = free_port()
         self.env = {**os.environ, "METASERVE_DATA_DIR": self.tmp.name,
                     "METASERVE_PORT": str(self.port), "METASERVE_LOG_LEVEL": "warning",
-                    "METASERVE_MODELS_DIR": str(REPO / "models"), **env}
+                    "METASERVE_MODELS_DIR": str(self.repo / "models"), **env}
         self.schema_owner: str | None = None
         if database_url and database_url.startswith("postgresql"):
             # a schema of its own for each run: the run's database and its temporary artifact
@@ -50,14 +52,14 @@ class BenchServer:
         self.headers: dict[str, str] = {}
 
     def __enter__(self) -> str:
-        subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=self.env, cwd=REPO,
+        subprocess.run([sys.executable, "-m", "app.cli", "db", "upgrade"], env=self.env, cwd=self.repo,
                        check=True, capture_output=True)
         if self.env.get("METASERVE_AUTH_ENABLED", "true").lower() not in ("false", "0", "no"):
             out = subprocess.run([sys.executable, "-m", "app.cli", "keys", "create", "--tenant", "bench"],
-                                 env=self.env, cwd=REPO, check=True, capture_output=True, text=True)
+                                 env=self.env, cwd=self.repo, check=True, capture_output=True, text=True)
             self.headers = {"Authorization": "Bearer " + out.stdout.split("key (shown once): ")[1].strip()}
         self.proc = subprocess.Popen([sys.executable, "-m", "app.cli", "serve"], env=self.env,
-                                     cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                     cwd=self.repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         url = f"http://127.0.0.1:{self.port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
