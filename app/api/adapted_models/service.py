@@ -141,7 +141,7 @@ def create(*, session: Session, engine: ServingEngine, settings: Settings,
     else:
         with tracer.start_as_current_span("adapt", attributes={
                 "metaserve.adapted_model_id": row.id, "metaserve.meta_learner": reg.ref}):
-            # a small state joins this session's transaction: stored by the row's own commit
+            # a small state joins the row's transaction: stored by the row's own commit
             made = engine.adapt(task, tenant=tenant, staging=engine.states.staging(session))
         row.artifact_sha256, row.artifact_bytes = made.artifact_sha256, made.artifact_bytes
         row.labels, row.adaptation = made.labels, made.report.as_dict()
