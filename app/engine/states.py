@@ -61,11 +61,9 @@ class StoredStates:
         transaction instead, durable when (and only if) the row that references it commits."""
         artifact = encode_state(state)
         try:
-            if staging is not None and staging.stage(sha256 := sha256_hex(artifact), artifact):
-                self._cache.put(sha256, state)
-                self._gauge_cache()
-                return sha256, len(artifact)
-            sha256 = self._store.put(artifact)
+            sha256 = sha256_hex(artifact)
+            if staging is None or not staging.stage(sha256, artifact):
+                sha256 = self._store.put(artifact)
         except ArtifactStoreUnavailable as exc:
             raise StoreUnavailable(f"the artifact store did not answer ({exc}); nothing was "
                                    "created, retry shortly", retry_after=2) from exc
