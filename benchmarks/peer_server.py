@@ -39,7 +39,7 @@ from pathlib import Path
 import httpx
 import torch
 
-from benchmarks.peer import PEER_SCRIPT, PEERS_DIR, QUERIES, SHOTS, STEPS, peer_ms, task_bodies
+from benchmarks.peer import PEER_SCRIPT, PEERS_DIR, QUERIES, SHOTS, STEPS, one_task, peer_ms, task_bodies
 from benchmarks.server import REPO, BenchServer, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -132,11 +132,7 @@ def concurrent(url: str, headers: dict, tasks: int, clients: int, seed: int) -> 
         try:
             with httpx.Client(base_url=url, timeout=120, headers=headers) as client:
                 for _ in range(per_client):
-                    create, query = task_bodies(rng)
-                    r = client.post("/v1/adapted-models", json=create)
-                    r.raise_for_status()
-                    client.post(f"/v1/adapted-models/{r.json()['id']}/predictions",
-                                json=query).raise_for_status()
+                    one_task(client, rng)
         except BaseException as err:  # noqa: BLE001 - reported below
             errors.append(err)
 
