@@ -165,9 +165,9 @@ class ServingEngine:
         reg = task.learner
         if task.steps_chosen_by == "strategy":
             task = self._choose_steps(task)
-        if task.progress is None and task.first_step is None and self.batch_choice.batch(("adapt", reg.ref)):
+        if task.progress is None and self.batch_choice.batch(("adapt", reg.ref)):
             key = ("adapt", reg.ref, codec_of(reg).batch_key(task.x), tuple(task.y.shape),
-                   task.ways, task.steps)
+                   task.ways, task.steps, task.first_step is not None)
             state, report = self.adapt_batcher.submit(key, task)
         else:
             state, report = self._adapt_many(None, [task])[0]
@@ -224,8 +224,15 @@ class ServingEngine:
             xs, ys = [self._in(t.x) for t in tasks], [self._in(t.y) for t in tasks]
             outputs: list[Tensor | None] = [None] * len(tasks)  # on the support set, if given
             if first.first_step is not None:  # auto: carry on from the step taken while choosing
-                states = [learner.adapt_from(self._in(first.first_step), xs[0], ys[0], first.ways,
-                                             first.steps - 1)]
+                if len(tasks) == 1:
+                    states = [learner.adapt_from(self._in(first.first_step), xs[0], ys[0],
+                                                 first.ways, first.steps - 1)]
+                else:
+                    starts = {k: torch.stack([self._in(t.first_step[k]) for t in tasks])
+                              for k in first.first_step}
+                    stacked = learner.adapt_batch_from(starts, torch.stack(xs), torch.stack(ys),
+                                                       first.ways, first.steps - 1)
+                    states = [{k: v[j] for k, v in stacked.items()} for j in range(len(tasks))]
             elif len(tasks) == 1:
                 state, outputs[0] = learner.adapt_with_support_outputs(xs[0], ys[0], first.ways, options)
                 states = [state]

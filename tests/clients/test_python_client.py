@@ -116,10 +116,10 @@ def test_retries_honour_retry_after_on_429_and_503(live_server, monkeypatch):
     real = engine.adapt
     refusals = [RateLimitedProblem(), OverloadedProblem()]
 
-    def flaky(task, tenant):
+    def flaky(task, tenant, **options):
         if refusals:
             raise refusals.pop(0)
-        return real(task, tenant=tenant)
+        return real(task, tenant=tenant, **options)
 
     monkeypatch.setattr(engine, "adapt", flaky)
     with Client(live_server.url, api_key=live_server.key) as client:

@@ -47,6 +47,22 @@ def test_an_adaptation_carried_on_from_its_first_step_equals_one_taken_at_once()
                 torch.testing.assert_close(carried[key], value, rtol=0, atol=0)
 
 
+def test_a_batch_carried_on_from_each_tasks_first_step_equals_each_task_alone():
+    """Micro-batched auto requests: tasks stacked, each from its own first step, give what
+    each task carried on alone gives (to float rounding: one vmapped forward per step)."""
+    learner, _ = load_meta_learner(REPO / "models" / "sinusoid-metasgd")
+    strategy = StepStrategy.initial([1, 3, 10], 10, torch.zeros(len(FEATURES)), torch.ones(len(FEATURES)))
+    tasks = [sine_task(seed) for seed in (3, 4, 5)]
+    firsts = [strategy.choose_with_first_step(learner, x, y, 0, max_steps=50)[1] for x, y in tasks]
+    starts = {k: torch.stack([f[k] for f in firsts]) for k in firsts[0]}
+    batched = learner.adapt_batch_from(starts, torch.stack([x for x, _ in tasks]),
+                                       torch.stack([y for _, y in tasks]), 0, 4)
+    for j, ((x, y), first) in enumerate(zip(tasks, firsts, strict=True)):
+        alone = learner.adapt_from(first, x, y, 0, 4)
+        for key, value in alone.items():
+            torch.testing.assert_close(batched[key][j], value, rtol=1e-5, atol=1e-6)
+
+
 def test_features_are_finite_and_named():
     learner, _ = load_meta_learner(REPO / "models" / "sinusoid-maml")
     x, y = sine_task(1)

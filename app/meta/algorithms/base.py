@@ -146,6 +146,11 @@ class MetaLearner(ABC):
         early: what adapting with all the steps at once gives (families with ``continues``)."""
         raise NotImplementedError(f"{self.name} cannot continue an adaptation")
 
+    def adapt_batch_from(self, states: AdaptedState, xs: Tensor, ys: Tensor, ways: int,
+                         steps: int) -> AdaptedState:
+        """``adapt_from`` for many tasks of one shape at once (states and tasks on dim 0)."""
+        raise NotImplementedError(f"{self.name} cannot continue an adaptation")
+
     def _no_grad_unless_stepping(self) -> contextlib.AbstractContextManager:
         """Serving adaptation of a family without inner steps is a forward pass: run it without
         autograd's bookkeeping, as prediction does (the same values; on Conv4 it also takes the

@@ -14,7 +14,7 @@ from torch import Tensor
 
 from app.meta.algorithms.base import MetaLearner
 from app.meta.algorithms.hyperparameters import GradientHyperparameters
-from app.meta.algorithms.inner_loop import TaskLossFn, descend_tasks, gradient_descent
+from app.meta.algorithms.inner_loop import TaskLossFn, descend_tasks, descend_tasks_from, gradient_descent
 from app.meta.backbones import expand_head
 from app.meta.types import AdaptedState
 
@@ -67,6 +67,12 @@ class MAML(MetaLearner):
         _, task_loss, lrs = self.inner_problem(self.frozen(), x.shape[0], ways)
         fast = {k: v.detach() for k, v in state.items()}
         adapted = gradient_descent(lambda p: task_loss(p, x, y), fast, lrs, steps, self.hp.first_order)
+        return {k: v.detach().contiguous() for k, v in adapted.items()}
+
+    def adapt_batch_from(self, states: AdaptedState, xs: Tensor, ys: Tensor, ways: int,
+                         steps: int) -> AdaptedState:
+        _, task_loss, lrs = self.inner_problem(self.frozen(), xs.shape[1], ways)
+        adapted = descend_tasks_from(task_loss, states, lrs, steps, xs, ys)
         return {k: v.detach().contiguous() for k, v in adapted.items()}
 
     def adapt_params_batch(
