@@ -102,27 +102,14 @@ def floor_ms(tasks: int) -> float:
 
 def http_rows(url: str, tasks: int, clients: int) -> dict:
     rng = torch.Generator().manual_seed(2)
-    seq, adapt_overhead, predict10 = [], [], []
+    seq = []
     with httpx.Client(base_url=url, timeout=60) as client:
         for i in range(tasks + 20):
             t0 = time.perf_counter()
             one_task(client, rng)
             if i >= 20:
                 seq.append(time.perf_counter() - t0)
-        # per-request overhead: a small adaptation's wall time minus its compute, and a
-        # 10-input prediction
-        for i in range(tasks + 20):
-            x, y, _ = sine_task(rng)
-            t0 = time.perf_counter()
-            r = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-hypernet",
-                                                        "support": {"inputs": x, "targets": y}})
-            wall = time.perf_counter() - t0
-            ident = r.json()["id"]
-            t0 = time.perf_counter()
-            client.post(f"/v1/adapted-models/{ident}/predictions", json={"inputs": [[v / 3] for v in range(10)]})
-            if i >= 20:
-                adapt_overhead.append(wall * 1000 - r.json()["adaptation"]["duration_ms"])
-                predict10.append((time.perf_counter() - t0) * 1000)
+        overheads = overhead_rows(client, rng, tasks)
     done = 0
     lock = threading.Lock()
     per_client = max(tasks // clients, 4)
@@ -145,7 +132,28 @@ def http_rows(url: str, tasks: int, clients: int) -> dict:
     wall = time.perf_counter() - t0
     return {"sequential_ms_per_task_p50": 1000 * statistics.median(seq),
             f"concurrent_{clients}_ms_per_task": 1000 * wall / done,
-            "adapt_overhead_ms_p50": statistics.median(adapt_overhead),
+            **overheads}
+
+
+def overhead_rows(client: httpx.Client, rng: torch.Generator, tasks: int) -> dict:
+    """The service's own cost per request, p50 ms after a warm-up: a small adaptation's wall
+    time minus the compute it reports (sinusoid-hypernet: one forward), and a prediction of
+    10 inputs."""
+    adapt_overhead, predict10 = [], []
+    for i in range(tasks + 20):
+        x, y, _ = sine_task(rng)
+        t0 = time.perf_counter()
+        r = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-hypernet",
+                                                    "support": {"inputs": x, "targets": y}})
+        wall = time.perf_counter() - t0
+        r.raise_for_status()
+        t0 = time.perf_counter()
+        client.post(f"/v1/adapted-models/{r.json()['id']}/predictions",
+                    json={"inputs": [[v / 3] for v in range(10)]}).raise_for_status()
+        if i >= 20:
+            adapt_overhead.append(wall * 1000 - r.json()["adaptation"]["duration_ms"])
+            predict10.append((time.perf_counter() - t0) * 1000)
+    return {"adapt_overhead_ms_p50": statistics.median(adapt_overhead),
             "predict_10_ms_p50": statistics.median(predict10)}
 
 

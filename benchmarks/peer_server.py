@@ -15,12 +15,15 @@ Each round measures every server in turn (the order rotates between rounds): seq
 (wall time / tasks); learn2learn in-process (``l2l_peer.py``) once per round. Figures are the
 median over rounds with their min-max; ratios are taken within each round, then summarised the
 same way. Metaserve also answers its default request (options left out: sinusoid-maml's newest
-version chooses its steps, ``auto``) each round, timed with the mean steps chosen. With
+version chooses its steps, ``auto``) each round, timed with the mean steps chosen, and its own
+cost per request (``benchmarks.peer.overhead_rows``: a small adaptation minus its compute, a
+10-input prediction). With
 ``--photos DIR`` (default ``$METASERVE_IMAGES_DIR/dtd10`` when it exists;
 ``--photos none`` skips it), the same Metaserve server also serves photo-protonet: 5-way 5-shot
 adaptations and 1- and 16-photo predictions of new 640x480 JPEGs each round, beside the in-process
 cost of one photo (decode + resize, backbone), so the service's share of a photo request shows.
-Writes ``benchmarks/results/peer_server.json``.
+``--baseline LABEL=CHECKOUT`` also serves an older commit's Metaserve in the same rounds (before/after
+ratios taken round by round). Writes ``benchmarks/results/peer_server.json``.
 """
 
 from __future__ import annotations
@@ -39,7 +42,17 @@ from pathlib import Path
 import httpx
 import torch
 
-from benchmarks.peer import PEER_SCRIPT, PEERS_DIR, QUERIES, SHOTS, STEPS, one_task, peer_ms, task_bodies
+from benchmarks.peer import (
+    PEER_SCRIPT,
+    PEERS_DIR,
+    QUERIES,
+    SHOTS,
+    STEPS,
+    one_task,
+    overhead_rows,
+    peer_ms,
+    task_bodies,
+)
 from benchmarks.server import REPO, BenchServer, free_port
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -192,7 +205,10 @@ def main() -> None:
     parser.add_argument("--photos", default=None, help="photo class folders; 'none' skips the photo rows")
     parser.add_argument("--photo-requests", type=int, default=10)
     parser.add_argument("--metaserve-repo", type=Path, default=None,
-                        help="serve Metaserve from this checkout (a before/after comparison)")
+                        help="serve Metaserve from this checkout instead of this one")
+    parser.add_argument("--baseline", action="append", default=[], metavar="LABEL=CHECKOUT",
+                        help="also serve Metaserve from another checkout (an older commit: "
+                        "before/after in the same rounds); repeatable")
     parser.add_argument("--out", type=Path, default=RESULTS / "peer_server.json")
     args = parser.parse_args()
     photos = None
@@ -207,11 +223,20 @@ def main() -> None:
             raise SystemExit(f"{folder}: no such folder of photo classes")
     if not PEER_SCRIPT.is_file():
         raise SystemExit(f"{PEER_SCRIPT} not found: set METASERVE_PEERS_DIR")
-    metaserve = BenchServer(repo=args.metaserve_repo or REPO,
-                            METASERVE_AUTH_ENABLED="true" if args.auth == "on" else "false",
-                            METASERVE_RATE_LIMIT_PER_MINUTE="0", METASERVE_MAX_REQUESTS_PER_CLIENT="0")
+    def metaserve_of(repo: Path) -> BenchServer:
+        return BenchServer(repo=repo, METASERVE_AUTH_ENABLED="true" if args.auth == "on" else "false",
+                           METASERVE_RATE_LIMIT_PER_MINUTE="0", METASERVE_MAX_REQUESTS_PER_CLIENT="0")
+
+    metaserve = metaserve_of(args.metaserve_repo or REPO)
     servers = {"naive": NaiveServer(args.peer_python, durable=False),
                "naive_durable": NaiveServer(args.peer_python, durable=True), "metaserve": metaserve}
+    baselines = {}
+    for given in args.baseline:
+        label, _, checkout = given.partition("=")
+        if not label or not Path(checkout).is_dir():
+            raise SystemExit(f"--baseline {given!r}: expected LABEL=CHECKOUT (a folder)")
+        baselines[f"metaserve_{label}"] = checkout
+        servers[f"metaserve_{label}"] = metaserve_of(Path(checkout))
     rows: dict[str, dict[str, list[float]]] = {name: {} for name in [*servers, "learn2learn_in_process"]}
     urls = {name: server.__enter__() for name, server in servers.items()}
     try:
@@ -224,9 +249,13 @@ def main() -> None:
                     rows[name].setdefault(key, []).append(value)
                 rows[name].setdefault(f"concurrent_{args.clients}_ms_per_task", []).append(
                     concurrent(urls[name], headers, args.tasks, args.clients, seed=r))
-            for key, value in default_request(urls["metaserve"], metaserve.headers, args.tasks // 2,
-                                              seed=r).items():
-                rows["metaserve"].setdefault(key, []).append(value)
+            for name in ["metaserve", *baselines]:
+                url, headers = urls[name], servers[name].headers
+                measured = default_request(url, headers, args.tasks // 2, seed=r)
+                with httpx.Client(base_url=url, timeout=60, headers=headers) as client:
+                    measured.update(overhead_rows(client, torch.Generator().manual_seed(r), args.tasks // 2))
+                for key, value in measured.items():
+                    rows[name].setdefault(key, []).append(value)
             if photos is not None:
                 for key, value in photo_rows(urls["metaserve"], metaserve.headers, photos,
                                              args.photo_requests).items():
@@ -237,8 +266,8 @@ def main() -> None:
         for server in servers.values():
             server.__exit__(None, None, None)
 
-    def ratios(over: str, key: str, under_key: str | None = None) -> dict:
-        mine, theirs = rows["metaserve"][key], rows[over][under_key or key]
+    def ratios(over: str, key: str, under_key: str | None = None, server: str = "metaserve") -> dict:
+        mine, theirs = rows[server][key], rows[over][under_key or key]
         return summary([a / b for a, b in zip(mine, theirs, strict=True)])
 
     many = f"concurrent_{args.clients}_ms_per_task"
@@ -264,6 +293,16 @@ def main() -> None:
             "sequential_vs_learn2learn_in_process": ratios("learn2learn_in_process", "task_ms"),
             f"{args.clients}_clients_vs_learn2learn_in_process": ratios("learn2learn_in_process", many, "task_ms"),
         }}
+    for name, checkout in baselines.items():
+        commit = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+        report["metaserve"] += f"; {name}: the same, served from commit {commit or checkout}"
+        report["ratios"].update({
+            f"sequential_vs_{name}": ratios(name, "task_ms"),
+            f"{args.clients}_clients_vs_{name}": ratios(name, many),
+            f"default_request_adapt_vs_{name}": ratios(name, "default_request_adapt_ms"),
+            f"{name}_sequential_vs_naive_durable": ratios("naive_durable", "task_ms", server=name),
+            f"{name}_{args.clients}_clients_vs_naive_durable": ratios("naive_durable", many, server=name)})
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(report, indent=2) + "\n")
     for name, row in report["rows_ms"].items():
