@@ -34,7 +34,7 @@ from app.engine.admission import TenantAdmission
 from app.engine.batch_choice import BatchChoice
 from app.engine.batcher import MicroBatcher
 from app.engine.cache import StateCache
-from app.engine.executor import Executor
+from app.engine.executor import Executor, use_torch_threads
 from app.engine.preparation import codec_of, decode_inputs, prepare_examples, prepare_support
 from app.engine.registry import RegisteredLearner, Registry
 from app.engine.states import StoredStates
@@ -128,6 +128,7 @@ class ServingEngine:
     def prepare(self, reg: RegisteredLearner, inputs: list[Any], targets: list[Any],
                 steps: int | str | None) -> PreparedTask:
         """Validate and encode a support set (no database, no gradient work)."""
+        use_torch_threads(self.executor.torch_threads)  # decoding runs in the caller's thread
         return prepare_support(self.registry, reg, inputs, targets, steps, self.input_limits)
 
     def adapt(self, task: PreparedTask, tenant: str,
@@ -304,6 +305,7 @@ class ServingEngine:
             raise LimitExceeded(f"the predictions would take about {size} bytes, over the "
                                 f"{self.max_response_bytes}-byte response cap; ask for top_k "
                                 "probabilities or send fewer inputs")
+        use_torch_threads(self.executor.torch_threads)  # decoding runs in the caller's thread
         x = decode_inputs(reg, inputs, "inputs", self.input_limits)
         state = self.states.load(artifact_sha256)
         spread = None

@@ -211,3 +211,43 @@ def test_jobs_in_callers_threads_and_workers_together_stay_within_the_bound():
     assert results == {i: i for i in range(40)} and sorted(done) == list(range(40))
     assert peak[0] == 2
     ex.shutdown()
+
+
+def test_every_thread_that_runs_a_job_sets_torch_threads_before_its_first_job(monkeypatch):
+    """PyTorch keeps its intra-op thread count per thread: the callers' threads (inline jobs)
+    and the workers each set it, once, before they compute."""
+    import torch  # noqa: PLC0415
+
+    calls: list[tuple[int, int]] = []
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append((threading.get_ident(), n)))
+    ex = Executor(workers=1, max_queue=8, torch_threads=1)
+
+    def seen() -> bool:  # whether this thread had set the count when the job began
+        return (threading.get_ident(), 1) in calls
+
+    def in_fresh_thread(fn):
+        out = []
+        t = threading.Thread(target=lambda: out.append(fn()))
+        t.start()
+        t.join()
+        return out[0]
+
+    assert in_fresh_thread(lambda: ex.run(seen))  # inline, in a thread new to the executor
+    before = len(calls)
+    caller = in_fresh_thread(lambda: (ex.run(seen), ex.run(seen), threading.get_ident()))
+    assert caller[:2] == (True, True)
+    assert calls[before:].count((caller[2], 1)) == 1  # once per thread, not per job
+    gate, started = threading.Event(), threading.Event()
+    blocker = threading.Thread(target=lambda: ex.run(lambda: (started.set(), gate.wait(5))))
+    blocker.start()
+    started.wait(5)
+    queued = []
+    waiter = threading.Thread(target=lambda: queued.append(ex.run(lambda: (seen(), threading.get_ident()))))
+    waiter.start()
+    time.sleep(0.05)
+    gate.set()
+    blocker.join()
+    waiter.join()
+    ran_in_worker, worker = queued[0]
+    assert ran_in_worker and worker != waiter.ident  # a worker ran it, having set the count
+    ex.shutdown()
