@@ -191,6 +191,7 @@ class ServingEngine:
             raise ExamplesNotSupported(
                 f"{reg.ref} ({reg.spec.algorithm}, {reg.spec.family}) cannot add examples to an "
                 "adapted model exactly; adapt a new model on the whole support set instead")
+        use_torch_threads(self.executor.torch_threads)  # decoding runs in the caller's thread
         x, y, ways, new_labels = prepare_examples(reg, labels, inputs, targets, self.input_limits)
         state = self.states.load(artifact_sha256)
         if not learner.can_extend(state):
@@ -224,21 +225,21 @@ class ServingEngine:
             options = AdaptOptions(steps=first.steps, progress=first.progress)
             xs, ys = [self._in(t.x) for t in tasks], [self._in(t.y) for t in tasks]
             outputs: list[Tensor | None] = [None] * len(tasks)  # on the support set, if given
-            if first.first_step is not None:  # auto: carry on from the step taken while choosing
-                if len(tasks) == 1:
-                    states = [learner.adapt_from(self._in(first.first_step), xs[0], ys[0],
-                                                 first.ways, first.steps - 1)]
-                else:
-                    starts = {k: torch.stack([self._in(t.first_step[k]) for t in tasks])
-                              for k in first.first_step}
-                    stacked = learner.adapt_batch_from(starts, torch.stack(xs), torch.stack(ys),
-                                                       first.ways, first.steps - 1)
-                    states = [{k: v[j] for k, v in stacked.items()} for j in range(len(tasks))]
+            carry_on = first.first_step is not None  # auto: from the step taken while choosing
+            if len(tasks) == 1 and carry_on:
+                states = [learner.adapt_from(self._in(first.first_step), xs[0], ys[0], first.ways,
+                                             first.steps - 1)]
             elif len(tasks) == 1:
                 state, outputs[0] = learner.adapt_with_support_outputs(xs[0], ys[0], first.ways, options)
                 states = [state]
             else:
-                stacked = learner.adapt_batch(torch.stack(xs), torch.stack(ys), first.ways, options)
+                if carry_on:
+                    starts = {k: torch.stack([self._in(t.first_step[k]) for t in tasks])
+                              for k in first.first_step}
+                    stacked = learner.adapt_batch_from(starts, torch.stack(xs), torch.stack(ys),
+                                                       first.ways, first.steps - 1)
+                else:
+                    stacked = learner.adapt_batch(torch.stack(xs), torch.stack(ys), first.ways, options)
                 states = [{k: v[j] for k, v in stacked.items()} for j in range(len(tasks))]
             duration = time.perf_counter() - t0
             if record and self.batch_choice.record(("adapt", first.learner.ref), len(tasks), duration):
