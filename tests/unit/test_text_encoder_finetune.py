@@ -80,3 +80,25 @@ def test_padding_and_batch_company_do_not_change_a_prediction(learner):
     alone = learner.predict(state, tokens(QUERIES[:1]))
     crowded = learner.predict(state, tokens(QUERIES[:1] + ["a very long and winding sentence " * 15] * 70))
     assert torch.allclose(alone[0], crowded[0], atol=1e-4)
+
+
+def test_mpnet_layers_take_their_position_bias_and_fine_tune_deterministically():
+    """MPNet's layers need the relative position bias of its encoder: split in lower and top
+    layers they still give the pinned all-mpnet-base-v2's embeddings, and adapt as MiniLM's."""
+    spec = {**SPEC, "encoder": "all-mpnet-base-v2"}
+    model = {**MODEL, "backbone_args": {**MODEL["backbone_args"], "dim": 768},
+             "hparams": {**MODEL["hparams"], "text_encoder": "all-mpnet-base-v2"}}
+    mpnet = build_learner(model, seed=0)
+
+    def mp_tokens(sentences):
+        return codec_for("text-tokens").decode(sentences, InputSpec(**spec), "inputs", InputLimits())
+
+    states, mask = mpnet.lower_states(mp_tokens(QUERIES + SUPPORT))
+    z = mpnet._embed_all({**mpnet.frozen(), **mpnet._top_params()}, states, mask)
+    reference = load_encoder("all-mpnet-base-v2").encode(QUERIES + SUPPORT)
+    assert (torch.nn.functional.normalize(z, dim=-1) * reference).sum(-1).min() > 0.99999
+    first = mpnet.adapt(mp_tokens(SUPPORT), LABELS, 3)
+    again = mpnet.adapt(mp_tokens(SUPPORT), LABELS, 3)
+    assert all(torch.equal(first[k], again[k]) for k in first)
+    assert any(not torch.equal(first[k], v) for k, v in mpnet._top_params().items())
+    assert mpnet.predict(first, mp_tokens(QUERIES)).argmax(-1).tolist() == [0, 1, 2]

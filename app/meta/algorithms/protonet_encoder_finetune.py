@@ -38,10 +38,21 @@ def _additive_mask(mask: Tensor, dtype: torch.dtype) -> Tensor:
     return (1.0 - mask[:, None, None, :].to(dtype)) * torch.finfo(dtype).min
 
 
-def _run_layers(layers, states: Tensor, mask: Tensor) -> Tensor:
+def layer_inputs(transformer: nn.Module, states: Tensor) -> dict[str, Tensor]:
+    """What every layer of ``transformer`` takes besides the states and the mask: MPNet's
+    relative position bias (computed once by its encoder, shared by all layers); nothing for
+    BERT-style encoders."""
+    encoder = transformer.encoder
+    if hasattr(encoder, "compute_position_bias"):
+        with torch.no_grad():
+            return {"position_bias": encoder.compute_position_bias(states)}
+    return {}
+
+
+def _run_layers(layers, states: Tensor, mask: Tensor, extra: dict[str, Tensor] | None = None) -> Tensor:
     additive = _additive_mask(mask, states.dtype)
     for layer in layers:
-        out = layer(states, attention_mask=additive)
+        out = layer(states, attention_mask=additive, **(extra or {}))
         states = out[0] if isinstance(out, tuple) else out
     return states
 
@@ -57,8 +68,8 @@ class EncoderTop(nn.Module):
             if isinstance(module, nn.Dropout):
                 module.p = 0.0
 
-    def forward(self, states: Tensor, mask: Tensor) -> Tensor:
-        states = _run_layers(self.layers, states, mask)
+    def forward(self, states: Tensor, mask: Tensor, extra: dict[str, Tensor] | None = None) -> Tensor:
+        states = _run_layers(self.layers, states, mask, extra)
         weights = mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * weights).sum(1) / weights.sum(1).clamp_min(1e-9)
         return F.normalize(pooled, dim=-1)
@@ -122,7 +133,8 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
                 rows = order[start:start + batch_size]
                 part = max(int(lengths[rows].max()), 1)
                 states = self.network.embeddings(input_ids=ids[rows, :part])
-                out[rows, :part] = _run_layers(self._parts[1], states, mask[rows, :part])
+                extra = layer_inputs(self.network, states)
+                out[rows, :part] = _run_layers(self._parts[1], states, mask[rows, :part], extra)
         return out.to(self.device), mask.to(self.device)
 
     def embed_states(self, params: dict[str, Tensor], states: Tensor, mask: Tensor) -> Tensor:
@@ -130,7 +142,7 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
         top = {k[len("top."):]: v for k, v in params.items() if k.startswith("top.")}
         length = max(int(mask.sum(-1).max()), 1)
         states, mask = states[:, :length], mask[:, :length]
-        pooled = functional_call(self.local("top"), top, (states, mask))
+        pooled = functional_call(self.local("top"), top, (states, mask, layer_inputs(self.network, states)))
         return self.embed({k: v for k, v in params.items() if k.startswith("encoder.")}, pooled)
 
     def adapt_params(self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int,
