@@ -9,13 +9,16 @@ An S3-compatible store implements the same three methods.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+import struct
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Protocol
 
+import torch
 from safetensors.torch import load, save
 from torch import Tensor
 
@@ -49,9 +52,31 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# safetensors' names of the dtypes adapted states hold, and the order in which its writer lays
+# tensors out (rank, then name); other dtypes go through safetensors itself
+_LAYOUT = {torch.int64: ("I64", 0), torch.float64: ("F64", 1), torch.float32: ("F32", 2),
+           torch.int32: ("I32", 3), torch.float16: ("F16", 5), torch.int16: ("I16", 6),
+           torch.int8: ("I8", 7), torch.uint8: ("U8", 8), torch.bool: ("BOOL", 9)}
+
+
 def encode_state(state: dict[str, Tensor]) -> bytes:
-    """safetensors bytes of a state (deterministic for equal tensors)."""
-    return save({k: v.detach().contiguous().cpu() for k, v in state.items()})
+    """safetensors bytes of a state (deterministic for equal tensors), byte for byte what
+    ``safetensors.torch.save`` writes (a test holds them equal) without its per-tensor Python
+    work: a small state is encoded several times faster."""
+    tensors = {k: v.detach().cpu().contiguous() for k, v in state.items()}
+    if any(v.dtype not in _LAYOUT for v in tensors.values()):
+        return save(tensors)
+    header, blobs, offset = {}, [], 0
+    for name in sorted(tensors, key=lambda k: (_LAYOUT[tensors[k].dtype][1], k)):
+        tensor = tensors[name]
+        blob = tensor.numpy().tobytes()
+        header[name] = {"dtype": _LAYOUT[tensor.dtype][0], "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + len(blob)]}
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+    text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
 def decode_state(data: bytes) -> dict[str, Tensor]:

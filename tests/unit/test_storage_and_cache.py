@@ -1,6 +1,10 @@
 from __future__ import annotations
 
+import itertools
+
+import pytest
 import torch
+from safetensors.torch import save
 
 from app.engine.cache import StateCache, state_bytes
 from app.storage.artifacts import (
@@ -28,6 +32,29 @@ def test_artifacts_are_content_addressed_and_verified(tmp_path):
     except ArtifactCorrupted:
         pass
     assert not list(tmp_path.rglob("*.tmp"))
+
+
+DTYPES = [torch.float64, torch.int64, torch.float32, torch.int32, torch.bfloat16, torch.float16,
+          torch.int16, torch.uint8, torch.int8, torch.bool]
+
+
+@pytest.mark.parametrize("state", [
+    {},
+    {"w": torch.arange(6.0).reshape(2, 3), "b": torch.tensor(1.5), "counts": torch.tensor([3, 3])},
+    {"prototypes": torch.randn(5, 8).t(), "empty": torch.zeros(0, 4), "flag": torch.tensor([True, False])},
+    {"top.layers.0.weight": torch.randn(3, 3, dtype=torch.float64), "é\"q": torch.ones(1, dtype=torch.int8)},
+], ids=["empty", "mixed", "views", "names"])
+def test_states_encode_byte_for_byte_as_safetensors_writes_them(state):
+    data = encode_state(state)
+    assert data == save({k: v.contiguous() for k, v in state.items()})
+    assert decode_state(data).keys() == state.keys()
+
+
+def test_every_pair_of_dtypes_is_laid_out_as_safetensors_lays_it_out():
+    for first, second in itertools.permutations(DTYPES, 2):
+        for a, b in (("a", "b"), ("b", "a")):
+            state = {a: torch.ones(3, dtype=first), b: torch.zeros(2, 2, dtype=second)}
+            assert encode_state(state) == save(state), (first, second, a)
 
 
 def test_cache_is_bounded_in_bytes_and_lru():
