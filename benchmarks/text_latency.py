@@ -1,11 +1,12 @@
 """Text meta-learners over HTTP: adaptation of 10 intents x 10 shots and prediction of 32
 sentences (p50/p99) for each synchronous learner, its versions side by side (requests
 alternate between them, the same task for each), each fine-tuning job's wall clock from POST
-to ready, and the server's resident memory with every text learner loaded.
+to ready and its adapted model's prediction of 32 sentences, and the server's resident memory
+with every text learner loaded.
 
     python -m benchmarks.text_latency [--requests 40] [--jobs 5]
         [--learners text-protonet@1.0.0,text-protonet@1.1.0]
-        [--job-learners text-protonet-finetune,text-encoder-finetune]
+        [--job-learners text-protonet-finetune,text-encoder-finetune,text-encoder-finetune-mpnet]
 
 Sentences are CLINC150 test utterances (new sentences in every request, so that nothing is
 served from a cache); writes ``benchmarks/results/text_latency.json``.
@@ -62,7 +63,8 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=5)
     parser.add_argument("--learners", default="text-protonet@1.0.0,text-protonet@1.1.0",
                         help="synchronous text learners (name@version), measured alternately")
-    parser.add_argument("--job-learners", default="text-protonet-finetune,text-encoder-finetune",
+    parser.add_argument("--job-learners",
+                        default="text-protonet-finetune,text-encoder-finetune,text-encoder-finetune-mpnet",
                         help="text learners served as jobs")
     args = parser.parse_args()
     learners = args.learners.split(",")
@@ -85,9 +87,11 @@ def main() -> None:
                     for series, value in zip(timings[ref], (elapsed, predicted,
                                                             r.json()["adaptation"]["duration_ms"]), strict=True):
                         series.append(value)
-        jobs = {ref: ([], []) for ref in args.job_learners.split(",")}  # POST to ready (s), compute (ms)
-        for support, _ in work[args.requests + 3:]:
-            for ref, (job_s, job_compute_ms) in jobs.items():
+        memory_synchronous = rss_mb(bench.proc.pid)  # the synchronous learners loaded and used
+        # POST to ready (s), compute (ms), predict 32 sentences over HTTP (ms)
+        jobs = {ref: ([], [], []) for ref in args.job_learners.split(",")}
+        for support, query in work[args.requests + 3:]:
+            for ref, (job_s, job_compute_ms, job_predict_ms) in jobs.items():
                 t0 = time.perf_counter()
                 r = client.post("/v1/adapted-models", json={"meta_learner": ref, "support": support})
                 assert r.status_code == 202, r.text
@@ -97,6 +101,9 @@ def main() -> None:
                 assert body["status"] == "ready", body
                 job_s.append(time.perf_counter() - t0)
                 job_compute_ms.append(body["adaptation"]["duration_ms"])
+                t0 = time.perf_counter()
+                client.post(f"{where}/predictions", json=query).raise_for_status()
+                job_predict_ms.append((time.perf_counter() - t0) * 1000)
         memory = rss_mb(bench.proc.pid)  # every text learner has now been loaded and used
     report = {
         "meta": {"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
@@ -106,8 +113,10 @@ def main() -> None:
                  "predict_32_http": percentiles(predict)} for ref, (adapt, predict, compute) in timings.items()},
         **{ref: {"job_post_to_ready_s": {"p50": round(sorted(job_s)[len(job_s) // 2], 3),
                                          "max": round(max(job_s), 3), "n": len(job_s)},
-                 "compute_ms_p50": sorted(job_compute_ms)[len(job_compute_ms) // 2]}
-           for ref, (job_s, job_compute_ms) in jobs.items()},
+                 "compute_ms_p50": sorted(job_compute_ms)[len(job_compute_ms) // 2],
+                 "predict_32_http": percentiles(job_predict_ms)}
+           for ref, (job_s, job_compute_ms, job_predict_ms) in jobs.items()},
+        "server_rss_mb_synchronous_learners_used": round(memory_synchronous, 1),
         "server_rss_mb": round(memory, 1),
     }
     RESULTS.mkdir(exist_ok=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -69,7 +70,7 @@ def accuracy(learner, spec, support, queries, steps: int) -> tuple[float, float]
     return float((logits.argmax(-1) == truth).float().mean()), seconds
 
 
-def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder: str) -> None:
+def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder: str, grid: Path) -> None:
     """The shipped version: the pinned encoder, the identity adapter (W2 = 0, scale 8), and the
     fine-tuning chosen on validation; nothing else is learned before a task arrives."""
     import platform
@@ -121,9 +122,8 @@ def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder:
                     "Tunstall et al. 2022, with the prototypical loss of P>M>F, Hu et al. 2022)",
                     "chosen_on": "validation only: 10-shot supports drawn from HWU64 train and CLINC150 train "
                     "(3 draws each), queried with HWU64 valid and CLINC150 val",
-                    "command": "python scripts/text_encoder_finetune.py --split valid --seeds 3 --grid 0,40,80 "
-                    "--lrs 1e-4,2e-4 --out reports/text/encoder-finetune-grid.json",
-                    "grid": "reports/text/encoder-finetune-grid.json",
+                    "commands": json.loads(grid.read_text()).get("commands", []),
+                    "grid": str(grid),
                 },
                 "calibration": "not refitted: the served temperature is the fine-tuning loss's (6.4 with the "
                 "adapter's scale 8, i.e. logits = -10 x squared distance of unit embeddings)",
@@ -208,6 +208,8 @@ def main() -> None:
     ap.add_argument("--top-layers", type=int, default=0)
     ap.add_argument("--out", type=Path)
     ap.add_argument("--write", type=Path, help="write a version folder with the first --grid/--lrs values")
+    ap.add_argument("--grid-report", type=Path, default=Path("reports/text/encoder-finetune-grid.json"),
+                    help="with --write: the validation report the values were chosen on")
     ap.add_argument("--record", action="store_true", help="record the test figures in --model's manifest")
     ap.add_argument("--oos", action="store_true", help="only the out-of-scope figures of --model (CLINC150)")
     args = ap.parse_args()
@@ -221,7 +223,7 @@ def main() -> None:
     if args.write:
         write_version(
             args.write, int(args.grid.split(",")[0]), float(args.lrs.split(",")[0]), args.top_layers or 2,
-            args.encoder,
+            args.encoder, args.grid_report,
         )
         return
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -271,13 +273,14 @@ def main() -> None:
         record(
             args.model,
             rows,
-            " ".join(["python scripts/text_encoder_finetune.py", *__import__("sys").argv[1:]]),
+            " ".join(["python scripts/text_encoder_finetune.py", *sys.argv[1:]]),
         )
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(
             json.dumps(
                 {
+                    "commands": [" ".join(["python scripts/text_encoder_finetune.py", *sys.argv[1:]])],
                     "model": str(args.model or model_spec(args.encoder)),
                     "date": time.strftime("%Y-%m-%d"),
                     "hardware": f"{torch.get_num_threads()} CPU threads",

@@ -267,6 +267,8 @@ class ServingEngine:
         if regs is None:
             self.warmed_up = []
         for reg in self.registry.all() if regs is None else regs:
+            if not reg.learner.warm_at_start:
+                continue
             codec = codec_of(reg)
             codec.warm(reg.input_spec)
             x = torch.zeros(2, *codec.model_shape(reg.input_spec))

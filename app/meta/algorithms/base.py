@@ -48,6 +48,9 @@ class MetaLearner(ABC):
     gives_std: ClassVar[bool] = False  # predict_with_std gives a predictive standard deviation
     continues: ClassVar[bool] = False  # adapt_from carries on from a partly adapted state
     extends: ClassVar[bool] = False  # extend adds examples exactly (memory-based learners)
+    # adapted once at start-up so that the first client does not pay one-off costs; a learner
+    # whose first task loads large weights (a job of seconds anyway) leaves them unloaded
+    warm_at_start: ClassVar[bool] = True
     hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters  # what it reads, typed
 
     def __init__(self, model: nn.Module, task_type: str, **hparams: Any) -> None:

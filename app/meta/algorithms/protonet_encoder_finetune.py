@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import threading
 
 import torch
 import torch.nn.functional as F
@@ -75,11 +76,19 @@ class EncoderTop(nn.Module):
         return F.normalize(pooled, dim=-1)
 
 
-@functools.cache
+_parts_lock = threading.Lock()
+
+
 def encoder_parts(encoder: str, top_layers: int) -> tuple[nn.Module, tuple[nn.Module, ...], EncoderTop]:
     """The shared PyTorch encoder (its embeddings and lower layers run frozen, without
     gradients), its lower layers, and a template of its top ``top_layers`` layers: built once
     per process, whatever the number of learners (registries) that use them."""
+    with _parts_lock:
+        return _encoder_parts(encoder, top_layers)
+
+
+@functools.cache
+def _encoder_parts(encoder: str, top_layers: int) -> tuple[nn.Module, tuple[nn.Module, ...], EncoderTop]:
     from app.meta.text_encoder import load_encoder
 
     transformer = load_encoder(encoder, "torch").model[0].auto_model
@@ -98,13 +107,24 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
 
     name = "protonet-encoder-finetune"
     hyperparameters = EncoderFineTuneHyperparameters
+    warm_at_start = False  # its encoder loads at its first task (a job of a minute)
 
     def __init__(self, model, task_type: str = "classification", **hparams) -> None:
         super().__init__(model, task_type, **hparams)
         self.top_layers = self.hp.top_layers
-        # shared by every learner of this process and never moved: the encoder's lower layers
-        # run on the CPU, the fine-tuned top layers where the learner's parameters are
-        self._parts = encoder_parts(self.hp.text_encoder, self.top_layers)
+        # the encoder is checked now (installed, weights as pinned) but loaded at this learner's
+        # first task: a process that never runs one does not hold it (all-mpnet-base-v2 is 440 MB)
+        from app.meta.text_encoder import check_encoder
+
+        check_encoder(self.hp.text_encoder)
+        if self.top_layers < 1:
+            raise ValueError("top_layers must be at least 1")
+
+    @property
+    def _parts(self) -> tuple[nn.Module, tuple[nn.Module, ...], EncoderTop]:
+        """Shared by every learner of this process and never moved: the encoder's lower layers
+        run on the CPU, the fine-tuned top layers where the learner's parameters are."""
+        return encoder_parts(self.hp.text_encoder, self.top_layers)
 
     @property
     def network(self) -> nn.Module:
