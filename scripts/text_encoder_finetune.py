@@ -37,6 +37,14 @@ VALIDATION = {"hwu64": ("hwu64", "valid"), "clinc150": ("clinc150", "val")}
 ENCODER = "all-MiniLM-L6-v2"
 
 
+# where a version's encoder comes from, for its manifest's notes (MiniLM: the project's default)
+ENCODER_NOTES = {
+    "all-mpnet-base-v2": "The encoder: all-mpnet-base-v2 (sentence-transformers, Apache-2.0), installed from its "
+    "five hash-pinned PyPI parts (requirements/encoder-mpnet.txt) and joined into $METASERVE_CACHE_DIR/encoders/ "
+    "at first load; without them this learner is refused and the rest serve. ",
+}
+
+
 def model_spec(encoder: str) -> dict:
     """The learner: the pinned ``encoder`` and the identity adapter over its embeddings."""
     return {
@@ -133,9 +141,10 @@ def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder:
                 "hardware": f"{platform.machine()} CPU, {torch.get_num_threads()} threads",
             },
             "weights_sha256": sha,
-            "notes": "Served as an asynchronous job (202, then poll). Neither CLINC150 nor HWU64 is seen before a "
-            "task arrives (no meta-training), so its evaluations on them are cross-dataset. Data: CLINC150 "
-            "(Larson et al. 2019, CC BY 3.0), HWU64 (Liu et al. 2019, CC BY 4.0).",
+            "notes": "Served as an asynchronous job (202, then poll). " + ENCODER_NOTES.get(encoder, "")
+            + "Neither CLINC150 nor HWU64 is seen before a task arrives (no meta-training), so its evaluations "
+            "on them are cross-dataset. Data: CLINC150 (Larson et al. 2019, CC BY 3.0), HWU64 (Liu et al. 2019, "
+            "CC BY 4.0).",
         },
     )
     print(f"wrote {folder} (weights sha256 {sha})")
