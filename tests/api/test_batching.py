@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -23,10 +24,14 @@ def test_batched_results_equal_unbatched(settings, name):
     for mode in ("off", "on"):
         s = settings.model_copy(update={"batching": mode, "max_batch": 8, "max_wait_ms": 50.0,
                                         "workers": 2, "max_queue": 64})
+        # every prediction is sent once every adaptation is done: they arrive together whatever
+        # the order in which the adaptation batches finish
+        adapted = threading.Barrier(n, timeout=120)
         with TestClient(create_app(s)) as c:
-            def one(i: int, c=c) -> tuple:
+            def one(i: int, c=c, adapted=adapted) -> tuple:
                 made = c.post("/v1/adapted-models", json={"meta_learner": name, "support": support(i)})
                 assert made.status_code == 201, made.text
+                adapted.wait()
                 p = c.post(f"/v1/adapted-models/{made.json()['id']}/predictions",
                            json={"inputs": [[-1.0], [0.5], [2.0]]})
                 return made.json()["adaptation"]["support_loss_after"], p.json()["predictions"]
