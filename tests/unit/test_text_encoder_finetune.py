@@ -27,8 +27,30 @@ LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
 QUERIES = ["the password reset link does not work", "the package is late", "please give me a refund"]
 
 
-def tokens(sentences):
-    return codec_for("text-tokens").decode(sentences, InputSpec(**SPEC), "inputs", InputLimits())
+DIMS = {"all-MiniLM-L6-v2": 384, "all-mpnet-base-v2": 768}
+
+
+def tokens(sentences, encoder="all-MiniLM-L6-v2"):
+    return codec_for("text-tokens").decode(sentences, InputSpec(**{**SPEC, "encoder": encoder}), "inputs",
+                                           InputLimits())
+
+
+class Learner:
+    """A learner over one encoder, and its tokens (the encoders tokenise differently)."""
+
+    def __init__(self, encoder: str) -> None:
+        self.encoder = encoder
+        self.learner = build_learner({**MODEL, "backbone_args": {**MODEL["backbone_args"], "dim": DIMS[encoder]},
+                                      "hparams": {**MODEL["hparams"], "text_encoder": encoder}}, seed=0)
+
+    def tokens(self, sentences):
+        return tokens(sentences, self.encoder)
+
+
+# MPNet's layers also take the relative position bias its encoder computes once
+@pytest.fixture(scope="module", params=sorted(DIMS))
+def encoder_learner(request):
+    return Learner(request.param)
 
 
 @pytest.fixture(scope="module")
@@ -49,19 +71,20 @@ def test_the_codec_gives_padded_token_ids_and_masks():
         check_input_spec(InputSpec(**{**SPEC, "shape": [384]}))
 
 
-def test_without_steps_it_is_the_frozen_encoders_protonet(learner):
+def test_without_steps_it_is_the_frozen_encoders_protonet(encoder_learner):
     """Lower layers + top layers + pooling reproduce the pinned encoder's embeddings."""
-    states, mask = learner.lower_states(tokens(QUERIES + SUPPORT))
+    learner = encoder_learner.learner
+    states, mask = learner.lower_states(encoder_learner.tokens(QUERIES + SUPPORT))
     z = learner._embed_all({**learner.frozen(), **learner._top_params()}, states, mask)
     # the adapter starts at the identity, scaled by 8
     assert torch.allclose(z.norm(dim=-1), torch.full((len(z),), 8.0), atol=1e-4)
-    reference = load_encoder("all-MiniLM-L6-v2").encode(QUERIES + SUPPORT)
+    reference = load_encoder(encoder_learner.encoder).encode(QUERIES + SUPPORT)
     assert (torch.nn.functional.normalize(z, dim=-1) * reference).sum(-1).min() > 0.99999
 
 
-def test_fine_tuning_is_deterministic_and_moves_the_top_layers(learner):
-    x = tokens(SUPPORT)
-    first = learner.adapt(x, LABELS, 3)
+def test_fine_tuning_is_deterministic_and_moves_the_top_layers(encoder_learner):
+    learner, tokens = encoder_learner.learner, encoder_learner.tokens
+    first = learner.adapt(tokens(SUPPORT), LABELS, 3)
     again = learner.adapt(tokens(SUPPORT), LABELS, 3)
     assert first.keys() == again.keys() and all(torch.equal(first[k], again[k]) for k in first)
     frozen = learner._top_params()
@@ -80,25 +103,3 @@ def test_padding_and_batch_company_do_not_change_a_prediction(learner):
     alone = learner.predict(state, tokens(QUERIES[:1]))
     crowded = learner.predict(state, tokens(QUERIES[:1] + ["a very long and winding sentence " * 15] * 70))
     assert torch.allclose(alone[0], crowded[0], atol=1e-4)
-
-
-def test_mpnet_layers_take_their_position_bias_and_fine_tune_deterministically():
-    """MPNet's layers need the relative position bias of its encoder: split in lower and top
-    layers they still give the pinned all-mpnet-base-v2's embeddings, and adapt as MiniLM's."""
-    spec = {**SPEC, "encoder": "all-mpnet-base-v2"}
-    model = {**MODEL, "backbone_args": {**MODEL["backbone_args"], "dim": 768},
-             "hparams": {**MODEL["hparams"], "text_encoder": "all-mpnet-base-v2"}}
-    mpnet = build_learner(model, seed=0)
-
-    def mp_tokens(sentences):
-        return codec_for("text-tokens").decode(sentences, InputSpec(**spec), "inputs", InputLimits())
-
-    states, mask = mpnet.lower_states(mp_tokens(QUERIES + SUPPORT))
-    z = mpnet._embed_all({**mpnet.frozen(), **mpnet._top_params()}, states, mask)
-    reference = load_encoder("all-mpnet-base-v2").encode(QUERIES + SUPPORT)
-    assert (torch.nn.functional.normalize(z, dim=-1) * reference).sum(-1).min() > 0.99999
-    first = mpnet.adapt(mp_tokens(SUPPORT), LABELS, 3)
-    again = mpnet.adapt(mp_tokens(SUPPORT), LABELS, 3)
-    assert all(torch.equal(first[k], again[k]) for k in first)
-    assert any(not torch.equal(first[k], v) for k, v in mpnet._top_params().items())
-    assert mpnet.predict(first, mp_tokens(QUERIES)).argmax(-1).tolist() == [0, 1, 2]
