@@ -284,6 +284,27 @@ def test_concurrent_adaptations_equal_sequential(algorithm):
             torch.testing.assert_close(p[k], s[k], rtol=1e-5, atol=1e-6)
 
 
+def test_thread_copies_share_the_weights_and_nothing_else():
+    """A thread's module copy costs no weights, and the calls of one thread never show in another's."""
+    import threading
+
+    lrn = learner("maml", inner_lr=0.05, inner_steps=5)
+    copies = []
+    thread = threading.Thread(target=lambda: copies.append(lrn.local()))
+    thread.start()
+    thread.join()
+    mine, theirs = lrn.local(), copies[0]
+    assert mine is not theirs and mine is lrn.local()
+    for (name, a), (_, b), (_, t) in zip(mine.named_parameters(), theirs.named_parameters(),
+                                         lrn.model.named_parameters(), strict=True):
+        assert a is b is t, name
+    assert not any(a is b for a, b in zip(mine.modules(), theirs.modules()))
+    b = sine_batch(1)
+    before = {k: v.clone() for k, v in lrn.model.state_dict().items()}
+    lrn.adapt(b.support_x[0], b.support_y[0])
+    assert all(torch.equal(v, before[k]) for k, v in lrn.model.state_dict().items())
+
+
 def test_inner_loss_weight_rules():
     support = learner("maml", inner_lr=0.1, inner_steps=1, inner_loss_scale="support",
                       reference_support=20)

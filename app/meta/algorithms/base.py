@@ -38,6 +38,12 @@ class AdaptOptions:
     progress: Callable[[float], None] | None = None
 
 
+def copy_sharing_parameters(module: nn.Module) -> nn.Module:
+    """A deep copy of ``module`` (its own submodules, attributes and buffers) whose parameters
+    are the template's tensors themselves, not copies."""
+    return copy.deepcopy(module, memo={id(p): p for p in module.parameters()})
+
+
 class MetaLearner(ABC):
     """Base class: a backbone, its meta-parameters and the task type."""
 
@@ -92,11 +98,13 @@ class MetaLearner(ABC):
         """This thread's copy of a module for ``functional_call``.
 
         ``functional_call`` swaps tensors into the module's attributes for the duration of the
-        call, so one module object must never be used by two threads at once.
+        call, so one module object must never be used by two threads at once. The copies share
+        the template's parameters (read, never written: the calls pass their own), so a thread
+        costs the module's structure and buffers, not its weights (57 MB for two mpnet layers).
         """
         modules = self._local.__dict__.setdefault("modules", {})
         if attribute not in modules:
-            modules[attribute] = copy.deepcopy(getattr(self, attribute))
+            modules[attribute] = copy_sharing_parameters(getattr(self, attribute))
         return modules[attribute]
 
     # ----- the serving interface -------------------------------------------------------

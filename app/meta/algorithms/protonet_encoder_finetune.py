@@ -20,7 +20,6 @@ tensors of the top layers, ``prototypes`` and ``counts``.
 
 from __future__ import annotations
 
-import copy
 import functools
 import threading
 
@@ -29,6 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
+from app.meta.algorithms.base import copy_sharing_parameters
 from app.meta.algorithms.hyperparameters import EncoderFineTuneHyperparameters
 from app.meta.algorithms.protonet_finetune import ProtoNetBackboneTuning, prototype_loss, support_seed
 from app.meta.types import AdaptedState
@@ -60,11 +60,12 @@ def _run_layers(layers, states: Tensor, mask: Tensor, extra: dict[str, Tensor] |
 
 class EncoderTop(nn.Module):
     """The encoder's top transformer layers, then the mean over real tokens, L2-normalised
-    (the pooling of the pinned sentence-transformers encoders)."""
+    (the pooling of the pinned sentence-transformers encoders). The layers' parameters are the
+    encoder's own tensors (fine-tuning clones them; nothing writes them)."""
 
     def __init__(self, layers: list[nn.Module]) -> None:
         super().__init__()
-        self.layers = nn.ModuleList(copy.deepcopy(layers))
+        self.layers = copy_sharing_parameters(nn.ModuleList(layers))
         for module in self.layers.modules():  # fine-tuning is deterministic: no dropout
             if isinstance(module, nn.Dropout):
                 module.p = 0.0
