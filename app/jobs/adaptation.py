@@ -16,6 +16,7 @@ from app.core.tracing import attach_carrier, detach, tracer
 from app.engine.engine import ServingEngine
 from app.jobs import queue
 from app.lifecycle import release
+from app.meta.runtime import release_free_heap
 
 log = logging.getLogger("metaserve.jobs")
 
@@ -62,7 +63,10 @@ def _run(*, factory: sessionmaker[Session], engine: ServingEngine, job: queue.Cl
     try:
         reg = engine.bound(job.meta_learner, job.meta_learner_version, job.weights_sha256)
         task = engine.prepare(reg, job.request["inputs"], job.request["targets"], job.request["steps"])
-        made = engine.adapt(task, tenant=job.tenant, progress=progress)
+        try:
+            made = engine.adapt(task, tenant=job.tenant, progress=progress)
+        finally:
+            release_free_heap()  # what the job's tensors freed goes back to the system
     except RetryLater:  # the engine is saturated: try again later, not the job's fault
         with factory() as session:
             queue.give_back(session, ident, worker, count_attempt=False)

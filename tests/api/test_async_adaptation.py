@@ -9,6 +9,7 @@ from datetime import timedelta
 from fastapi.testclient import TestClient
 from sqlalchemy import update
 
+from app.core.errors import InvalidSupportSet
 from app.db.models import AdaptationJobRow, AdaptedModelRow
 from app.jobs import queue
 from app.lifecycle import now_utc
@@ -47,6 +48,25 @@ def test_respond_async_answers_202_then_ready_with_the_same_predictions(client):
     by_job = client.post(f"/v1/adapted-models/{body['id']}/predictions", json=queries).json()
     direct = client.post(f"/v1/adapted-models/{sync.json()['id']}/predictions", json=queries).json()
     assert by_job == direct
+
+
+def test_each_job_gives_the_heap_it_freed_back_afterwards(client, monkeypatch):
+    """A job's tensors can leave hundreds of MB in the C heap: the job thread trims it after
+    every job, the ones that fail included (never in the request path)."""
+    from app.jobs import adaptation
+
+    calls = []
+    monkeypatch.setattr(adaptation, "release_free_heap", lambda: calls.append(time.monotonic()))
+    ready = client.post("/v1/adapted-models", json=BODY, headers=ASYNC).json()["id"]
+    assert wait_for(client, ready)["status"] == "ready" and len(calls) == 1
+    assert client.post("/v1/adapted-models", json=BODY).status_code == 201 and len(calls) == 1
+
+    def overflowing(*args, **kwargs):
+        raise InvalidSupportSet("adapting to it overflowed")
+
+    monkeypatch.setattr(client.app.state.engine, "adapt", overflowing)
+    failed = client.post("/v1/adapted-models", json=BODY, headers=ASYNC).json()["id"]
+    assert wait_for(client, failed)["status"] == "failed" and len(calls) == 2
 
 
 def test_invalid_request_is_refused_before_it_is_queued(client):
