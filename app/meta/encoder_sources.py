@@ -62,7 +62,6 @@ class SplitZipModel:
     weights_file: str = "model.safetensors"
     install_hint: str = ""  # how a missing part is installed, said in the refusal
 
-
     def _target(self, cache: Path) -> Path:
         return cache / "encoders" / self.name
 

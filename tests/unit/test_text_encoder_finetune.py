@@ -11,7 +11,7 @@ from app.meta.checkpoint import build_learner
 from app.meta.codec_registry import check_input_spec, codec_for
 from app.meta.codecs import InputError, InputLimits
 from app.meta.manifest import InputSpec
-from app.meta.text_encoder import load_encoder
+from app.meta.text_encoder import ENCODERS, load_encoder
 
 pytestmark = pytest.mark.slow
 
@@ -27,9 +27,6 @@ LABELS = torch.tensor([0, 0, 0, 1, 1, 1, 2, 2, 2])
 QUERIES = ["the password reset link does not work", "the package is late", "please give me a refund"]
 
 
-DIMS = {"all-MiniLM-L6-v2": 384, "all-mpnet-base-v2": 768}
-
-
 def tokens(sentences, encoder="all-MiniLM-L6-v2"):
     return codec_for("text-tokens").decode(sentences, InputSpec(**{**SPEC, "encoder": encoder}), "inputs",
                                            InputLimits())
@@ -40,7 +37,8 @@ class Learner:
 
     def __init__(self, encoder: str) -> None:
         self.encoder = encoder
-        self.learner = build_learner({**MODEL, "backbone_args": {**MODEL["backbone_args"], "dim": DIMS[encoder]},
+        backbone = {**MODEL["backbone_args"], "dim": ENCODERS[encoder].dim}
+        self.learner = build_learner({**MODEL, "backbone_args": backbone,
                                       "hparams": {**MODEL["hparams"], "text_encoder": encoder}}, seed=0)
 
     def tokens(self, sentences):
@@ -48,7 +46,7 @@ class Learner:
 
 
 # MPNet's layers also take the relative position bias its encoder computes once
-@pytest.fixture(scope="module", params=sorted(DIMS))
+@pytest.fixture(scope="module", params=sorted(ENCODERS))
 def encoder_learner(request):
     return Learner(request.param)
 
