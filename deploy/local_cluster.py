@@ -142,9 +142,7 @@ class Cluster:
         for i in range(self.workers):
             self.start_worker(i, env)
         self._start_nginx()
-        deadline = time.monotonic() + timeout
-        for url in [*self.replica_urls(), self.url]:
-            wait_ready(url, deadline)
+        self.wait_replicas_ready(timeout)
         (self.root / "endpoint").write_text(endpoint)
         return self.url
 
@@ -162,8 +160,21 @@ class Cluster:
 
     def wait_replicas_ready(self, timeout: float = 120.0) -> None:
         deadline = time.monotonic() + timeout
-        for url in [*self.replica_urls(), self.url]:
-            wait_ready(url, deadline)
+        try:
+            for url in [*self.replica_urls(), self.url]:
+                wait_ready(url, deadline)
+        except TimeoutError as exc:
+            raise TimeoutError(f"{exc}\n{self.describe()}") from None
+
+    def describe(self, lines: int = 15) -> str:
+        """Every recorded process: running or gone, and the end of its log."""
+        parts = []
+        for name, pid in self._pids().items():
+            log = self.root / f"{name}.log"
+            tail = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            parts.append(f"--- {name} (pid {pid}, {'running' if alive(pid) else 'gone'}) ---")
+            parts.extend(tail)
+        return "\n".join(parts)
 
     def env_for_services(self) -> dict[str, str]:
         return self.service_env((self.root / "endpoint").read_text().strip())

@@ -3,11 +3,13 @@ compose.yaml, deploy/k8s and the loopback cluster agree on the settings they sha
 
 from __future__ import annotations
 
+import os
+
 import kubernetes_validate
 import pytest
 import yaml
 
-from deploy.local_cluster import nginx_config
+from deploy.local_cluster import Cluster, nginx_config
 from tests.conftest import REPO
 
 K8S = sorted((REPO / "deploy" / "k8s").glob("*.yaml"))
@@ -67,3 +69,14 @@ def test_balancers_use_the_same_policy():
                       "proxy_next_upstream error timeout http_502 http_503 non_idempotent;",
                       "proxy_next_upstream_tries 3;", "proxy_connect_timeout 2s;"):
         assert directive in compose_conf and directive in loopback
+
+
+def test_a_cluster_that_does_not_come_up_names_each_process_and_its_last_log_lines(tmp_path):
+    cluster = Cluster(root=tmp_path, port=1, api_port=2, replicas=1, workers=0, database_url="")
+    (tmp_path / "api-0.log").write_text("starting\nsqlalchemy.exc.OperationalError: refused\n")
+    cluster._record("api-0", os.getpid())
+    cluster._record("worker-0", 2**22 + 7)  # above pid_max: no such process
+    described = cluster.describe(lines=1)
+    assert described.splitlines() == [f"--- api-0 (pid {os.getpid()}, running) ---",
+                                      "sqlalchemy.exc.OperationalError: refused",
+                                      f"--- worker-0 (pid {2**22 + 7}, gone) ---"]
