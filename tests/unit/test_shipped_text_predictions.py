@@ -1,0 +1,98 @@
+"""Every shipped text version adapts and predicts as it did when it shipped: a fixed support set
+and queries, outputs compared with the ones recorded (``shipped_text_predictions.json``).
+
+A change of code that moves a served version's outputs (a default, an op order that changes
+more than rounding, a preprocessing step) fails here; a new behaviour ships as a new version.
+The tolerance covers the CPU's float kernels only (fine-tuning amplifies their rounding a
+little). The figures are this project's CPUs', to 6 decimals, computed on one thread: the
+fine-tuning text versions draw their pseudo-episodes from a seed hashed from the support's
+embedding bits, so a CPU or thread count that rounds the embeddings otherwise draws other episodes.
+
+Record after adding a version (never to make a change pass):
+``python -m tests.unit.test_shipped_text_predictions --record``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from app.meta.checkpoint import load_meta_learner
+from app.meta.codec_registry import codec_for
+from app.meta.codecs import InputLimits
+from app.meta.manifest import InputSpec
+from app.meta.text_encoder import EncoderUnavailable
+
+pytestmark = pytest.mark.slow
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+RECORDED = Path(__file__).with_name("shipped_text_predictions.json")
+SUPPORT = ["I forgot my password", "I can't log in to my account", "reset my password please",
+           "where is my parcel", "my order has not arrived", "track my delivery",
+           "I want my money back", "refund this purchase", "how do I get a refund"]
+LABELS = [0, 0, 0, 1, 1, 1, 2, 2, 2]
+QUERIES = ["the password reset link does not work", "the package is late", "please give me a refund",
+           "what is the weather like"]
+ATOL = 2e-3
+
+
+def text_versions() -> list[Path]:
+    return sorted(p.parent for p in MODELS.glob("*/*/manifest.json")
+                  if json.loads(p.read_text())["input"]["kind"] == "text")
+
+
+def outputs(folder: Path) -> list[list[float]]:
+    torch.set_num_threads(1)
+    learner, manifest = load_meta_learner(folder)
+    spec = InputSpec.model_validate(manifest["input"])
+    codec = codec_for(spec.codec_name)
+
+    def decode(sentences):
+        return codec.decode(sentences, spec, "inputs", InputLimits())
+
+    state = learner.adapt(decode(SUPPORT), torch.tensor(LABELS), 3)
+    with torch.no_grad():
+        logits = learner.predict(state, decode(QUERIES))
+    return [[round(float(v), 6) for v in row] for row in logits]
+
+
+def ref(folder: Path) -> str:
+    return f"{folder.parent.name}@{folder.name}"
+
+
+def test_every_text_version_is_recorded():
+    assert sorted(json.loads(RECORDED.read_text())) == sorted(ref(f) for f in text_versions())
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("folder", text_versions(), ids=ref)
+def test_a_shipped_text_version_predicts_as_recorded(folder):
+    try:
+        got = torch.tensor(outputs(folder))
+    except EncoderUnavailable as exc:  # an optional encoder's packages are not installed here
+        pytest.skip(str(exc))
+    expected = torch.tensor(json.loads(RECORDED.read_text())[ref(folder)])
+    assert got.shape == expected.shape
+    assert torch.equal(got.argmax(-1), expected.argmax(-1))
+    assert torch.allclose(got, expected, rtol=0, atol=ATOL), (got - expected).abs().max()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description="record the shipped text versions' outputs")
+    parser.add_argument("--record", action="store_true")
+    parser.add_argument("--out", type=Path, default=RECORDED)
+    args = parser.parse_args()
+    recorded = {ref(folder): outputs(folder) for folder in text_versions()}
+    if args.record:
+        args.out.write_text(json.dumps(recorded, indent=1) + "\n")
+    print(json.dumps(recorded))
