@@ -25,8 +25,8 @@ from pathlib import Path
 
 import httpx
 
-from deploy.local_cluster import Cluster, port_in_use
-from tests.live_server import free_port
+from app.core.ports import free_port, free_port_run
+from deploy.local_cluster import Cluster
 
 RESULTS = Path(__file__).resolve().parent / "results"
 SINE = {"meta_learner": "sinusoid-maml",
@@ -49,9 +49,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--clients", type=int, default=16)
     args = parser.parse_args()
-    api_port = free_port()
-    while port_in_use(api_port + 1):
-        api_port = free_port()
+    api_port = free_port_run(2)
     database = os.environ.get("METASERVE_DATABASE_URL",
                               f"postgresql+psycopg://postgres@127.0.0.1:5432/bench_{uuid.uuid4().hex[:8]}")
     cluster = Cluster(root=Path(tempfile.mkdtemp(prefix="metaserve-cluster-")), port=free_port(),

@@ -13,7 +13,7 @@ from types import TracebackType
 
 import httpx
 
-from benchmarks.server import free_port
+from app.core.ports import free_port
 
 
 async def app(scope: dict, receive, send) -> None:  # noqa: ANN001

@@ -42,6 +42,7 @@ from pathlib import Path
 import httpx
 import torch
 
+from app.core.ports import free_port
 from benchmarks.peer import (
     PEER_SCRIPT,
     PEERS_DIR,
@@ -53,7 +54,7 @@ from benchmarks.peer import (
     peer_ms,
     task_bodies,
 )
-from benchmarks.server import REPO, BenchServer, free_port
+from benchmarks.server import REPO, BenchServer
 
 RESULTS = Path(__file__).resolve().parent / "results"
 NAIVE_SCRIPT = PEERS_DIR / "naive_server.py"

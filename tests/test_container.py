@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 import uuid
@@ -18,6 +17,7 @@ import uuid
 import httpx
 import pytest
 
+from app.core.ports import free_port
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.slow
@@ -31,12 +31,6 @@ def podman(*args: str, check: bool = True, timeout: float = 120) -> subprocess.C
     if check and done.returncode != 0:
         raise AssertionError(f"podman {' '.join(args)} -> {done.returncode}\n{done.stdout}\n{done.stderr}")
     return done
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

