@@ -70,7 +70,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.state.jobs = jobs = InProcessRunner(
             app.state.session_factory, engine, threads=settings.job_threads,
             lease_seconds=settings.job_lease_seconds, poll_seconds=settings.job_poll_seconds,
-            max_attempts=settings.job_max_attempts)
+            max_attempts=settings.job_max_attempts,
+            torch_threads=settings.resolved_job_torch_threads(only_jobs=False))
         app.state.catalog = catalog = CatalogWatcher(
             app.state.session_factory, engine, settings, metrics,
             mirror=lambda session, new: mirror_registry(session=session, registry=new))

@@ -11,7 +11,8 @@ Settings (environment; the same names as compose.yaml and deploy/k8s):
   METASERVE_CLUSTER_REPLICAS   2             API replicas
   METASERVE_CLUSTER_WORKERS    2             job workers (``metaserve worker``)
   METASERVE_DATABASE_URL       postgresql+psycopg://postgres@127.0.0.1:5432/metaserve
-Every other METASERVE_* variable is passed to the replicas and workers as it is.
+Every other METASERVE_* variable is passed to the replicas and workers as it is; the workers'
+METASERVE_JOB_TORCH_THREADS defaults to the machine's cores / METASERVE_CLUSTER_WORKERS.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
+
+from app.core.config import available_cores
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_DATABASE = "postgresql+psycopg://postgres@127.0.0.1:5432/metaserve"
@@ -186,6 +189,8 @@ class Cluster:
 
     def start_worker(self, i: int, env: dict[str, str] | None = None) -> subprocess.Popen:
         env = {**(env or self.env_for_services()), "METASERVE_JOB_THREADS": "1"}
+        # the workers share this machine's cores (a worker alone on its machine takes them all)
+        env.setdefault("METASERVE_JOB_TORCH_THREADS", str(max(1, available_cores() // max(self.workers, 1))))
         return self._spawn(f"worker-{i}", [sys.executable, "-m", "app.cli", "worker"], env)
 
     def _start_nginx(self) -> None:

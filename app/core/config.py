@@ -68,6 +68,10 @@ class Settings(BaseSettings):
 
     job_threads: int = Field(1, ge=0, le=64, description="threads of this process that run "
                              "adaptation jobs (202 responses); 0 = leave them to other processes")
+    job_torch_threads: int = Field(0, ge=0, description="PyTorch intra-op threads of a job thread "
+                                   "while it adapts; 0 = torch_threads in a serving process, cores / "
+                                   "job_threads in a worker process (metaserve worker: nothing else "
+                                   "computes there)")
     job_lease_seconds: float = Field(30.0, gt=0, description="a job whose worker has not renewed "
                                      "its lease for this long (it died) goes back to the queue")
     job_poll_seconds: float = Field(1.0, gt=0, description="how often idle job threads look "
@@ -128,7 +132,31 @@ class Settings(BaseSettings):
     def resolved_torch_threads(self) -> int:
         if self.torch_threads:
             return self.torch_threads
-        return max(1, (os.cpu_count() or 1) // self.workers)
+        return max(1, available_cores() // self.workers)
+
+    def resolved_job_torch_threads(self, only_jobs: bool) -> int:
+        """A job thread's intra-op threads; ``only_jobs``: the process serves no requests."""
+        if self.job_torch_threads:
+            return self.job_torch_threads
+        if only_jobs:
+            return max(1, available_cores() // max(self.job_threads, 1))
+        return self.resolved_torch_threads
+
+
+def available_cores() -> int:
+    """The cores this process may use: those it is pinned to (cpuset), at most its cgroup's
+    CPU quota rounded up (a container's CPU limit), not every core of the host."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # not Linux
+        cores = os.cpu_count() or 1
+    try:
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+    except (OSError, ValueError):
+        return max(cores, 1)
+    if quota != "max" and int(period) > 0:
+        cores = min(cores, -(-int(quota) // int(period)))
+    return max(cores, 1)
 
 
 @lru_cache

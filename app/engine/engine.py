@@ -133,14 +133,17 @@ class ServingEngine:
 
     def adapt(self, task: PreparedTask, tenant: str,
               progress: Callable[[float], None] | None = None,
-              staging: InlineStaging | None = None) -> Adaptation:
+              staging: InlineStaging | None = None, torch_threads: int | None = None) -> Adaptation:
         """Adapt in a worker, store the state durably (before any row may reference it) and
         cache it. Returns where the state lives and a report of the adaptation. A tenant runs
         at most ``max_adaptations_per_tenant`` adaptations at once (429 beyond). ``progress``
         is told the fraction done by learners whose adaptation is long. With ``staging`` (from
-        ``states.staging(session)``), a small state is written by that session's transaction."""
+        ``states.staging(session)``), a small state is written by that session's transaction.
+        ``torch_threads``: the adaptation's own intra-op thread count (jobs), not batched with
+        others then."""
         with self._admission.admit(tenant):
-            return self._adapt_admitted(replace(task, tenant=tenant, progress=progress), staging)
+            return self._adapt_admitted(replace(task, tenant=tenant, progress=progress,
+                                                torch_threads=torch_threads), staging)
 
     def is_asynchronous(self, reg: RegisteredLearner) -> bool:
         """Whether this meta-learner's adaptations always run as jobs (202)."""
@@ -157,7 +160,7 @@ class ServingEngine:
             return reg.strategy.choose_with_first_step(reg.learner, self._in(task.x), self._in(task.y),
                                                        task.ways, ceiling)
 
-        steps, first_step = self.executor.run(choose, tenant=task.tenant)
+        steps, first_step = self.executor.run(choose, tenant=task.tenant, torch_threads=task.torch_threads)
         if steps < 1 or not reg.learner.continues:
             return replace(task, steps=steps)
         return replace(task, steps=steps, first_step=first_step)
@@ -166,7 +169,7 @@ class ServingEngine:
         reg = task.learner
         if task.steps_chosen_by == "strategy":
             task = self._choose_steps(task)
-        if task.progress is None and self.batch_choice.batch(("adapt", reg.ref)):
+        if task.progress is None and task.torch_threads is None and self.batch_choice.batch(("adapt", reg.ref)):
             key = ("adapt", reg.ref, codec_of(reg).batch_key(task.x), tuple(task.y.shape),
                    task.ways, task.steps, task.first_step is not None)
             state, report = self.adapt_batcher.submit(key, task)
@@ -258,7 +261,7 @@ class ServingEngine:
                     self.metrics.adaptation.labels(first.learner.name).observe(duration)
             return results
 
-        return self.executor.run(work, tenant=first.tenant)
+        return self.executor.run(work, tenant=first.tenant, torch_threads=first.torch_threads)
 
     def warm_up(self, regs: list[RegisteredLearner] | None = None) -> None:
         """Adapt and predict once per meta-learner version (all, or ``regs``) on a dummy task,

@@ -12,7 +12,9 @@ prediction's time on the server).
 PyTorch's intra-op thread count is kept per thread by its OpenMP runtime: a thread that never
 set it computes with the runtime's default (every core), which for the service's small tensors
 costs more than it gives (sinusoid-maml's 30-step adaptation 24 ms instead of 18 ms on 2
-cores). Every thread that runs a job sets ``torch_threads`` once, before its first job.
+cores). Every thread that runs a job sets ``torch_threads`` before it, when it differs from
+what the thread last set (a job may ask for its own count: the long adaptation jobs of 202
+responses).
 """
 
 from __future__ import annotations
@@ -32,8 +34,12 @@ _thread = threading.local()  # torch_threads: what this thread last set
 
 
 def use_torch_threads(count: int) -> None:
-    """Set PyTorch's intra-op thread count for the calling thread, once per thread."""
+    """Set PyTorch's intra-op thread count for the calling thread, when it differs from what
+    this thread last set. PyTorch initialises a thread's count lazily, at its first parallel
+    work, to the count any thread set last: that initialisation is done first here, or it
+    would later undo this thread's own setting once another thread had set another count."""
     if getattr(_thread, "torch_threads", None) != count:
+        torch.get_num_threads()  # the lazy initialisation, before the setting
         torch.set_num_threads(count)
         _thread.torch_threads = count
 
@@ -48,7 +54,7 @@ class Executor:
         self.torch_threads = torch_threads
         self.max_queue = max_queue
         self._slots = threading.BoundedSemaphore(max_queue)
-        self._queues: dict[str, deque[tuple[Callable[[], Any], Future[Any]]]] = {}
+        self._queues: dict[str, deque[tuple[Callable[[], Any], Future[Any], int]]] = {}
         self._turns: deque[str] = deque()  # tenants with work waiting, in serving order
         self._cond = threading.Condition()
         self._stopped = False
@@ -59,7 +65,9 @@ class Executor:
         for thread in self._threads:
             thread.start()
 
-    def run(self, fn: Callable[[], T], tenant: str = "") -> T:
+    def run(self, fn: Callable[[], T], tenant: str = "", torch_threads: int | None = None) -> T:
+        """``torch_threads``: this job's intra-op threads (default: the pool's)."""
+        threads = torch_threads or self.torch_threads
         if not self._slots.acquire(blocking=False):
             raise Overloaded(f"more than {self.max_queue} jobs are queued; retry shortly")
         try:
@@ -72,7 +80,7 @@ class Executor:
                     self._running += 1
             if inline:
                 try:
-                    use_torch_threads(self.torch_threads)
+                    use_torch_threads(threads)
                     return fn()
                 finally:
                     with self._cond:
@@ -83,7 +91,7 @@ class Executor:
                 if tenant not in self._queues:
                     self._queues[tenant] = deque()
                     self._turns.append(tenant)
-                self._queues[tenant].append((fn, future))
+                self._queues[tenant].append((fn, future, threads))
                 self._cond.notify()
             return future.result()
         finally:
@@ -94,7 +102,7 @@ class Executor:
         with self._cond:
             return self._running >= self.workers or bool(self._turns)
 
-    def _next(self) -> tuple[Callable[[], Any], Future[Any]] | None:
+    def _next(self) -> tuple[Callable[[], Any], Future[Any], int] | None:
         with self._cond:
             # a free slot as well as work: jobs run in the callers' threads count too
             while not self._stopped and (not self._turns or self._running >= self.workers):
@@ -112,11 +120,11 @@ class Executor:
             return job
 
     def _work(self) -> None:
-        use_torch_threads(self.torch_threads)
         while (job := self._next()) is not None:
-            fn, future = job
+            fn, future, threads = job
             try:
                 if future.set_running_or_notify_cancel():
+                    use_torch_threads(threads)
                     future.set_result(fn())
             except BaseException as exc:  # noqa: BLE001 - handed to the waiting request
                 future.set_exception(exc)

@@ -39,6 +39,7 @@ class PreparedTask:
     steps_chosen_by: str = "default"  # "request" | "default" | "strategy" (auto: chosen in a worker)
     # auto: the state after the first inner step, taken while choosing (the adaptation carries on)
     first_step: State | None = None
+    torch_threads: int | None = None  # intra-op threads of its adaptation (default: the pool's)
 
 
 class AdaptationReport(BaseModel):

@@ -39,7 +39,8 @@ def job_request(*, inputs: list[Any], targets: list[Any], steps: int | str | Non
 
 
 def run_claimed(*, factory: sessionmaker[Session], engine: ServingEngine, job: queue.ClaimedJob,
-                worker: str, max_attempts: int, progress: Callable[[float], None]) -> str:
+                worker: str, max_attempts: int, progress: Callable[[float], None],
+                torch_threads: int | None = None) -> str:
     """Adapt, store and mark the model ready (or failed), in a span that continues the trace
     of the request that queued the job. Returns the final status, or ``queued`` when the job
     went back to the queue for another attempt."""
@@ -50,7 +51,7 @@ def run_claimed(*, factory: sessionmaker[Session], engine: ServingEngine, job: q
                 "metaserve.meta_learner": f"{job.meta_learner}@{job.meta_learner_version}",
                 "metaserve.attempt": job.attempts}) as span:
             status = _run(factory=factory, engine=engine, job=job, worker=worker,
-                          max_attempts=max_attempts, progress=progress)
+                          max_attempts=max_attempts, progress=progress, torch_threads=torch_threads)
             span.set_attribute("metaserve.status", status)
             return status
     finally:
@@ -58,13 +59,14 @@ def run_claimed(*, factory: sessionmaker[Session], engine: ServingEngine, job: q
 
 
 def _run(*, factory: sessionmaker[Session], engine: ServingEngine, job: queue.ClaimedJob,
-         worker: str, max_attempts: int, progress: Callable[[float], None]) -> str:
+         worker: str, max_attempts: int, progress: Callable[[float], None],
+         torch_threads: int | None) -> str:
     ident = job.adapted_model_id
     try:
         reg = engine.bound(job.meta_learner, job.meta_learner_version, job.weights_sha256)
         task = engine.prepare(reg, job.request["inputs"], job.request["targets"], job.request["steps"])
         try:
-            made = engine.adapt(task, tenant=job.tenant, progress=progress)
+            made = engine.adapt(task, tenant=job.tenant, progress=progress, torch_threads=torch_threads)
         finally:
             release_free_heap()  # what the job's tensors freed goes back to the system
     except RetryLater:  # the engine is saturated: try again later, not the job's fault

@@ -40,8 +40,10 @@ class InProcessRunner:
     and puts back the jobs of workers whose leases ran out."""
 
     def __init__(self, factory: sessionmaker[Session], engine: ServingEngine, *, threads: int = 1,
-                 lease_seconds: float = 30.0, poll_seconds: float = 1.0, max_attempts: int = 3) -> None:
-        self.factory, self.engine = factory, engine
+                 lease_seconds: float = 30.0, poll_seconds: float = 1.0, max_attempts: int = 3,
+                 torch_threads: int | None = None) -> None:
+        """``torch_threads``: each job's intra-op threads (default: the engine's pool's)."""
+        self.factory, self.engine, self.torch_threads = factory, engine, torch_threads
         self.lease, self.poll, self.max_attempts = lease_seconds, poll_seconds, max_attempts
         self.worker = worker_name()
         self._wake, self._stop = threading.Event(), threading.Event()
@@ -125,7 +127,8 @@ class InProcessRunner:
 
         try:
             status = run_claimed(factory=self.factory, engine=self.engine, job=job,
-                                 worker=self.worker, max_attempts=self.max_attempts, progress=progress)
+                                 worker=self.worker, max_attempts=self.max_attempts, progress=progress,
+                                 torch_threads=self.torch_threads)
             log.info("adaptation job finished", extra={"adapted_model_id": ident, "status": status})
         except Exception:  # noqa: BLE001 - the lease runs out and the job is retried
             log.exception("adaptation job crashed", extra={"adapted_model_id": ident})

@@ -46,7 +46,8 @@ def run_worker(settings: Settings, stop: threading.Event | None = None) -> int:
     runner = InProcessRunner(factory, engine, threads=max(settings.job_threads, 1),
                              lease_seconds=settings.job_lease_seconds,
                              poll_seconds=settings.job_poll_seconds,
-                             max_attempts=settings.job_max_attempts)
+                             max_attempts=settings.job_max_attempts,
+                             torch_threads=settings.resolved_job_torch_threads(only_jobs=True))
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, lambda *_: stop.set())

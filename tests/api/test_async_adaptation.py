@@ -69,6 +69,28 @@ def test_each_job_gives_the_heap_it_freed_back_afterwards(client, monkeypatch):
     assert wait_for(client, failed)["status"] == "failed" and len(calls) == 2
 
 
+def test_jobs_compute_with_the_job_thread_count_and_requests_with_the_pools(settings, monkeypatch):
+    """METASERVE_JOB_TORCH_THREADS: a job thread adapts with its own intra-op thread count; a
+    synchronous adaptation in the same process keeps the request pool's."""
+    import torch
+
+    from app.meta.algorithms.maml import MAML
+
+    seen = []
+    adapt_params = MAML.adapt_params
+
+    def recording(self, *args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return adapt_params(self, *args, **kwargs)
+
+    monkeypatch.setattr(MAML, "adapt_params", recording)
+    threads = {"job_torch_threads": 2, "torch_threads": 1}
+    with TestClient(create_app(settings.model_copy(update=threads))) as client:
+        job = client.post("/v1/adapted-models", json=BODY, headers=ASYNC).json()["id"]
+        assert wait_for(client, job)["status"] == "ready" and seen == [2]
+        assert client.post("/v1/adapted-models", json=BODY).status_code == 201 and seen == [2, 1]
+
+
 def test_invalid_request_is_refused_before_it_is_queued(client):
     bad = dict(BODY, support={"inputs": [[0.0], [1.0]], "targets": [1.0]})
     check_problem(client.post("/v1/adapted-models", json=bad, headers=ASYNC), 422, "support")

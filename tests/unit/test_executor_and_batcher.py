@@ -8,7 +8,7 @@ import pytest
 from app.core.errors import Overloaded
 from app.core.problems import problem_headers, problem_type
 from app.engine.batcher import MicroBatcher
-from app.engine.executor import Executor
+from app.engine.executor import Executor, use_torch_threads
 
 
 def test_full_queue_is_refused_with_retry_after():
@@ -251,3 +251,58 @@ def test_every_thread_that_runs_a_job_sets_torch_threads_before_its_first_job(mo
     ran_in_worker, worker = queued[0]
     assert ran_in_worker and worker != waiter.ident  # a worker ran it, having set the count
     ex.shutdown()
+
+
+def test_a_job_with_its_own_thread_count_computes_with_it_and_the_next_job_with_the_pools():
+    """Adaptation jobs (202) may ask for more intra-op threads than the pool's; the thread
+    that ran one goes back to the pool's count for the next job, inline or in a worker."""
+    import torch  # noqa: PLC0415
+
+    ex = Executor(workers=1, max_queue=8, torch_threads=1)
+    out: list[int] = []
+    inline = threading.Thread(target=lambda: out.extend(
+        [ex.run(torch.get_num_threads, torch_threads=2), ex.run(torch.get_num_threads)]))
+    inline.start()
+    inline.join()
+    assert out == [2, 1]
+    gate, started = threading.Event(), threading.Event()
+    blocker = threading.Thread(target=lambda: ex.run(lambda: (started.set(), gate.wait(5))))
+    blocker.start()
+    started.wait(5)
+    queued: dict[str, int] = {}
+    own = threading.Thread(target=lambda: queued.update(own=ex.run(torch.get_num_threads, torch_threads=2)))
+    own.start()
+    time.sleep(0.05)
+    pools = threading.Thread(target=lambda: queued.update(pools=ex.run(torch.get_num_threads)))
+    pools.start()
+    time.sleep(0.05)
+    gate.set()
+    for t in (blocker, own, pools):
+        t.join()
+    assert queued == {"own": 2, "pools": 1}
+    ex.shutdown()
+
+
+def test_a_threads_count_holds_after_another_thread_sets_another():
+    """PyTorch initialises a thread's count at its first parallel work from the count any
+    thread set last: a thread's own setting must survive another thread's."""
+    import torch  # noqa: PLC0415
+
+    set_here, other_done = threading.Event(), threading.Event()
+    seen = []
+
+    def first():
+        use_torch_threads(1)
+        set_here.set()
+        other_done.wait(5)
+        seen.append(torch.get_num_threads())
+
+    t = threading.Thread(target=first)
+    t.start()
+    set_here.wait(5)
+    other = threading.Thread(target=lambda: use_torch_threads(2))
+    other.start()
+    other.join()
+    other_done.set()
+    t.join()
+    assert seen == [1]
