@@ -7,9 +7,12 @@ with every text learner loaded.
     python -m benchmarks.text_latency [--requests 40] [--jobs 5]
         [--learners text-protonet@1.0.0,text-protonet@1.1.0]
         [--job-learners text-protonet-finetune,text-encoder-finetune,text-encoder-finetune-mpnet]
+        [--job-torch-threads N]
 
 Sentences are CLINC150 test utterances (new sentences in every request, so that nothing is
-served from a cache); writes ``benchmarks/results/text_latency.json``.
+served from a cache); writes ``benchmarks/results/text_latency.json``, or with
+``--job-torch-threads N`` (the server's METASERVE_JOB_TORCH_THREADS: a job thread's intra-op
+threads, as in a worker process) ``text_latency_job_threads_N.json``.
 """
 
 from __future__ import annotations
@@ -66,10 +69,12 @@ def main() -> None:
     parser.add_argument("--job-learners",
                         default="text-protonet-finetune,text-encoder-finetune,text-encoder-finetune-mpnet",
                         help="text learners served as jobs")
+    parser.add_argument("--job-torch-threads", type=int, default=0,
+                        help="METASERVE_JOB_TORCH_THREADS of the server (0: its default)")
     args = parser.parse_args()
     learners = args.learners.split(",")
     work = tasks(args.requests + 3 + args.jobs)
-    bench = BenchServer(METASERVE_AUTH_ENABLED="false")
+    bench = BenchServer(METASERVE_AUTH_ENABLED="false", METASERVE_JOB_TORCH_THREADS=str(args.job_torch_threads))
     with bench as url, httpx.Client(base_url=url, timeout=120) as client:
         timings = {ref: ([], [], []) for ref in learners}  # adapt, predict, adapt compute (ms)
         for i, (support, query) in enumerate(work[: args.requests + 3]):
@@ -108,7 +113,7 @@ def main() -> None:
     report = {
         "meta": {"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
                  "python": platform.python_version(), "requests": args.requests, "jobs": args.jobs,
-                 "date": time.strftime("%Y-%m-%d")},
+                 "job_torch_threads": args.job_torch_threads or "default", "date": time.strftime("%Y-%m-%d")},
         **{ref: {"adapt_10x10_http": percentiles(adapt), "adapt_compute": percentiles(compute),
                  "predict_32_http": percentiles(predict)} for ref, (adapt, predict, compute) in timings.items()},
         **{ref: {"job_post_to_ready_s": {"p50": round(sorted(job_s)[len(job_s) // 2], 3),
@@ -120,7 +125,8 @@ def main() -> None:
         "server_rss_mb": round(memory, 1),
     }
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "text_latency.json").write_text(json.dumps(report, indent=2) + "\n")
+    name = f"text_latency_job_threads_{args.job_torch_threads}" if args.job_torch_threads else "text_latency"
+    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

@@ -51,11 +51,6 @@ def encoder_learner(request):
     return Learner(request.param)
 
 
-@pytest.fixture(scope="module")
-def learner():
-    return build_learner(MODEL, seed=0)
-
-
 def test_the_codec_gives_padded_token_ids_and_masks():
     x = tokens(["hello world", "a much longer sentence " * 20])
     assert x.shape == (2, 2, 64) and x.dtype == torch.float32
@@ -96,7 +91,8 @@ def test_fine_tuning_is_deterministic_and_moves_the_top_layers(encoder_learner):
     assert all(torch.equal(single[k], frozen[k]) for k in frozen)
 
 
-def test_padding_and_batch_company_do_not_change_a_prediction(learner):
+def test_padding_and_batch_company_do_not_change_a_prediction(encoder_learner):
+    learner, tokens = encoder_learner.learner, encoder_learner.tokens
     state = learner.adapt(tokens(SUPPORT), LABELS, 3)
     alone = learner.predict(state, tokens(QUERIES[:1]))
     crowded = learner.predict(state, tokens(QUERIES[:1] + ["a very long and winding sentence " * 15] * 70))
