@@ -28,11 +28,11 @@ def test_sixteen_slow_adaptations_share_a_pool_of_two(settings):
         headers = {"Authorization": f"Bearer {key}"}
         engine = c.app.state.engine
         for executor in (engine.executor, engine.predict_executor):
-            def slow_run(fn, tenant="", run=executor.run):
+            def slow_run(fn, tenant="", run=executor.run, **options):
                 def slow():
                     time.sleep(SLOW_SECONDS)
                     return fn()
-                return run(slow, tenant=tenant)
+                return run(slow, tenant=tenant, **options)
 
             executor.run = slow_run
 

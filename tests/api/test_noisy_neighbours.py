@@ -70,12 +70,12 @@ def test_a_tenant_over_its_concurrent_adaptations_gets_429(settings):
         run = engine.executor.run
         started, release = threading.Event(), threading.Event()
 
-        def held(fn, tenant=""):
+        def held(fn, tenant="", **options):
             def wait_then():
                 started.set()
                 release.wait(10)
                 return fn()
-            return run(wait_then, tenant=tenant)
+            return run(wait_then, tenant=tenant, **options)
 
         engine.executor.run = held
         first = {}
@@ -109,11 +109,11 @@ def test_the_work_queue_is_the_real_bound_and_health_answers_under_load(settings
         engine = c.app.state.engine
         run = engine.executor.run
 
-        def slow(fn, tenant=""):
+        def slow(fn, tenant="", **options):
             def wait_then():
                 time.sleep(0.3)
                 return fn()
-            return run(wait_then, tenant=tenant)
+            return run(wait_then, tenant=tenant, **options)
 
         engine.executor.run = slow
         codes, health = [], []
@@ -146,11 +146,11 @@ def test_one_client_cannot_hold_more_than_its_share_of_requests(settings):
         run = engine.executor.run
         release = threading.Event()
 
-        def held(fn, tenant=""):
+        def held(fn, tenant="", **options):
             def wait_then():
                 release.wait(10)
                 return fn()
-            return run(wait_then, tenant=tenant)
+            return run(wait_then, tenant=tenant, **options)
 
         engine.executor.run = held
         codes = []
