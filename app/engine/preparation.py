@@ -3,6 +3,7 @@ inputs) or examples to add, turned into tensors, with every refusal a domain err
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from torch import Tensor
@@ -62,6 +63,8 @@ def prepare_support(registry: Registry, reg: RegisteredLearner, inputs: list[Any
             f"this adaptation costs {len(inputs)} examples x {resolved} steps = {work} "
             f"example-steps, over the budget of {limits.max_example_steps} for {reg.name}; "
             "send fewer examples or ask for fewer steps")
+    if reg.learner.seeds_from_support:  # the same support set, the same bits, the same model
+        input_limits = replace(input_limits, reuse_embeddings=False)
     x = decode_inputs(reg, inputs, "support.inputs", input_limits)
     chosen_by = ("strategy" if reg.strategy is not None and steps in (None, AUTO)
                  else "request" if steps is not None else "default")

@@ -45,6 +45,7 @@ class InputLimits:
     max_image_pixels: int = 4096 * 4096
     embedding_cache_bytes: int = 64 * 1024 * 1024  # photo / sentence embeddings kept per process and kind
     device: str = "cpu"  # where encoders that decoding runs (the photo backbone) compute
+    reuse_embeddings: bool = True  # False: every input embedded afresh in this call's batch
 
 
 class InputCodec(ABC):
@@ -271,7 +272,7 @@ class PhotoCodec(InputCodec):
             return self.preprocess(data[i], spec, where, limits)
 
         return self.cache.embed(keys, lambda rows: backbone.embed(
-            torch.from_numpy(np.stack([pixels(i) for i in rows]))))
+            torch.from_numpy(np.stack([pixels(i) for i in rows]))), read=limits.reuse_embeddings)
 
 
 class PhotoPixelCodec(PhotoCodec):

@@ -21,11 +21,13 @@ class EmbeddingCache(BytesLRU[Tensor]):
     def key(model: str, data: bytes) -> tuple[str, str]:
         return model, hashlib.sha256(data).hexdigest()
 
-    def embed(self, keys: Sequence[Hashable | None], compute: Callable[[list[int]], Tensor]) -> Tensor:
+    def embed(self, keys: Sequence[Hashable | None], compute: Callable[[list[int]], Tensor],
+              read: bool = True) -> Tensor:
         """The embeddings ``[n, dim]`` of the inputs that ``keys`` name: cached ones from here, the
         others computed in one ``compute(rows)`` call (``rows``: one input of each distinct key, in
         order; an input twice in one call is embedded once) and kept. A ``None`` key is an input
-        that is computed and never kept."""
+        that is computed and never kept. ``read=False`` computes every input (what the call would
+        compute on an empty cache) and keeps those not kept already."""
         out: list[Tensor | None] = [None] * len(keys)
         pending: dict[Hashable, list[int]] = {}  # key -> rows
         transient: set[object] = set()  # stand-ins for the None keys
@@ -36,7 +38,7 @@ class EmbeddingCache(BytesLRU[Tensor]):
                 pending[stand_in] = [i]
             elif key in pending:
                 pending[key].append(i)
-            elif (cached := self.get(key)) is not None:
+            elif read and (cached := self.get(key)) is not None:
                 out[i] = cached
             else:
                 pending[key] = [i]

@@ -64,7 +64,7 @@ class TextCodec(InputCodec):
         model = f"{spec.encoder}|{runtime}"
         keys = [self.cache.key(model, sentence.encode("utf-8")) for sentence in sentences]
         return self.cache.embed(keys, lambda rows: load_encoder(spec.encoder, runtime).encode(
-            [sentences[i] for i in rows]))
+            [sentences[i] for i in rows]), read=limits.reuse_embeddings)
 
 
 class TextTokenCodec(TextCodec):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import signal
 import time
+import uuid
 
 import httpx
 import pytest
@@ -32,6 +33,31 @@ def test_finetune_is_a_job_and_predicts(client):
         "meta_learner": NAME, "support": SUPPORT}).json()["id"], timeout=60)
     r2 = client.post(f"/v1/adapted-models/{again['id']}/predictions", json={"inputs": QUERIES})
     assert r2.json() == r.json()
+
+
+def test_sentences_embedded_earlier_in_other_batches_do_not_change_the_model(client):
+    """The pseudo-episodes are seeded by the support's embedding bits, and a sentence embedded
+    alone (an earlier prediction) differs from one embedded with the others in its last bits:
+    the job embeds its support afresh, so the model is the one an empty cache gives."""
+    from app.meta.codec_registry import codec_for
+    from app.meta.embedding_cache import EmbeddingCache
+
+    tag = uuid.uuid4().hex[:6]  # sentences this process has not embedded yet
+    support = {"inputs": [f"{s} ({tag})" for s in SUPPORT["inputs"]], "targets": SUPPORT["targets"]}
+
+    def job_predictions() -> dict:
+        made = client.post("/v1/adapted-models", json={"meta_learner": NAME, "support": support})
+        ready = wait_for(client, made.json()["id"], timeout=60)
+        return client.post(f"/v1/adapted-models/{ready['id']}/predictions", json={"inputs": QUERIES}).json()
+
+    reference = job_predictions()
+    codec = codec_for("text")
+    codec.cache = EmbeddingCache(codec.cache.max_bytes)  # forget them, then embed two alone
+    plain = client.post("/v1/adapted-models", json={"meta_learner": "text-protonet@1.0.0", "support": SUPPORT})
+    for sentence in (support["inputs"][0], support["inputs"][4]):
+        assert client.post(f"/v1/adapted-models/{plain.json()['id']}/predictions",
+                           json={"inputs": [sentence]}).status_code == 200
+    assert job_predictions() == reference
 
 
 def test_finetune_refuses_a_bad_support_set_at_once(client):

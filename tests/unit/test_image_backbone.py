@@ -84,6 +84,22 @@ def test_embedding_cache_is_bounded_by_bytes():
     assert len(off) == 0
 
 
+def test_an_embedding_cache_asked_not_to_read_computes_every_input_once():
+    cache = EmbeddingCache(max_bytes=1 << 20)
+    a, b = cache.key("m", b"a"), cache.key("m", b"b")
+    cache.put(a, torch.zeros(4))
+    calls = []
+
+    def compute(rows):
+        calls.append(rows)
+        return torch.ones(len(rows), 4)
+
+    out = cache.embed([a, b, a], compute, read=False)
+    assert calls == [[0, 1]] and torch.equal(out, torch.ones(3, 4))  # a computed afresh, once
+    assert torch.equal(cache.get(a), torch.zeros(4))  # what was kept stays; b is kept now
+    assert torch.equal(cache.embed([b], compute), torch.ones(1, 4)) and len(calls) == 1
+
+
 def test_the_photo_codec_embeds_the_same_bytes_once():
     import base64
 

@@ -57,6 +57,10 @@ class MetaLearner(ABC):
     # adapted once at start-up so that the first client does not pay one-off costs; a learner
     # whose first task loads large weights (a job of seconds anyway) leaves them unloaded
     warm_at_start: ClassVar[bool] = True
+    # its adaptation draws random numbers seeded by the support tensor's bits: the support is
+    # decoded afresh, in one batch, never from embeddings another batch computed (their last
+    # bits differ, and so would the model)
+    seeds_from_support: ClassVar[bool] = False
     hyperparameters: ClassVar[type[Hyperparameters]] = Hyperparameters  # what it reads, typed
 
     def __init__(self, model: nn.Module, task_type: str, **hparams: Any) -> None:

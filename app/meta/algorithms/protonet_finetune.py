@@ -60,6 +60,7 @@ class ProtoNetFineTune(ProtoNet):
     family = "optimization"
     has_steps = True
     batchable = False  # per-task optimiser state and random splits: one task at a time
+    seeds_from_support = True  # the pseudo-episodes' generator (support_seed)
     extends = False  # the fine-tuned embedding depends on the whole support set
 
     def train_steps(self) -> int:
