@@ -38,7 +38,7 @@ def bindable(port: int) -> bool:
 def free_port_run(count: int = 1, highest: int | None = None) -> int:
     """The first of ``count`` consecutive free ports, all below ``highest`` (default: the
     ephemeral range)."""
-    top = min(highest or ephemeral_start(), ephemeral_start())
+    top = ephemeral_start() if highest is None else min(highest, ephemeral_start())
     if top - count <= LOWEST:
         raise RuntimeError(f"no room for {count} ports between {LOWEST} and {top}")
     for _ in range(1000):
