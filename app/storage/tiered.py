@@ -15,10 +15,11 @@ its own, and never a row without its state nor a state left behind by a failed c
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
@@ -82,9 +83,22 @@ class DatabaseArtifactStore:
         return 0
 
 
+_INLINE = InlineStateRow.__table__
+
+
+def _upsert(insert: Callable[..., Any]) -> Any:
+    staged = insert(_INLINE).values({name: bindparam(name, type_=_INLINE.c[name].type)
+                                     for name in ("sha256", "data", "stored_at")})
+    return staged.on_conflict_do_update(index_elements=[_INLINE.c.sha256],
+                                        set_={"stored_at": staged.excluded.stored_at})
+
+
 # INSERT ... ON CONFLICT (sha256) DO UPDATE, where the database has it: a state stored by a
-# concurrent transaction is refreshed (its grace period restarts), never a duplicate-key error
-UPSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+# concurrent transaction is refreshed (its grace period restarts), never a duplicate-key error.
+# Built once, as Core statements: building the statement and the ORM's bulk-insert path per
+# adaptation cost about as much as executing it.
+UPSERTS = {name: _upsert(insert) for name, insert in
+           (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))}
 
 
 class InlineStaging:
@@ -102,8 +116,7 @@ class InlineStaging:
         if upsert is None:
             self.session.merge(InlineStateRow(sha256=sha256, data=data, stored_at=now))
         else:
-            self.session.execute(upsert(InlineStateRow).values(sha256=sha256, data=data, stored_at=now)
-                                 .on_conflict_do_update(index_elements=["sha256"], set_={"stored_at": now}))
+            self.session.execute(upsert, {"sha256": sha256, "data": data, "stored_at": now})
         return True
 
 

@@ -24,12 +24,12 @@ from app.api.adapted_models.schemas import (
 from app.api.auth.dependencies import TenantDep
 from app.api.deps import EngineDep, SessionDep
 from app.api.json_body import openapi_body, parse_body
-from app.api.lean_call import LeanCallDep
+from app.api.lean_call import LeanCallDep, LeanCallRoute
 from app.api.schemas import AdaptedModelId, QueryInputs, problem_responses
 from app.db.models import MAX_IDEMPOTENCY_KEY
 from app.jobs.queue import QUEUED, RUNNING
 
-router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"])
+router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"], route_class=LeanCallRoute)
 JSON = "application/json"
 MAX_LIST_LIMIT = 200
 

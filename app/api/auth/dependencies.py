@@ -3,14 +3,13 @@
 
 Every ``/v1`` router is included with :data:`AUTHENTICATED` (authenticated by default); the public
 list is ``/healthz``, ``/readyz``, ``/metrics`` and the API documents. A route that does its work
-in one worker-thread call (``LeanCall``, the hot create and predict routes) authenticates inside
-that call, first; every other route is authenticated before its handler runs. The bearer scheme
+in one worker-thread call (``LeanCallRoute``, the hot create and predict routes) authenticates
+inside that call, first; every other route is authenticated before its handler runs. The bearer scheme
 is declared in the OpenAPI document, so ``/docs`` has Authorize and generated clients send it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated, Any, NoReturn
 
 from fastapi import Depends, Request
@@ -67,30 +66,11 @@ def client_address(request: Request) -> str:
     return request.client.host if request.client else "unknown"
 
 
-# dependencies whose value can reach the database only after authenticating the caller
-# (``app.api.lean_call.LeanCall.of``): a route taking one is checked there, in its own thread call
-IN_CALL_AUTHENTICATORS: set[Callable[..., Any]] = set()
-
-
-def authenticates_in_call(route: Any) -> bool:
-    """Whether ``route`` depends on an in-call authenticator (cached on the route)."""
-    if route is None:
-        return False
-    known = getattr(route, "_authenticates_in_call", None)
-    if known is None:
-        dependant = getattr(route, "dependant", None)
-        known = dependant is not None and any(d.call in IN_CALL_AUTHENTICATORS for d in dependant.dependencies)
-        route._authenticates_in_call = known
-    return known
-
-
 async def authenticate_request(request: Request,
                                _: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> None:
     """The router-level check of every ``/v1`` operation (``bearer`` declares the scheme in the
-    OpenAPI document; the header is read here). A route that depends on one of
-    :data:`IN_CALL_AUTHENTICATORS` authenticates inside its one thread call instead."""
-    if authenticates_in_call(request.scope.get("route")):
-        return
+    OpenAPI document; the header is read here). A lean route (``app.api.lean_call``) resolves no
+    dependencies: it authenticates inside its one thread call instead."""
     state = request.app.state
 
     def check() -> str:
