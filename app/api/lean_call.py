@@ -93,6 +93,8 @@ class LeanCallRoute(APIRoute):
         path_params, header_params = dependant.path_params, dependant.header_params
 
         async def handler(request: Request) -> Response:
+            # FastAPI's order: dependencies (the store check, the body) before parameters
+            call = await LeanCall.of(request)
             values, errors = request_params_to_args(path_params, request.path_params)
             if header_params:
                 header_values, header_errors = request_params_to_args(header_params, request.headers)
@@ -100,7 +102,7 @@ class LeanCallRoute(APIRoute):
                 errors.extend(header_errors)
             if errors:
                 raise RequestValidationError(errors)
-            values[call_name] = await LeanCall.of(request)
+            values[call_name] = call
             return await endpoint(**values)
 
         return handler

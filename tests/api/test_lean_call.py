@@ -68,7 +68,9 @@ def test_a_store_mismatch_refuses_create_and_predict(client):
                                                      "support": sine_support()}).json()["id"]
     client.app.state.store_mismatch = "the artifact store is not the one bound to this database"
     for r in (client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-maml", "support": sine_support()}),
-              client.post(f"/v1/adapted-models/{ident}/predictions", json={"inputs": [[0.5]]})):
+              client.post(f"/v1/adapted-models/{ident}/predictions", json={"inputs": [[0.5]]}),
+              client.post(f"/v1/adapted-models/{'a' * 65}/predictions", json={"inputs": [[0.5]]})):
+        # before anything else, as the router's store dependency answers on every other route
         assert r.status_code == 503 and r.json()["type"].endswith("store-mismatch")
 
 
