@@ -7,12 +7,12 @@ row) and once more for the handler, and resolves its dependency tree on every re
 of the event loop's time for a small adaptation and its prediction, py-spy). A route that takes
 a ``LeanCallDep`` on a router whose ``route_class`` is :class:`LeanCallRoute` is declared like
 every other ``/v1`` route (same decorators, same OpenAPI document, same router-level
-authentication in the document), but its handler validates only its path and header parameters
-(with FastAPI's own validation, so the same 422 bodies), reads what it needs from the request
-on the event loop, and then authenticates, validates the body, reads and writes the database
-and calls the engine in a single worker-thread function (``LeanCall.run``). The ``/v1``
-checks the router's dependencies would make (the bound artifact store, the API key) are made
-here, in the same order, with the same problem bodies.
+authentication in the document), but its handler reads what it needs from the request on the
+event loop, validates only its path and header parameters (with FastAPI's own validation, so the
+same 422 bodies), and then authenticates, validates the body, reads and writes the database and
+calls the engine in a single worker-thread function (``LeanCall.run``). The ``/v1`` checks the
+router's dependencies would make (the bound artifact store, the API key) are made here, in the
+same order, with the same problem bodies.
 """
 
 from __future__ import annotations
