@@ -4,9 +4,12 @@ and queries, outputs compared with the ones recorded (``shipped_text_predictions
 A change of code that moves a served version's outputs (a default, an op order that changes
 more than rounding, a preprocessing step) fails here; a new behaviour ships as a new version.
 The tolerance covers the CPU's float kernels only (fine-tuning amplifies their rounding a
-little). The figures are this project's CPUs', to 6 decimals, computed on one thread: the
-fine-tuning text versions draw their pseudo-episodes from a seed hashed from the support's
-embedding bits, so a CPU or thread count that rounds the embeddings otherwise draws other episodes.
+little). The figures are this project's CPUs', to 6 decimals, computed on one thread. The
+text-protonet-finetune versions draw their pseudo-episodes from a seed hashed from the support's
+embedding bits, so a CPU whose float kernels round the embeddings otherwise draws other episodes
+and adapts another model (same accuracy in distribution): their record holds one set of outputs
+per CPU family this project runs on, and a run must match one of them exactly (within the
+tolerance), never a blend.
 
 Record after adding a version (never to make a change pass):
 ``python -m tests.unit.test_shipped_text_predictions --record``
@@ -81,10 +84,12 @@ def test_a_shipped_text_version_predicts_as_recorded(folder):
         got = torch.tensor(outputs(folder))
     except EncoderUnavailable as exc:  # an optional encoder's packages are not installed here
         pytest.skip(str(exc))
-    expected = torch.tensor(json.loads(RECORDED.read_text())[ref(folder)])
-    assert got.shape == expected.shape
-    assert torch.equal(got.argmax(-1), expected.argmax(-1))
-    assert torch.allclose(got, expected, rtol=0, atol=ATOL), (got - expected).abs().max()
+    recorded = torch.tensor(json.loads(RECORDED.read_text())[ref(folder)])
+    variants = recorded if recorded.dim() == 3 else recorded.unsqueeze(0)  # one per CPU family
+    assert all(got.shape == expected.shape for expected in variants)
+    nearest = min(variants, key=lambda expected: float((got - expected).abs().max()))
+    assert torch.equal(got.argmax(-1), nearest.argmax(-1))
+    assert torch.allclose(got, nearest, rtol=0, atol=ATOL), (got - nearest).abs().max()
 
 
 if __name__ == "__main__":
