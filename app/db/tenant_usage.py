@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections import Counter
 
 from sqlalchemy import bindparam, func, select, union, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import AdaptedModelRow, TenantUsageRow
+from app.db.session import UPSERT_INSERTS
 
 _USAGE = TenantUsageRow.__table__
 
@@ -34,13 +34,12 @@ def _claim_statement(insert):  # noqa: ANN001, ANN202
     ).returning(_USAGE.c.models)
 
 
-_INSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}  # the dialects with upserts
-_CLAIMS = {name: _claim_statement(insert) for name, insert in _INSERTS.items()}
+_CLAIMS = {name: _claim_statement(insert) for name, insert in UPSERT_INSERTS.items()}
 
 
 def _dialect(session: Session) -> str:
     name = session.get_bind().dialect.name
-    if name not in _INSERTS:
+    if name not in UPSERT_INSERTS:
         raise RuntimeError(f"tenant_usage needs PostgreSQL or SQLite, not {name}")
     return name
 
@@ -63,7 +62,7 @@ def release_model_rows(session: Session, tenants: Counter[str]) -> None:
 _ENSURE = {
     name: insert(_USAGE).values(tenant=bindparam("tenant"), models=0)
     .on_conflict_do_nothing(index_elements=[_USAGE.c.tenant]).returning(_USAGE.c.tenant)
-    for name, insert in _INSERTS.items()}
+    for name, insert in UPSERT_INSERTS.items()}
 
 
 def reconcile_usage(factory: sessionmaker[Session]) -> dict[str, tuple[int | None, int]]:

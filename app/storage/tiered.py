@@ -20,11 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import bindparam, delete, select, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db.models import InlineStateRow
+from app.db.session import UPSERT_INSERTS
 from app.storage.artifacts import ArtifactCorrupted, ArtifactMissing, ArtifactStore, sha256_hex
 
 
@@ -97,8 +97,7 @@ def _upsert(insert: Callable[..., Any]) -> Any:
 # concurrent transaction is refreshed (its grace period restarts), never a duplicate-key error.
 # Built once, as Core statements: building the statement and the ORM's bulk-insert path per
 # adaptation cost about as much as executing it.
-UPSERTS = {name: _upsert(insert) for name, insert in
-           (("sqlite", sqlite.insert), ("postgresql", postgresql.insert))}
+UPSERTS = {name: _upsert(insert) for name, insert in UPSERT_INSERTS.items()}
 
 
 class InlineStaging:

@@ -65,6 +65,11 @@ def outputs(folder: Path) -> list[list[float]]:
     return [[round(float(v), 6) for v in row] for row in logits]
 
 
+def variants(entry: list) -> list[list[list[float]]]:
+    """A version's recorded outputs: one set, or one per CPU family."""
+    return entry if isinstance(entry[0][0], list) else [entry]
+
+
 def ref(folder: Path) -> str:
     return f"{folder.parent.name}@{folder.name}"
 
@@ -86,10 +91,9 @@ def test_a_shipped_text_version_predicts_as_recorded(folder):
         got = torch.tensor(outputs(folder))
     except EncoderUnavailable as exc:  # an optional encoder's packages are not installed here
         pytest.skip(str(exc))
-    recorded = torch.tensor(json.loads(RECORDED.read_text())[ref(folder)])
-    variants = recorded if recorded.dim() == 3 else recorded.unsqueeze(0)  # one per CPU family
-    assert all(got.shape == expected.shape for expected in variants)
-    nearest = min(variants, key=lambda expected: float((got - expected).abs().max()))
+    recorded = [torch.tensor(v) for v in variants(json.loads(RECORDED.read_text())[ref(folder)])]
+    assert all(got.shape == expected.shape for expected in recorded)
+    nearest = min(recorded, key=lambda expected: float((got - expected).abs().max()))
     assert torch.equal(got.argmax(-1), nearest.argmax(-1))
     assert torch.allclose(got, nearest, rtol=0, atol=ATOL), (got - nearest).abs().max()
 
@@ -108,7 +112,7 @@ if __name__ == "__main__":
         if name not in recorded:
             recorded[name] = got
         elif args.add_cpu and load_meta_learner(folder)[0].seeds_from_support:
-            known = recorded[name] if isinstance(recorded[name][0][0], list) else [recorded[name]]
+            known = variants(recorded[name])
             if not any(torch.allclose(torch.tensor(got), torch.tensor(k), rtol=0, atol=ATOL) for k in known):
                 recorded[name] = [*known, got]
     if args.record:
