@@ -78,19 +78,21 @@ def accuracy(learner, spec, support, queries, steps: int) -> tuple[float, float]
     return float((logits.argmax(-1) == truth).float().mean()), seconds
 
 
-def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder: str, grid: Path) -> None:
+def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder: str, grid: Path,
+                  step_chunk: int = 0) -> None:
     """The shipped version: the pinned encoder, the identity adapter (W2 = 0, scale 8), and the
     fine-tuning chosen on validation; nothing else is learned before a task arrives."""
     import platform
 
     name, version = folder.parent.name, folder.name
     spec = model_spec(encoder)
-    hparams = dict(spec["hparams"], top_layers=top_layers, eval_steps=steps, inner_lr=lr, episode_ways=16)
+    hparams = dict(spec["hparams"], top_layers=top_layers, eval_steps=steps, inner_lr=lr, episode_ways=16,
+                   **({"step_chunk": step_chunk} if step_chunk else {}))
     learner = build_learner({**spec, "hparams": hparams}, seed=0)
     folder.mkdir(parents=True, exist_ok=True)
     sha = save_weights(folder, learner)
     command = (f"python scripts/text_encoder_finetune.py --encoder {encoder} --write {folder} --grid {steps} "
-               f"--lrs {lr} --top-layers {top_layers}")
+               f"--lrs {lr} --top-layers {top_layers}" + (f" --step-chunk {step_chunk}" if step_chunk else ""))
     write_json(
         folder / "manifest.json",
         {
@@ -215,6 +217,8 @@ def main() -> None:
     ap.add_argument("--grid", default="", help="steps to try (default: the learner's)")
     ap.add_argument("--lrs", default="", help="inner learning rates to try (default: the learner's)")
     ap.add_argument("--top-layers", type=int, default=0)
+    ap.add_argument("--step-chunk", type=int, default=0,
+                    help="fresh learner: rows per length-sorted chunk of a fine-tuning step (0: whole episodes)")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--write", type=Path, help="write a version folder with the first --grid/--lrs values")
     ap.add_argument("--grid-report", type=Path, default=Path("reports/text/encoder-finetune-grid.json"),
@@ -232,7 +236,7 @@ def main() -> None:
     if args.write:
         write_version(
             args.write, int(args.grid.split(",")[0]), float(args.lrs.split(",")[0]), args.top_layers or 2,
-            args.encoder, args.grid_report,
+            args.encoder, args.grid_report, args.step_chunk,
         )
         return
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -241,7 +245,8 @@ def main() -> None:
         spec = manifest["input"]
     else:
         fresh = model_spec(args.encoder)
-        hparams = dict(fresh["hparams"], **({"top_layers": args.top_layers} if args.top_layers else {}))
+        hparams = dict(fresh["hparams"], **({"top_layers": args.top_layers} if args.top_layers else {}),
+                       **({"step_chunk": args.step_chunk} if args.step_chunk else {}))
         learner, spec = build_learner({**fresh, "hparams": hparams}, seed=0), input_spec(args.encoder)
     steps_grid = [int(s) for s in args.grid.split(",")] if args.grid else [learner.default_steps()]
     lr_grid = [float(v) for v in args.lrs.split(",")] if args.lrs else [learner.hp.inner_lr]

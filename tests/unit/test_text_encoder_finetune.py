@@ -4,6 +4,8 @@ batching do not change a prediction, bad sentences are refused like the text cod
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -35,11 +37,11 @@ def tokens(sentences, encoder="all-MiniLM-L6-v2"):
 class Learner:
     """A learner over one encoder, and its tokens (the encoders tokenise differently)."""
 
-    def __init__(self, encoder: str) -> None:
+    def __init__(self, encoder: str, **hparams) -> None:
         self.encoder = encoder
         backbone = {**MODEL["backbone_args"], "dim": ENCODERS[encoder].dim}
         self.learner = build_learner({**MODEL, "backbone_args": backbone,
-                                      "hparams": {**MODEL["hparams"], "text_encoder": encoder}}, seed=0)
+                                      "hparams": {**MODEL["hparams"], "text_encoder": encoder, **hparams}}, seed=0)
 
     def tokens(self, sentences):
         return tokens(sentences, self.encoder)
@@ -97,3 +99,28 @@ def test_padding_and_batch_company_do_not_change_a_prediction(encoder_learner):
     alone = learner.predict(state, tokens(QUERIES[:1]))
     crowded = learner.predict(state, tokens(QUERIES[:1] + ["a very long and winding sentence " * 15] * 70))
     assert torch.allclose(alone[0], crowded[0], atol=1e-4)
+
+
+def test_length_sorted_chunks_fine_tune_as_whole_episodes_do(encoder_learner):
+    """``step_chunk`` only removes padding from a step's forward pass: the fine-tuned state is
+    the whole-episode one up to rounding, deterministic, and the default keeps whole episodes."""
+    learner, tokens = encoder_learner.learner, encoder_learner.tokens
+    assert learner.hp.step_chunk == 0
+    support = SUPPORT + ["could you tell me, in as much detail as you can, why my parcel has not arrived yet"]
+    labels = torch.cat([LABELS, torch.tensor([1])])
+    whole = learner.adapt(tokens(support), labels, 3)
+    chunked_learner = Learner(encoder_learner.encoder, step_chunk=2).learner
+    assert chunked_learner.hp == dataclasses.replace(learner.hp, step_chunk=2)
+    chunked = chunked_learner.adapt(tokens(support), labels, 3)
+    again = chunked_learner.adapt(tokens(support), labels, 3)
+    assert chunked.keys() == whole.keys()
+    assert all(torch.equal(chunked[k], again[k]) for k in chunked)
+    for key in whole:
+        assert torch.allclose(chunked[key], whole[key], atol=1e-4), key
+    moved = [k for k in whole if k.startswith("top.") and not torch.equal(whole[k], learner._top_params()[k])]
+    assert moved  # the comparison is of fine-tuned layers, not of two copies of the pretrained ones
+
+
+def test_a_negative_step_chunk_is_refused():
+    with pytest.raises(ValueError, match="step_chunk"):
+        Learner("all-MiniLM-L6-v2", step_chunk=-1)

@@ -108,10 +108,16 @@ class EncoderFineTuneHyperparameters(FineTuneHyperparameters):
     text_encoder: str = ""
     top_layers: int = 2
     episode_ways: int = 16
+    # a fine-tuning step's sentences, sorted by length, go through the top layers in chunks of
+    # this many rows, each padded only to its longest (0: the whole episode at once, padded to
+    # its longest sentence: the arithmetic of the versions made before chunks existed)
+    step_chunk: int = 0
 
     def check(self, algorithm: str) -> None:
         if not self.text_encoder:
             raise ValueError(f"{algorithm} needs text_encoder")
+        if self.step_chunk < 0:
+            raise ValueError(f"{algorithm}: step_chunk must be 0 (whole episodes) or positive")
 
 
 @dataclass(frozen=True)

@@ -193,7 +193,7 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
                 rows = torch.cat(s_rows + q_rows)
                 n = sum(r.numel() for r in s_rows)
                 with torch.enable_grad():
-                    z = self.embed_states(weights, states[rows], mask[rows])
+                    z = self._embed_rows(weights, states[rows], mask[rows])
                     loss = prototype_loss(z[:n], torch.cat(s_y), z[n:], torch.cat(q_y), len(order), temperature)
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
@@ -209,6 +209,13 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
         states, mask = self.lower_states(x)
         weights = {**params, **{k: v for k, v in state.items() if k.startswith("top.")}}
         return self.logits(self._embed_all(weights, states, mask), state["prototypes"], state["counts"])
+
+    def _embed_rows(self, params: dict[str, Tensor], states: Tensor, mask: Tensor) -> Tensor:
+        """A fine-tuning step's embeddings: the whole episode at once, or in length-sorted
+        chunks of ``step_chunk`` rows (less padding: the same values up to rounding)."""
+        if self.hp.step_chunk > 0:
+            return self._embed_all(params, states, mask, batch_size=self.hp.step_chunk)
+        return self.embed_states(params, states, mask)
 
     def _embed_all(self, params: dict[str, Tensor], states: Tensor, mask: Tensor, batch_size: int = 64) -> Tensor:
         """Every row embedded, in batches of similar lengths; rows in their original order."""
