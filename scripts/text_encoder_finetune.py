@@ -128,7 +128,9 @@ def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder:
                     "what": f"per task, at adaptation: {steps} Adam steps (lr {lr}) on the encoder's top "
                     f"{top_layers} transformer layers, each on a pseudo-episode of up to 16 classes "
                     "(half of each class's sentences as prototypes, half as queries; seeded by the support "
-                    "set), then prototypes over the whole support set with the fine-tuned layers (SetFit, "
+                    "set)" + (f", its sentences through the top layers in length-sorted chunks of {step_chunk}"
+                              if step_chunk else "")
+                    + ", then prototypes over the whole support set with the fine-tuned layers (SetFit, "
                     "Tunstall et al. 2022, with the prototypical loss of P>M>F, Hu et al. 2022)",
                     "chosen_on": "validation only: 10-shot supports drawn from HWU64 train and CLINC150 train "
                     "(3 draws each), queried with HWU64 valid and CLINC150 val",

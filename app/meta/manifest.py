@@ -42,11 +42,13 @@ class HParams(_Strict):
     image_backbone: str | None = None
     tail_blocks: int | None = Field(None, ge=0)
     views: int | None = Field(None, ge=0)
-    # per-task fine-tuning of a sentence encoder: which one, how many of its top layers, and how
-    # many classes a pseudo-episode takes
+    # per-task fine-tuning of a sentence encoder: which one, how many of its top layers, how
+    # many classes a pseudo-episode takes, and how many of a step's sentences go through the top
+    # layers together, sorted by length (0: the whole episode at once)
     text_encoder: str | None = None
     top_layers: int | None = Field(None, ge=1)
     episode_ways: int | None = Field(None, ge=2)
+    step_chunk: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _references(self) -> HParams:
