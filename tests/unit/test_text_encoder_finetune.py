@@ -1,6 +1,7 @@
 """protonet-encoder-finetune and the text-tokens codec: the split encoder computes the pinned
 encoder's embeddings, fine-tuning is deterministic and fits the support set, padding and
-batching do not change a prediction, bad sentences are refused like the text codec's."""
+batching do not change a prediction, length-sorted chunks of a step fine-tune as whole episodes
+do, bad sentences are refused like the text codec's."""
 
 from __future__ import annotations
 
