@@ -15,6 +15,7 @@ from app.api.adapted_models.router import router as adapted_models_router
 from app.api.admin.router import router as admin_router
 from app.api.auth.dependencies import AUTHENTICATED
 from app.api.auth.rate_limit import make_rate_limiter
+from app.api.auth.verified_keys import VerifiedKeys
 from app.api.meta_learners.router import router as meta_learners_router
 from app.api.meta_learners.service import mirror_registry
 from app.api.openapi import problem_openapi, serve_local_docs
@@ -103,6 +104,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.metrics = metrics
     app.state.rate_limiter = make_rate_limiter(settings.rate_limit_per_minute,
                                                settings.rate_limit_storage, "keys")
+    app.state.verified_keys = VerifiedKeys(settings.auth_cache_seconds)
     app.state.auth_failure_limiter = make_rate_limiter(settings.auth_failures_per_minute,
                                                        settings.rate_limit_storage, "auth-failures",
                                                        burst=10)

@@ -107,6 +107,10 @@ class Settings(BaseSettings):
     rate_limit_storage: str = Field("memory", description="where rate limits are counted: memory "
                                     "(per process) or a storage URI every replica shares, e.g. "
                                     "redis://127.0.0.1:6379 (the limits library)")
+    auth_cache_seconds: float = Field(5.0, ge=0, description="how long a process trusts an API "
+                                      "key it has verified without reading the database again: "
+                                      "a revoked key keeps working up to this long; 0 = every "
+                                      "request reads it")
     auth_failures_per_minute: int = Field(30, ge=0, description="failed authentications per client "
                                           "address and process before 429; 0 = off")
     max_models_per_tenant: int = Field(100_000, ge=1)

@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import update
 
 from app.api.auth.service import create_key, revoke_key
+from app.api.auth.verified_keys import VerifiedKeys
 from app.db.models import AdaptedModelRow, TenantUsageRow
 from app.main import create_app
 from app.storage.artifacts import LocalArtifactStore
@@ -76,12 +77,42 @@ def test_missing_and_malformed_keys_get_401(secured, header):
         assert r.headers["www-authenticate"] == "Bearer"
 
 
-def test_revoked_key_gets_401(secured):
+def test_revoked_key_gets_401_at_once_without_the_key_cache(settings):
+    s = settings.model_copy(update={"auth_enabled": True, "rate_limit_per_minute": 0, "auth_cache_seconds": 0})
+    with TestClient(create_app(s)) as c:
+        ((key_id, key),) = keys(c, "tenant-a")
+        assert c.get("/v1/meta-learners", headers=auth(key)).status_code == 200
+        with c.app.state.session_factory() as session:
+            assert revoke_key(session=session, key_id=key_id)
+        assert c.get("/v1/meta-learners", headers=auth(key)).status_code == 401
+
+
+def test_revoked_key_gets_401_once_the_cache_window_has_passed(secured):
+    """A process trusts a key it verified for METASERVE_AUTH_CACHE_SECONDS, on every route
+    (the lean create and predict included); then it reads the database again."""
+    now = [1000.0]
+    secured.app.state.verified_keys = VerifiedKeys(5.0, clock=lambda: now[0])
     ((key_id, key),) = keys(secured, "tenant-a")
-    assert secured.get("/v1/meta-learners", headers=auth(key)).status_code == 200
+    ident = adapt(secured, auth(key)).json()["id"]
     with secured.app.state.session_factory() as session:
         assert revoke_key(session=session, key_id=key_id)
-    assert secured.get("/v1/meta-learners", headers=auth(key)).status_code == 401
+    now[0] += 4.9
+    predict = f"/v1/adapted-models/{ident}/predictions"
+    assert secured.post(predict, json={"inputs": [[0.0]]}, headers=auth(key)).status_code == 200
+    assert secured.get("/v1/meta-learners", headers=auth(key)).status_code == 200
+    now[0] += 0.1
+    for r in (secured.post(predict, json={"inputs": [[0.0]]}, headers=auth(key)),
+              adapt(secured, auth(key)), secured.get("/v1/meta-learners", headers=auth(key))):
+        assert r.status_code == 401 and r.headers["content-type"] == PROBLEM
+
+
+def test_a_trusted_key_id_with_another_secret_gets_401(secured):
+    ((key_id, key),) = keys(secured, "tenant-a")
+    assert secured.get("/v1/meta-learners", headers=auth(key)).status_code == 200
+    assert len(secured.app.state.verified_keys) == 1
+    forged = f"ms_{key_id}_{'x' * 43}"
+    for r in (secured.get("/v1/meta-learners", headers=auth(forged)), adapt(secured, auth(forged))):
+        assert r.status_code == 401 and r.headers["content-type"] == PROBLEM
 
 
 def test_health_endpoints_need_no_key(secured):

@@ -49,8 +49,9 @@ def tenant_of(*, state: Any, settings: Settings, session: Session, authorization
     if scheme.lower() != "bearer" or not key.strip():
         refuse(state=state, settings=settings, client=client,
                why="send an API key as 'Authorization: Bearer <key>'")
-    found = authenticate(session=session, key=key.strip())
-    session.commit()  # end the read transaction: the connection goes back to the pool
+    found = authenticate(session=session, key=key.strip(), verified=state.verified_keys)
+    if session.in_transaction():
+        session.commit()  # end the read transaction: the connection goes back to the pool
     if found is None:
         refuse(state=state, settings=settings, client=client,
                why="the API key is not valid or has been revoked")

@@ -10,6 +10,7 @@ from datetime import UTC, datetime
 from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
+from app.api.auth.verified_keys import VerifiedKeys
 from app.db.models import ApiKeyRow
 
 PREFIX = "ms"
@@ -53,20 +54,27 @@ KEY_BY_ID = select(ApiKeyRow.id, ApiKeyRow.tenant, ApiKeyRow.secret_sha256, ApiK
                    ApiKeyRow.scope).where(ApiKeyRow.id == bindparam("key_id"))
 
 
-def authenticate(*, session: Session, key: str) -> tuple[str, str] | None:
-    """(key id, tenant) for a valid, unrevoked key; None otherwise."""
-    found = authenticate_with_scope(session=session, key=key)
+def authenticate(*, session: Session, key: str, verified: VerifiedKeys | None = None) -> tuple[str, str] | None:
+    """(key id, tenant) for a valid, unrevoked key; None otherwise. With ``verified``, a key
+    it trusts is not looked up again (see :mod:`app.api.auth.verified_keys`)."""
+    found = authenticate_with_scope(session=session, key=key, verified=verified)
     return None if found is None else found[:2]
 
 
-def authenticate_with_scope(*, session: Session, key: str) -> tuple[str, str, str] | None:
+def authenticate_with_scope(*, session: Session, key: str,
+                            verified: VerifiedKeys | None = None) -> tuple[str, str, str] | None:
     """(key id, tenant, scope) for a valid, unrevoked key; None otherwise."""
     parts = key.split("_", 2)
     if len(parts) != 3 or parts[0] != PREFIX:
         return None
-    row = session.execute(KEY_BY_ID, {"key_id": parts[1]}).one_or_none()  # Core: no ORM load
+    key_id, digest = parts[1], _digest(parts[2])
+    if verified is not None and (known := verified.trusted(key_id, digest)) is not None:
+        return key_id, known.tenant, known.scope
+    row = session.execute(KEY_BY_ID, {"key_id": key_id}).one_or_none()  # Core: no ORM load
     if row is None or row.revoked_at is not None:
         return None
-    if not hmac.compare_digest(row.secret_sha256, _digest(parts[2])):
+    if not hmac.compare_digest(row.secret_sha256, digest):
         return None
+    if verified is not None:
+        verified.remember(row.id, row.secret_sha256, row.tenant, row.scope)
     return row.id, row.tenant, row.scope
