@@ -12,7 +12,9 @@ and Metaserve (uvicorn, SQLite, its file store, an API key unless ``--auth off``
 since one client address sends everything). One client: httpx, one connection per client thread.
 Each round measures every server in turn (the order rotates between rounds): sequential tasks
 (p50 of the two requests' wall time, and of each request), then ``--clients`` concurrent clients
-(wall time / tasks); learn2learn in-process (``l2l_peer.py``) once per round. Figures are the
+(wall time / tasks), each with the server process's CPU time per task (user + system, from
+``/proc``: what the server spends, whatever the client costs); learn2learn in-process
+(``l2l_peer.py``) once per round. Figures are the
 median over rounds with their min-max; ratios are taken within each round, then summarised the
 same way. Metaserve also answers its default request (options left out: sinusoid-maml's newest
 version chooses its steps, ``auto``) each round, timed with the mean steps chosen, and its own
@@ -95,6 +97,12 @@ class NaiveServer:
             self.proc.wait(timeout=30)
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its waited-for children (``/proc``; Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return sum(int(v) for v in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+
+
 def sequential(url: str, headers: dict, tasks: int, seed: int) -> dict:
     """p50 ms of a task (adapt + predict 100) and of each request, after a warm-up."""
     rng = torch.Generator().manual_seed(seed)
@@ -134,6 +142,11 @@ def default_request(url: str, headers: dict, tasks: int, seed: int) -> dict:
                 steps.append(r.json()["adaptation"]["steps"])
     return {"default_request_adapt_ms": 1000 * statistics.median(times),
             "default_request_mean_steps": statistics.fmean(steps)}
+
+
+def concurrent_tasks(tasks: int, clients: int) -> int:
+    """How many tasks :func:`concurrent` sends in all."""
+    return max(tasks // clients, 4) * clients
 
 
 def concurrent(url: str, headers: dict, tasks: int, clients: int, seed: int) -> float:
@@ -245,11 +258,18 @@ def main() -> None:
         for r in range(args.rounds):
             rows["learn2learn_in_process"].setdefault("task_ms", []).append(peer_ms(args.peer_python, args.tasks))
             for name in names[r % len(names):] + names[:r % len(names)]:
-                headers = servers[name].headers
+                headers, pid = servers[name].headers, servers[name].proc.pid
+                cpu0 = cpu_seconds(pid)
                 for key, value in sequential(urls[name], headers, args.tasks, seed=r).items():
                     rows[name].setdefault(key, []).append(value)
-                rows[name].setdefault(f"concurrent_{args.clients}_ms_per_task", []).append(
-                    concurrent(urls[name], headers, args.tasks, args.clients, seed=r))
+                cpu1 = cpu_seconds(pid)
+                per_task = concurrent(urls[name], headers, args.tasks, args.clients, seed=r)
+                cpu2 = cpu_seconds(pid)
+                rows[name].setdefault(f"concurrent_{args.clients}_ms_per_task", []).append(per_task)
+                rows[name].setdefault("server_cpu_ms_per_task_sequential", []).append(
+                    1000 * (cpu1 - cpu0) / (args.tasks + WARM))
+                rows[name].setdefault(f"server_cpu_ms_per_task_{args.clients}_clients", []).append(
+                    1000 * (cpu2 - cpu1) / concurrent_tasks(args.tasks, args.clients))
             for name in ["metaserve", *baselines]:
                 url, headers = urls[name], servers[name].headers
                 measured = default_request(url, headers, args.tasks // 2, seed=r)
@@ -293,6 +313,9 @@ def main() -> None:
             f"{args.clients}_clients_vs_naive": ratios("naive", many),
             "sequential_vs_learn2learn_in_process": ratios("learn2learn_in_process", "task_ms"),
             f"{args.clients}_clients_vs_learn2learn_in_process": ratios("learn2learn_in_process", many, "task_ms"),
+            "server_cpu_sequential_vs_naive_durable": ratios("naive_durable", "server_cpu_ms_per_task_sequential"),
+            f"server_cpu_{args.clients}_clients_vs_naive_durable": ratios(
+                "naive_durable", f"server_cpu_ms_per_task_{args.clients}_clients"),
         }}
     for name, checkout in baselines.items():
         commit = subprocess.run(["git", "-C", checkout, "rev-parse", "--short", "HEAD"],
