@@ -1,13 +1,14 @@
 """Where a request's wall time goes inside the server: probes around each phase.
 
-Starts the service (uvicorn + SQLite, authentication off, like ``benchmarks.peer``) in a child
+Starts the service (uvicorn + SQLite; authentication off, like ``benchmarks.peer``, unless
+``--auth on``: an API key on every request, as deployed) in a child
 process whose phases are wrapped with wall-clock probes — the ASGI app as a whole, the thread-pool
 hops, body parsing, the service functions, the engine's steps, the algorithm's ``adapt`` and
 ``predict``, the artifact write, the tenant counter, the row INSERT, commits — then runs
 sequential tasks against it and prints each probe's median, with the client's own times.
 
     python -m benchmarks.phases [--tasks 300] [--learner sinusoid-maml|omniglot-protonet]
-        [--out benchmarks/results/phases.json]
+        [--auth on|off] [--out benchmarks/results/phases.json]
 
 The probes themselves cost a few microseconds each; compare phases within one run. For where
 the CPU goes rather than the wall time, sample the same server with py-spy
@@ -71,6 +72,7 @@ def _install_probes() -> None:
         _probe(service, name, f"service.{name}")
     _probe(service, "claim_model_row", "tenant counter (claim_model_row)")
     _probe(router, "parse_body", "parse_body (validation)")
+    _probe(lean_call, "tenant_of", "authentication (tenant_of)")
     for name in ("prepare", "adapt", "predict", "_adapt_many"):
         _probe(engine.ServingEngine, name, f"engine.{name}")
     _probe(states.StoredStates, "keep", "states.keep (encode, durable write, cache)")
@@ -153,6 +155,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--tasks", type=int, default=300)
     ap.add_argument("--learner", default="sinusoid-maml", choices=["sinusoid-maml", "omniglot-protonet"])
+    ap.add_argument("--auth", choices=("on", "off"), default="off",
+                    help="an API key on every request (as deployed) or keys off")
     ap.add_argument("--out", type=Path, default=RESULTS / "phases.json")
     ap.add_argument("--serve", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -178,7 +182,8 @@ def main() -> None:
             command = [sys.executable, "-m", "benchmarks.phases", "--serve", str(probes)]
         return real_popen(command, **kwargs)
 
-    server = bench_server.BenchServer(METASERVE_AUTH_ENABLED="false", METASERVE_RATE_LIMIT_PER_MINUTE="0",
+    server = bench_server.BenchServer(METASERVE_AUTH_ENABLED="true" if args.auth == "on" else "false",
+                                      METASERVE_RATE_LIMIT_PER_MINUTE="0",
                                       METASERVE_MAX_REQUESTS_PER_CLIENT="0")
     bench_server.subprocess.Popen = popen
     try:
@@ -189,7 +194,7 @@ def main() -> None:
     try:
         pngs = OmniglotPngs() if args.learner.startswith("omniglot") else None
         rng, gen = random.Random(0), torch.Generator().manual_seed(2)
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with httpx.Client(base_url=url, timeout=60, headers=server.headers) as client:
             for i in range(args.tasks + 20):
                 if pngs is None:  # the peer benchmark's task (sinusoid-maml)
                     body, query = task_bodies(gen)
@@ -210,7 +215,7 @@ def main() -> None:
     finally:
         server.__exit__(None, None, None)
     ms = lambda v: round(1000 * statistics.median(v), 3)  # noqa: E731
-    report = {"learner": args.learner, "tasks": args.tasks,
+    report = {"learner": args.learner, "tasks": args.tasks, "auth": args.auth,
               "client_ms_p50": {"create": ms(client_create), "predict": ms(client_predict)},
               "server_ms_p50": {k: {"n": len(v), "p50": ms(v)} for k, v in
                                 sorted(probed.items(), key=lambda kv: -statistics.median(kv[1]))}}
