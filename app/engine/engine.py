@@ -81,11 +81,11 @@ class ServingEngine:
         self.batch_choice = BatchChoice(self.policy.mode, {})
         self._add_batching(registry.all())
         self.adapt_batcher = MicroBatcher(
-            self._adapt_many, self.policy.max_batch, self.policy.max_wait_ms, busy=executor.busy,
+            self._adapt_many, self.policy.max_batch, self.policy.max_wait_ms, capacity=executor,
             observe=metrics.batch_size.labels("adapt").observe)
         self.predict_batcher = MicroBatcher(
             self._predict_many, self.policy.max_batch, self.policy.max_wait_ms,
-            busy=self.predict_executor.busy, observe=metrics.batch_size.labels("predict").observe)
+            capacity=self.predict_executor, observe=metrics.batch_size.labels("predict").observe)
 
     @property
     def batched(self) -> dict[str, bool]:

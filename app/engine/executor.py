@@ -20,6 +20,7 @@ responses).
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -56,7 +57,9 @@ class Executor:
         self._slots = threading.BoundedSemaphore(max_queue)
         self._queues: dict[str, deque[tuple[Callable[[], Any], Future[Any], int]]] = {}
         self._turns: deque[str] = deque()  # tenants with work waiting, in serving order
-        self._cond = threading.Condition()
+        lock = threading.RLock()
+        self._cond = threading.Condition(lock)  # workers: work or a free slot
+        self._freed = threading.Condition(lock)  # batch leaders: the pool became free
         self._stopped = False
         self.workers = workers
         self._running = 0  # jobs being executed right now
@@ -87,6 +90,8 @@ class Executor:
                         self._running -= 1
                         if self._turns:  # work queued meanwhile: the slot is free for it now
                             self._cond.notify()
+                        else:
+                            self._freed.notify_all()
             with self._cond:
                 if tenant not in self._queues:
                     self._queues[tenant] = deque()
@@ -100,7 +105,22 @@ class Executor:
     def busy(self) -> bool:
         """Every worker is computing, or work is already waiting: a new job would queue."""
         with self._cond:
-            return self._running >= self.workers or bool(self._turns)
+            return self._busy()
+
+    def _busy(self) -> bool:
+        return self._running >= self.workers or bool(self._turns)
+
+    def wait_while_busy(self, timeout: float, done: Callable[[], bool]) -> None:
+        """Block until a new job would not queue, ``done()`` (checked when woken), or
+        ``timeout`` seconds: a micro-batch leader collecting while the pool is busy, woken
+        when the pool frees up rather than polling."""
+        deadline = time.monotonic() + timeout
+        with self._freed:
+            while self._busy() and not self._stopped and not done():
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return
+                self._freed.wait(left)
 
     def _next(self) -> tuple[Callable[[], Any], Future[Any], int] | None:
         with self._cond:
@@ -117,6 +137,8 @@ class Executor:
                 self._turns.append(tenant)  # back of the line: the others go first
             else:
                 del self._queues[tenant]
+            if not self._busy():  # the queue emptied with a slot to spare
+                self._freed.notify_all()
             return job
 
     def _work(self) -> None:
@@ -132,6 +154,8 @@ class Executor:
                 with self._cond:
                     self._running -= 1
                     self._cond.notify()
+                    if not self._busy():
+                        self._freed.notify_all()
 
     def shutdown(self) -> None:
         with self._cond:
@@ -140,6 +164,7 @@ class Executor:
             self._queues.clear()
             self._turns.clear()
             self._cond.notify_all()
+            self._freed.notify_all()
         for _, future in pending:
             future.set_exception(Overloaded("the service is shutting down; retry shortly"))
         for thread in self._threads:

@@ -103,12 +103,13 @@ def test_batch_window_grows_while_the_workers_are_busy():
     import threading
     import time
 
-    from app.engine.batcher import MicroBatcher
+    from app.engine.batcher import MicroBatcher, PolledCapacity
 
     busy_until = time.monotonic() + 0.15
     sizes: list[int] = []
     batcher = MicroBatcher(lambda key, items: [i * 10 for i in items], max_batch=32, max_wait_ms=0.0,
-                           busy=lambda: time.monotonic() < busy_until, max_busy_wait_ms=1000,
+                           capacity=PolledCapacity(lambda: time.monotonic() < busy_until),
+                           max_busy_wait_ms=1000,
                            observe=sizes.append)
     results: dict[int, int] = {}
     gate = threading.Barrier(6)
@@ -306,3 +307,55 @@ def test_a_threads_count_holds_after_another_thread_sets_another():
     other_done.set()
     t.join()
     assert seen == [1]
+
+
+def test_a_waiting_batch_leader_is_woken_when_a_job_finishes_and_queued_jobs_still_run():
+    """``wait_while_busy`` returns when the pool frees up (not at its timeout), and a leader
+    waiting beside the workers never takes the wake-up a queued job needs."""
+    ex = Executor(workers=1, max_queue=8, torch_threads=1)
+    release, started = threading.Event(), threading.Event()
+
+    def blocking() -> str:
+        started.set()
+        release.wait(30)
+        return "first"
+
+    first = threading.Thread(target=lambda: results.append(ex.run(blocking)))
+    results: list[str] = []
+    first.start()
+    started.wait(5)
+    assert ex.busy()
+    queued = threading.Thread(target=lambda: results.append(ex.run(lambda: "queued")))
+    queued.start()  # waits in the queue behind the blocking job
+    woken: list[float] = []
+
+    def leader() -> None:
+        t0 = time.monotonic()
+        ex.wait_while_busy(60.0, lambda: False)
+        woken.append(time.monotonic() - t0)
+
+    waiter = threading.Thread(target=leader)
+    waiter.start()
+    time.sleep(0.05)
+    assert not woken  # still busy: the leader waits
+    release.set()
+    for t in (first, queued, waiter):
+        t.join(20)
+    assert sorted(results) == ["first", "queued"]
+    assert woken and woken[0] < 60.0 and not ex.busy()
+    ex.shutdown()
+
+
+def test_wait_while_busy_returns_at_once_when_idle_or_done():
+    ex = Executor(workers=1, max_queue=8, torch_threads=1)
+    ex.wait_while_busy(60.0, lambda: False)  # idle: returns at once
+    release = threading.Event()
+    job = threading.Thread(target=lambda: ex.run(lambda: release.wait(30)))
+    job.start()
+    while not ex.busy():
+        time.sleep(0.001)
+    ex.wait_while_busy(60.0, lambda: True)  # done already: returns at once
+    ex.wait_while_busy(0.01, lambda: False)  # busy: returns at its timeout
+    release.set()
+    job.join(20)
+    ex.shutdown()
