@@ -151,7 +151,7 @@ def concurrent_tasks(tasks: int, clients: int) -> int:
 
 def concurrent(url: str, headers: dict, tasks: int, clients: int, seed: int) -> float:
     """Wall-clock ms per task with ``clients`` client threads sending tasks back to back."""
-    per_client = max(tasks // clients, 4)
+    per_client = concurrent_tasks(tasks, clients) // clients
     errors: list[BaseException] = []
 
     def loop(index: int) -> None:

@@ -87,11 +87,7 @@ class Executor:
                     return fn()
                 finally:
                     with self._cond:
-                        self._running -= 1
-                        if self._turns:  # work queued meanwhile: the slot is free for it now
-                            self._cond.notify()
-                        else:
-                            self._freed.notify_all()
+                        self._release_slot()
             with self._cond:
                 if tenant not in self._queues:
                     self._queues[tenant] = deque()
@@ -152,10 +148,16 @@ class Executor:
                 future.set_exception(exc)
             finally:
                 with self._cond:
-                    self._running -= 1
-                    self._cond.notify()
-                    if not self._busy():
-                        self._freed.notify_all()
+                    self._release_slot()
+
+    def _release_slot(self) -> None:
+        """A job ended (under ``_cond``): its slot goes to queued work (one worker woken), or,
+        with nothing queued, the pool is free and waiting batch leaders are told."""
+        self._running -= 1
+        if self._turns:
+            self._cond.notify()
+        else:
+            self._freed.notify_all()
 
     def shutdown(self) -> None:
         with self._cond:
