@@ -31,7 +31,7 @@ from app.meta.codecs import InputLimits
 from app.meta.manifest import InputSpec
 from app.meta.text_encoder import ENCODERS
 from metaserve_train.config import text_dir
-from metaserve_train.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, load_split
+from metaserve_train.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, load_split, subset
 
 VALIDATION = {"hwu64": ("hwu64", "valid"), "clinc150": ("clinc150", "val")}
 ENCODER = "all-MiniLM-L6-v2"
@@ -65,17 +65,35 @@ def tokens(sentences: list[str], spec: dict) -> torch.Tensor:
     return codec_for(typed.codec_name).decode(sentences, typed, "inputs", InputLimits())
 
 
-def accuracy(learner, spec, support, queries, steps: int) -> tuple[float, float]:
+def accuracy(learner, spec, support, queries, steps_grid: list[int]) -> dict[int, tuple[float, float]]:
+    """Accuracy on ``queries`` after each step count of ``steps_grid``, from one fine-tuning run
+    (its first k steps are what a k-step adaptation does), with the seconds from the start to
+    that state (earlier states' prototypes included)."""
     labels = sorted(set(support.intents))
     index = {label: i for i, label in enumerate(labels)}
     y = torch.tensor([index[i] for i in support.intents])
-    start = time.perf_counter()
-    state = learner.adapt_params(learner.frozen(), tokens(support.sentences, spec), y, len(labels), steps)
-    seconds = time.perf_counter() - start
-    with torch.no_grad():
-        logits = learner.predict_params(learner.frozen(), state, tokens(queries.sentences, spec))
+    x_queries = tokens(queries.sentences, spec)
     truth = torch.tensor([index[i] for i in queries.intents])
-    return float((logits.argmax(-1) == truth).float().mean()), seconds
+    results, seconds = {}, 0.0
+    run = learner.fine_tuning(learner.frozen(), tokens(support.sentences, spec), y, len(labels), max(steps_grid),
+                              set(steps_grid))
+    while True:
+        start = time.perf_counter()
+        try:
+            steps, state = next(run)
+        except StopIteration:
+            return results
+        seconds += time.perf_counter() - start
+        with torch.no_grad():
+            logits = learner.predict_params(learner.frozen(), state, x_queries)
+        results[steps] = float((logits.argmax(-1) == truth).float().mean()), seconds
+
+
+def some_classes(split, ways: int, seed: int, within=None):
+    """``split`` restricted to ``ways`` intents drawn with ``seed`` (from ``within``'s when given)."""
+    pool = sorted(set(split.intents) if within is None else within)
+    chosen = {pool[i] for i in torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed))[:ways]}
+    return subset(split, lambda intent: intent in chosen)
 
 
 def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder: str, grid: Path,
@@ -215,6 +233,9 @@ def main() -> None:
     ap.add_argument("--split", choices=["valid", "test"], default="valid")
     ap.add_argument("--datasets", default="hwu64,clinc150")
     ap.add_argument("--shots", type=int, default=10)
+    ap.add_argument("--ways", type=int, default=0,
+                    help="each draw a task of this many of the dataset's intents, drawn with its seed "
+                    "(0: every intent)")
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--grid", default="", help="steps to try (default: the learner's)")
     ap.add_argument("--lrs", default="", help="inner learning rates to try (default: the learner's)")
@@ -256,32 +277,38 @@ def main() -> None:
     for dataset in args.datasets.split(","):
         full = load_split(text_dir(), *FULL_TRAIN[dataset])
         queries = load_split(text_dir(), *(TEST_SPLITS if args.split == "test" else VALIDATION)[dataset])
-        supports = [
-            (f"draw {s}", draw_support(full, args.shots, torch.Generator().manual_seed(s)))
-            for s in range(args.seeds)
-        ]
-        if args.split == "test" and (dataset, args.shots) in FIXED_SUPPORTS:
-            supports.insert(0, ("fixed", load_split(text_dir(), *FIXED_SUPPORTS[dataset, args.shots])))
-        for steps in steps_grid:
-            for lr in lr_grid:
-                learner.hp = replace(learner.hp, inner_lr=lr)
-                results = {}
-                for name, support in tqdm(supports, desc=f"{dataset} steps={steps} lr={lr}", leave=False):
-                    results[name] = accuracy(learner, spec, support, queries, steps)
-                draws = [acc for name, (acc, _) in results.items() if name != "fixed"]
+        tasks = []  # (name, support, queries)
+        for seed in range(args.seeds):
+            draw_from, queried = full, queries
+            if args.ways:
+                queried = some_classes(queries, args.ways, seed, set(full.intents))
+                draw_from = subset(full, set(queried.intents).__contains__)
+            tasks.append((f"draw {seed}", draw_support(draw_from, args.shots, torch.Generator().manual_seed(seed)),
+                          queried))
+        if args.split == "test" and (dataset, args.shots) in FIXED_SUPPORTS and not args.ways:
+            tasks.insert(0, ("fixed", load_split(text_dir(), *FIXED_SUPPORTS[dataset, args.shots]), queries))
+        for lr in lr_grid:
+            learner.hp = replace(learner.hp, inner_lr=lr)
+            results = {}  # task name -> steps -> (accuracy, seconds)
+            for name, support, queried in tqdm(tasks, desc=f"{dataset} lr={lr}", leave=False):
+                results[name] = accuracy(learner, spec, support, queried, steps_grid)
+            for steps in steps_grid:
+                draws = [by_steps[steps][0] for name, by_steps in results.items() if name != "fixed"]
                 row = {
                     "dataset": dataset,
                     "split": args.split,
                     "shots": args.shots,
+                    "ways": args.ways or len(set(full.intents)),
                     "steps": steps,
                     "inner_lr": lr,
                     "top_layers": learner.top_layers,
                     "draws": draws,
                     "mean": mean(draws),
                     "std": stdev(draws) if len(draws) > 1 else 0.0,
-                    "fixed_support": results["fixed"][0] if "fixed" in results else None,
-                    "adapt_seconds": [round(s, 2) for _, s in results.values()],
-                    "queries": len(queries.sentences),
+                    "fixed_support": results["fixed"][steps][0] if "fixed" in results else None,
+                    "adapt_seconds": [round(by_steps[steps][1], 2) for by_steps in results.values()],
+                    "queries": [len(queried.sentences) for _, _, queried in tasks] if args.ways
+                    else len(queries.sentences),
                 }
                 rows.append(row)
                 print(json.dumps({k: v for k, v in row.items() if k != "draws"}), flush=True)

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Collection, Iterator
 
 import torch
 import torch.nn.functional as F
@@ -168,6 +169,13 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
 
     def adapt_params(self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int,
                      progress=None) -> AdaptedState:
+        return next(self.fine_tuning(params, x, y, ways, steps, (steps,), progress))[1]
+
+    def fine_tuning(self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int,
+                    after: Collection[int], progress=None) -> Iterator[tuple[int, AdaptedState]]:
+        """``steps`` fine-tuning steps, yielding ``(k, state)`` after the k-th step for each k in
+        ``after`` (0: the pretrained layers): the state ``adapt_params`` with k steps gives, as the
+        pseudo-episodes of the first k steps do not depend on the number of steps."""
         x = x.clone()  # inputs decoded under inference_mode cannot enter autograd as they are
         generator = torch.Generator().manual_seed(support_seed(x, y))
         states, mask = self.lower_states(x)
@@ -175,33 +183,44 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
                    **{k: v.clone() for k, v in self._top_params().items()}}
         by_class = [torch.nonzero(y == c).flatten() for c in range(ways)]
         splittable = [c for c, rows in enumerate(by_class) if rows.numel() >= 2]
-        if steps > 0 and len(splittable) >= 2:
-            trainable = {k: v.requires_grad_(True) for k, v in weights.items() if k.startswith("top.")}
-            optimiser = torch.optim.Adam(trainable.values(), lr=float(self.hp.inner_lr))
-            temperature = float(self.hp.loss_temperature)
-            episode_ways = self.hp.episode_ways
-            for step in range(steps):
-                order = torch.randperm(len(splittable), generator=generator)[:episode_ways].tolist()
-                s_rows, q_rows, s_y, q_y = [], [], [], []
-                for j, c in enumerate(splittable[i] for i in order):
-                    rows = by_class[c][torch.randperm(by_class[c].numel(), generator=generator)]
-                    half = rows.numel() // 2
-                    q_rows.append(rows[:half])
-                    s_rows.append(rows[half:])
-                    q_y.append(torch.full((half,), j, dtype=torch.long))
-                    s_y.append(torch.full((rows.numel() - half,), j, dtype=torch.long))
-                rows = torch.cat(s_rows + q_rows)
-                n = sum(r.numel() for r in s_rows)
-                with torch.enable_grad():
-                    z = self._embed_rows(weights, states[rows], mask[rows])
-                    loss = prototype_loss(z[:n], torch.cat(s_y), z[n:], torch.cat(q_y), len(order), temperature)
-                    optimiser.zero_grad(set_to_none=True)
-                    loss.backward()
-                optimiser.step()
-                if progress is not None:
-                    progress((step + 1) / steps)
+        if not (steps > 0 and len(splittable) >= 2):  # nothing to fine-tune on: the pretrained layers
+            state = self._state(weights, states, mask, y, ways)
+            yield from ((k, state) for k in sorted(after))
+            return
+        if 0 in after:
+            yield 0, self._state(weights, states, mask, y, ways)
+        trainable = {k: v.requires_grad_(True) for k, v in weights.items() if k.startswith("top.")}
+        optimiser = torch.optim.Adam(trainable.values(), lr=float(self.hp.inner_lr))
+        temperature = float(self.hp.loss_temperature)
+        episode_ways = self.hp.episode_ways
+        for step in range(steps):
+            order = torch.randperm(len(splittable), generator=generator)[:episode_ways].tolist()
+            s_rows, q_rows, s_y, q_y = [], [], [], []
+            for j, c in enumerate(splittable[i] for i in order):
+                rows = by_class[c][torch.randperm(by_class[c].numel(), generator=generator)]
+                half = rows.numel() // 2
+                q_rows.append(rows[:half])
+                s_rows.append(rows[half:])
+                q_y.append(torch.full((half,), j, dtype=torch.long))
+                s_y.append(torch.full((rows.numel() - half,), j, dtype=torch.long))
+            rows = torch.cat(s_rows + q_rows)
+            n = sum(r.numel() for r in s_rows)
+            with torch.enable_grad():
+                z = self._embed_rows(weights, states[rows], mask[rows])
+                loss = prototype_loss(z[:n], torch.cat(s_y), z[n:], torch.cat(q_y), len(order), temperature)
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+            optimiser.step()
+            if progress is not None:
+                progress((step + 1) / steps)
+            if step + 1 in after:
+                yield step + 1, self._state(weights, states, mask, y, ways)
+
+    def _state(self, weights: dict[str, Tensor], states: Tensor, mask: Tensor, y: Tensor,
+               ways: int) -> AdaptedState:
+        """The adapted state: the top layers as they are, prototypes of the whole support set."""
         with torch.no_grad():
-            state = {k: v.detach() for k, v in weights.items() if k.startswith("top.")}
+            state = {k: v.detach().clone() for k, v in weights.items() if k.startswith("top.")}
             state.update(self.prototypes_of(self._embed_all({**weights, **state}, states, mask), y, ways))
         return state
 
