@@ -97,7 +97,7 @@ def some_classes(split, ways: int, seed: int, within=None):
 
 
 def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder: str, grid: Path,
-                  step_chunk: int = 0) -> None:
+                  step_chunk: int = 0, episodes_per_class: int = 0, ways_report: Path | None = None) -> None:
     """The shipped version: the pinned encoder, the identity adapter (W2 = 0, scale 8), and the
     fine-tuning chosen on validation; nothing else is learned before a task arrives."""
     import platform
@@ -105,12 +105,25 @@ def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder:
     name, version = folder.parent.name, folder.name
     spec = model_spec(encoder)
     hparams = dict(spec["hparams"], top_layers=top_layers, eval_steps=steps, inner_lr=lr, episode_ways=16,
-                   **({"step_chunk": step_chunk} if step_chunk else {}))
+                   **({"step_chunk": step_chunk} if step_chunk else {}),
+                   **({"episodes_per_class": episodes_per_class} if episodes_per_class else {}))
     learner = build_learner({**spec, "hparams": hparams}, seed=0)
     folder.mkdir(parents=True, exist_ok=True)
     sha = save_weights(folder, learner)
     command = (f"python scripts/text_encoder_finetune.py --encoder {encoder} --write {folder} --grid {steps} "
-               f"--lrs {lr} --top-layers {top_layers}" + (f" --step-chunk {step_chunk}" if step_chunk else ""))
+               f"--lrs {lr} --top-layers {top_layers}" + (f" --step-chunk {step_chunk}" if step_chunk else "")
+               + (f" --episodes-per-class {episodes_per_class} --ways-report {ways_report}"
+                  if episodes_per_class else ""))
+    by_classes = {}
+    if episodes_per_class:
+        by_classes = {
+            "steps_by_classes": learner.steps_rule,
+            "steps_by_classes_chosen_on": "validation only: 10-intent tasks drawn per seed from HWU64 and "
+            "CLINC150 (10-shot supports from train, queries from valid), every step count of the grid from one "
+            "run per support, compared paired by draw with the full step count",
+            "steps_by_classes_report": str(ways_report),
+            "steps_by_classes_commands": json.loads(ways_report.read_text()).get("commands", []),
+        }
     write_json(
         folder / "manifest.json",
         {
@@ -143,7 +156,9 @@ def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder:
                 "seed": 0,
                 "data_checksums": {},
                 "fine_tuning": {
-                    "what": f"per task, at adaptation: {steps} Adam steps (lr {lr}) on the encoder's top "
+                    "what": "per task, at adaptation: "
+                    + (f"up to {steps} (steps_by_classes)" if episodes_per_class else f"{steps}")
+                    + f" Adam steps (lr {lr}) on the encoder's top "
                     f"{top_layers} transformer layers, each on a pseudo-episode of up to 16 classes "
                     "(half of each class's sentences as prototypes, half as queries; seeded by the support "
                     "set)" + (f", its sentences through the top layers in length-sorted chunks of {step_chunk}"
@@ -154,6 +169,7 @@ def write_version(folder: Path, steps: int, lr: float, top_layers: int, encoder:
                     "(3 draws each), queried with HWU64 valid and CLINC150 val",
                     "commands": json.loads(grid.read_text()).get("commands", []),
                     "grid": str(grid),
+                    **by_classes,
                 },
                 "calibration": "not refitted: the served temperature is the fine-tuning loss's (6.4 with the "
                 "adapter's scale 8, i.e. logits = -10 x squared distance of unit embeddings)",
@@ -246,6 +262,10 @@ def main() -> None:
     ap.add_argument("--write", type=Path, help="write a version folder with the first --grid/--lrs values")
     ap.add_argument("--grid-report", type=Path, default=Path("reports/text/encoder-finetune-grid.json"),
                     help="with --write: the validation report the values were chosen on")
+    ap.add_argument("--episodes-per-class", type=int, default=0,
+                    help="with --write: default steps scale with a task's classes (0: always the --grid value)")
+    ap.add_argument("--ways-report", type=Path, default=Path("reports/text/encoder-finetune-ways-mpnet.json"),
+                    help="with --episodes-per-class: the validation report on tasks of few intents")
     ap.add_argument("--record", action="store_true", help="record the test figures in --model's manifest")
     ap.add_argument("--oos", action="store_true", help="only the out-of-scope figures of --model (CLINC150)")
     args = ap.parse_args()
@@ -259,7 +279,7 @@ def main() -> None:
     if args.write:
         write_version(
             args.write, int(args.grid.split(",")[0]), float(args.lrs.split(",")[0]), args.top_layers or 2,
-            args.encoder, args.grid_report, args.step_chunk,
+            args.encoder, args.grid_report, args.step_chunk, args.episodes_per_class, args.ways_report,
         )
         return
     torch.set_num_threads(max(1, torch.get_num_threads()))

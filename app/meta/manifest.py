@@ -44,11 +44,13 @@ class HParams(_Strict):
     views: int | None = Field(None, ge=0)
     # per-task fine-tuning of a sentence encoder: which one, how many of its top layers, how
     # many classes a pseudo-episode takes, and how many of a step's sentences go through the top
-    # layers together, sorted by length (0: the whole episode at once)
+    # layers together, sorted by length (0: the whole episode at once), and in how many
+    # pseudo-episodes each class takes part by default (steps scale with the classes; 0: fixed)
     text_encoder: str | None = None
     top_layers: int | None = Field(None, ge=1)
     episode_ways: int | None = Field(None, ge=2)
     step_chunk: int | None = Field(None, ge=0)
+    episodes_per_class: int | None = Field(None, ge=0)
 
     @model_validator(mode="after")
     def _references(self) -> HParams:

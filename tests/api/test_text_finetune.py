@@ -118,3 +118,22 @@ def test_encoder_finetune_is_a_deterministic_job(client):
     bad = client.post("/v1/adapted-models", json={"meta_learner": "text-encoder-finetune", "support": {
         "inputs": SUPPORT["inputs"][:-1] + ["   "], "targets": SUPPORT["targets"]}})
     assert bad.status_code == 422 and "empty" in bad.json()["detail"]
+
+
+def test_encoder_finetune_steps_scale_with_the_classes_of_the_task(client):
+    """text-encoder-finetune-mpnet describes the rule that scales its default steps with a task's
+    classes, and a 3-intent job left at the default takes the rule's steps, not the most."""
+    described = client.get("/v1/meta-learners/text-encoder-finetune-mpnet")
+    if described.status_code != 200:
+        pytest.skip("all-mpnet-base-v2's packages are not installed here")
+    defaults = described.json()["adaptation_defaults"]
+    assert defaults["steps"] == 80 and defaults["steps_by_classes"].startswith("min(80, ceil(20 x classes")
+    name = "text-encoder-finetune-mpnet"
+    made = client.post("/v1/adapted-models", json={"meta_learner": name, "support": SUPPORT})
+    assert made.status_code == 202, made.text
+    ready = wait_for(client, made.json()["id"], timeout=300)
+    assert ready["status"] == "ready", ready
+    assert ready["adaptation"]["steps"] == 20 and ready["adaptation"]["steps_chosen_by"] == "default"
+    asked = client.post("/v1/adapted-models", json={"meta_learner": name, "support": SUPPORT,
+                                                    "options": {"steps": 2}})
+    assert wait_for(client, asked.json()["id"], timeout=300)["adaptation"]["steps"] == 2

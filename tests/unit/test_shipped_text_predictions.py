@@ -20,6 +20,7 @@ seeded by the support (the others must already match):
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -96,6 +97,23 @@ def test_a_shipped_text_version_predicts_as_recorded(folder):
     nearest = min(recorded, key=lambda expected: float((got - expected).abs().max()))
     assert torch.equal(got.argmax(-1), nearest.argmax(-1))
     assert torch.allclose(got, nearest, rtol=0, atol=ATOL), (got - nearest).abs().max()
+
+
+def test_a_version_with_steps_by_classes_is_its_predecessor_on_tasks_of_many_intents():
+    """text-encoder-finetune-mpnet 1.2.0 scales its steps with the classes: its weights and
+    hyperparameters are 1.1.0's, and tasks of 64 or 150 intents (HWU64's, CLINC150's) get 1.1.0's
+    steps, so its evaluation on them is 1.1.0's arithmetic; a 10-intent task gets a quarter."""
+    try:
+        old, _ = load_meta_learner(MODELS / "text-encoder-finetune-mpnet" / "1.1.0")
+        new, manifest = load_meta_learner(MODELS / "text-encoder-finetune-mpnet" / "1.2.0")
+    except EncoderUnavailable as exc:
+        pytest.skip(str(exc))
+    assert manifest["weights_sha256"] == json.loads(
+        (MODELS / "text-encoder-finetune-mpnet" / "1.1.0" / "manifest.json").read_text())["weights_sha256"]
+    assert new.hp.episodes_per_class == 20 and dataclasses.replace(new.hp, episodes_per_class=0) == old.hp
+    many = (64, 150)
+    assert [new.default_steps_for(w) for w in many] == [old.default_steps_for(w) for w in many] == [80, 80]
+    assert new.default_steps_for(10) == 20 and old.default_steps_for(10) == 80
 
 
 if __name__ == "__main__":

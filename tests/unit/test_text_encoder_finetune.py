@@ -125,3 +125,31 @@ def test_length_sorted_chunks_fine_tune_as_whole_episodes_do(encoder_learner):
 def test_a_negative_step_chunk_is_refused():
     with pytest.raises(ValueError, match="step_chunk"):
         Learner("all-MiniLM-L6-v2", step_chunk=-1)
+
+
+def test_a_negative_episodes_per_class_is_refused():
+    with pytest.raises(ValueError, match="episodes_per_class"):
+        Learner("all-MiniLM-L6-v2", episodes_per_class=-1)
+
+
+def test_default_steps_scale_with_the_classes():
+    """Each class takes part in ``episodes_per_class`` pseudo-episodes of up to ``episode_ways``
+    classes, at most ``eval_steps``; without the rule every task gets ``eval_steps``."""
+    scaled = Learner("all-MiniLM-L6-v2", eval_steps=80, episode_ways=16, episodes_per_class=20).learner
+    assert [scaled.default_steps_for(w) for w in (2, 10, 16, 17, 32, 64, 150)] == [20, 20, 20, 22, 40, 80, 80]
+    assert scaled.default_steps_for(0) == scaled.default_steps() == 80  # no classes known: the most
+    assert "min(80, ceil(20 x classes / min(16, classes)))" in scaled.steps_rule
+    fixed = Learner("all-MiniLM-L6-v2", eval_steps=80, episode_ways=16).learner
+    assert {fixed.default_steps_for(w) for w in (2, 10, 64, 150)} == {80} and fixed.steps_rule is None
+
+
+def test_an_adaptation_without_steps_takes_the_steps_of_its_classes():
+    from app.meta.algorithms import AdaptOptions
+
+    learner = Learner("all-MiniLM-L6-v2", eval_steps=8, episode_ways=2, episodes_per_class=2).learner
+    x = tokens(SUPPORT)
+    assert learner.default_steps_for(3) == 3  # ceil(2 x 3 / 2)
+    default = learner.adapt(x, LABELS, 3)
+    assert all(torch.equal(v, learner.adapt(x, LABELS, 3, AdaptOptions(steps=3))[k]) for k, v in default.items())
+    eight = learner.adapt(x, LABELS, 3, AdaptOptions(steps=8))
+    assert not torch.equal(default["prototypes"], eight["prototypes"])

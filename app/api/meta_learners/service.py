@@ -31,7 +31,8 @@ def describe(reg: RegisteredLearner, registry: Registry) -> MetaLearnerRead:
 
 
 def adaptation_defaults(reg: RegisteredLearner) -> dict:
-    """What a request that leaves the options out gets: fixed steps, or "auto" (the version's
+    """What a request that leaves the options out gets: fixed steps (with the rule that scales
+    them with the task's classes where the learner has one), or "auto" (the version's
     step-strategy model) with its candidates and the fallback it never does worse than."""
     defaults = reg.spec.adaptation_defaults.model_dump(exclude_none=True)
     if reg.strategy is not None:
@@ -40,6 +41,8 @@ def adaptation_defaults(reg: RegisteredLearner) -> dict:
                     "auto_cost": "the chosen number of steps (one of step_candidates, often more "
                                  "than fallback_steps) plus two support-set losses to read the task; "
                                  "the first step is shared. Send steps to pay for exactly that many"}
+    elif reg.learner.steps_rule is not None:  # steps scale with the task's classes
+        defaults["steps_by_classes"] = reg.learner.steps_rule
     return defaults
 
 

@@ -132,9 +132,19 @@ class MetaLearner(ABC):
         """Inner steps at adaptation time unless a request asks otherwise."""
         return self.hp.eval_steps if self.hp.eval_steps is not None else self.train_steps()
 
-    def resolve_steps(self, options: AdaptOptions | None) -> int:
+    def default_steps_for(self, ways: int) -> int:
+        """Inner steps for a task of ``ways`` classes (0: not classification) unless a request
+        asks otherwise: ``default_steps()`` unless the learner scales its steps with the classes."""
+        return self.default_steps()
+
+    @property
+    def steps_rule(self) -> str | None:
+        """How ``default_steps_for`` depends on the classes, in words (None: it does not)."""
+        return None
+
+    def resolve_steps(self, options: AdaptOptions | None, ways: int = 0) -> int:
         if options is None or options.steps is None:
-            return self.default_steps()
+            return self.default_steps_for(ways)
         return int(options.steps)
 
     def frozen(self) -> dict[str, Tensor]:
@@ -145,7 +155,7 @@ class MetaLearner(ABC):
     ) -> AdaptedState:
         """Adapt to one task's support set; the result holds no autograd history."""
         with self._no_grad_unless_stepping():
-            state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options))
+            state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options, ways))
         return {k: v.detach().contiguous() for k, v in state.items()}
 
     def adapt_with_support_outputs(
@@ -198,7 +208,7 @@ class MetaLearner(ABC):
         self, xs: Tensor, ys: Tensor, ways: int = 0, options: AdaptOptions | None = None
     ) -> AdaptedState:
         """Adapt many tasks of one shape at once (tasks on dim 0; see ``adapt_params_batch``)."""
-        steps = self.resolve_steps(options)
+        steps = self.resolve_steps(options, ways)
         with self._no_grad_unless_stepping():
             states = self.adapt_params_batch(self.frozen(), xs, ys, ways, steps)
         return {k: v.detach().contiguous() for k, v in states.items()}

@@ -112,10 +112,15 @@ class EncoderFineTuneHyperparameters(FineTuneHyperparameters):
     # this many rows, each padded only to its longest (0: the whole episode at once, padded to
     # its longest sentence: the arithmetic of the versions made before chunks existed)
     step_chunk: int = 0
+    # default steps scale with the task's classes: enough for each class to take part in this
+    # many pseudo-episodes, at most eval_steps (0: always eval_steps)
+    episodes_per_class: int = 0
 
     def check(self, algorithm: str) -> None:
         if not self.text_encoder:
             raise ValueError(f"{algorithm} needs text_encoder")
+        if self.episodes_per_class < 0:
+            raise ValueError(f"{algorithm}: episodes_per_class must be 0 (always eval_steps) or positive")
         if self.step_chunk < 0:
             raise ValueError(f"{algorithm}: step_chunk must be 0 (whole episodes) or positive")
 

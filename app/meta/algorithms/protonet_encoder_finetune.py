@@ -10,7 +10,9 @@ Only the encoder's top ``top_layers`` transformer layers are fine-tuned (Adam, `
 ``steps`` steps); the layers below stay frozen, so their token states are computed once per
 sentence, and a task of 64 intents x 10 sentences adapts in seconds on a CPU. The head is the
 ProtoNet's: the residual adapter over the mean-pooled, L2-normalised embedding, then class
-prototypes over the whole support set with the fine-tuned layers.
+prototypes over the whole support set with the fine-tuned layers. With ``episodes_per_class``
+a request that leaves the steps out gets as many as let each class take part in that many
+pseudo-episodes (a 10-intent task fewer steps than a 64-intent one), at most ``eval_steps``.
 
 The pseudo-episodes come from a generator seeded by the support set itself: the same support
 set always adapts to the same state. Inputs are token ids and attention masks
@@ -21,6 +23,7 @@ tensors of the top layers, ``prototypes`` and ``counts``.
 from __future__ import annotations
 
 import functools
+import math
 import threading
 from collections.abc import Collection, Iterator
 
@@ -166,6 +169,24 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
         states, mask = states[:, :length], mask[:, :length]
         pooled = functional_call(self.local("top"), top, (states, mask, layer_inputs(self.network, states)))
         return self.embed({k: v for k, v in params.items() if k.startswith("encoder.")}, pooled)
+
+    def default_steps_for(self, ways: int) -> int:
+        """With ``episodes_per_class``: the steps after which each of ``ways`` classes has taken
+        part in that many pseudo-episodes of up to ``episode_ways`` classes, at most
+        ``default_steps()`` (a task of few classes needs fewer steps than one of many)."""
+        passes, most = self.hp.episodes_per_class, self.default_steps()
+        if passes <= 0 or ways <= 0:
+            return most
+        per_episode = min(self.hp.episode_ways, ways)
+        return min(most, max(1, math.ceil(passes * ways / per_episode)))
+
+    @property
+    def steps_rule(self) -> str | None:
+        if self.hp.episodes_per_class <= 0:
+            return None
+        return (f"min({self.default_steps()}, ceil({self.hp.episodes_per_class} x classes / "
+                f"min({self.hp.episode_ways}, classes))): each class takes part in "
+                f"{self.hp.episodes_per_class} pseudo-episodes of up to {self.hp.episode_ways} classes")
 
     def adapt_params(self, params: dict[str, Tensor], x: Tensor, y: Tensor, ways: int, steps: int,
                      progress=None) -> AdaptedState:

@@ -108,7 +108,7 @@ class ProtoNetFineTune(ProtoNet):
     def adapt(self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None
               ) -> AdaptedState:
         progress = options.progress if options is not None else None
-        state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options), progress)
+        state = self.adapt_params(self.frozen(), x, y, ways, self.resolve_steps(options, ways), progress)
         return {k: v.detach().contiguous() for k, v in state.items()}
 
     def predict_params(
