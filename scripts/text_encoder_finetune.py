@@ -65,18 +65,21 @@ def tokens(sentences: list[str], spec: dict) -> torch.Tensor:
     return codec_for(typed.codec_name).decode(sentences, typed, "inputs", InputLimits())
 
 
-def accuracy(learner, spec, support, queries, steps_grid: list[int]) -> dict[int, tuple[float, float]]:
+def accuracy(learner, spec, support, queries, steps_grid: list[int],
+             heads: list[tuple[int, float]] = ()) -> dict[int, tuple[float, float]]:
     """Accuracy on ``queries`` after each step count of ``steps_grid``, from one fine-tuning run
     (its first k steps are what a k-step adaptation does), with the seconds from the start to
-    that state (earlier states' prototypes included)."""
+    that state (earlier states' prototypes included). With ``heads``, also the accuracy of a
+    linear head fitted on the support's embeddings from the prototypes (``head_accuracy``), one
+    per (steps, weight decay), keyed ``"<steps>:head<steps>:<decay>"``."""
     labels = sorted(set(support.intents))
     index = {label: i for i, label in enumerate(labels)}
     y = torch.tensor([index[i] for i in support.intents])
+    x_support = tokens(support.sentences, spec)
     x_queries = tokens(queries.sentences, spec)
     truth = torch.tensor([index[i] for i in queries.intents])
     results, seconds = {}, 0.0
-    run = learner.fine_tuning(learner.frozen(), tokens(support.sentences, spec), y, len(labels), max(steps_grid),
-                              set(steps_grid))
+    run = learner.fine_tuning(learner.frozen(), x_support, y, len(labels), max(steps_grid), set(steps_grid))
     while True:
         start = time.perf_counter()
         try:
@@ -85,8 +88,42 @@ def accuracy(learner, spec, support, queries, steps_grid: list[int]) -> dict[int
             return results
         seconds += time.perf_counter() - start
         with torch.no_grad():
-            logits = learner.predict_params(learner.frozen(), state, x_queries)
+            if not heads:
+                logits = learner.predict_params(learner.frozen(), state, x_queries)
+                results[steps] = float((logits.argmax(-1) == truth).float().mean()), seconds
+                continue
+            z_support, z_queries = (embeddings(learner, state, x) for x in (x_support, x_queries))
+            logits = learner.logits(z_queries, state["prototypes"], state["counts"])
         results[steps] = float((logits.argmax(-1) == truth).float().mean()), seconds
+        for head_steps, decay in heads:
+            results[f"{steps}:head{head_steps}:{decay}"] = (
+                head_accuracy(learner, state, z_support, y, z_queries, truth, head_steps, decay), seconds)
+
+
+def embeddings(learner, state, x: torch.Tensor) -> torch.Tensor:
+    states, mask = learner.lower_states(x)
+    weights = {**learner.frozen(), **{k: v for k, v in state.items() if k.startswith("top.")}}
+    return learner._embed_all(weights, states, mask)
+
+
+def head_accuracy(learner, state, z_support, y, z_queries, truth, steps: int, decay: float) -> float:
+    """A linear softmax head over the embeddings, started from the prototypes' logits (weights
+    2p / T, biases -|p|^2 / T) and fitted by ``steps`` full-batch Adam steps on the support's
+    cross-entropy plus ``decay`` x the squared distance from that start."""
+    temperature = float(learner.hp.temperature)
+    w0 = 2 * state["prototypes"] / temperature
+    b0 = -(state["prototypes"] ** 2).sum(-1) / temperature
+    w, b = w0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+    optimiser = torch.optim.Adam([w, b], lr=1e-2)
+    with torch.enable_grad():
+        for _ in range(steps):
+            loss = torch.nn.functional.cross_entropy(z_support @ w.T + b, y)
+            loss = loss + decay * ((w - w0) ** 2).sum()
+            optimiser.zero_grad()
+            loss.backward()
+            optimiser.step()
+    with torch.no_grad():
+        return float(((z_queries @ w.T + b).argmax(-1) == truth).float().mean())
 
 
 def some_classes(split, ways: int, seed: int, within=None):
@@ -258,6 +295,9 @@ def main() -> None:
     ap.add_argument("--top-layers", type=int, default=0)
     ap.add_argument("--step-chunk", type=int, default=0,
                     help="fresh learner: rows per length-sorted chunk of a fine-tuning step (0: whole episodes)")
+    ap.add_argument("--heads", default="",
+                    help="also linear heads fitted on the support's embeddings: steps:decay,... (report keys "
+                    "'<steps>:head<head steps>:<decay>')")
     ap.add_argument("--out", type=Path)
     ap.add_argument("--write", type=Path, help="write a version folder with the first --grid/--lrs values")
     ap.add_argument("--grid-report", type=Path, default=Path("reports/text/encoder-finetune-grid.json"),
@@ -293,6 +333,8 @@ def main() -> None:
         learner, spec = build_learner({**fresh, "hparams": hparams}, seed=0), input_spec(args.encoder)
     steps_grid = [int(s) for s in args.grid.split(",")] if args.grid else [learner.default_steps()]
     lr_grid = [float(v) for v in args.lrs.split(",")] if args.lrs else [learner.hp.inner_lr]
+    pairs = args.heads.split(",") if args.heads else []
+    heads = [(int(h), float(d)) for h, d in (pair.split(":") for pair in pairs)]
     rows = []
     for dataset in args.datasets.split(","):
         full = load_split(text_dir(), *FULL_TRAIN[dataset])
@@ -311,8 +353,8 @@ def main() -> None:
             learner.hp = replace(learner.hp, inner_lr=lr)
             results = {}  # task name -> steps -> (accuracy, seconds)
             for name, support, queried in tqdm(tasks, desc=f"{dataset} lr={lr}", leave=False):
-                results[name] = accuracy(learner, spec, support, queried, steps_grid)
-            for steps in steps_grid:
+                results[name] = accuracy(learner, spec, support, queried, steps_grid, heads)
+            for steps in [*steps_grid, *(f"{k}:head{h}:{d}" for k in steps_grid for h, d in heads)]:
                 draws = [by_steps[steps][0] for name, by_steps in results.items() if name != "fixed"]
                 row = {
                     "dataset": dataset,
