@@ -295,6 +295,8 @@ def main() -> None:
     ap.add_argument("--top-layers", type=int, default=0)
     ap.add_argument("--step-chunk", type=int, default=0,
                     help="fresh learner: rows per length-sorted chunk of a fine-tuning step (0: whole episodes)")
+    ap.add_argument("--episode-ways", type=int, default=0,
+                    help="fresh learner: classes per pseudo-episode (0: the learner's default, 16)")
     ap.add_argument("--heads", default="",
                     help="also linear heads fitted on the support's embeddings: steps:decay,... (report keys "
                     "'<steps>:head<head steps>:<decay>')")
@@ -329,7 +331,8 @@ def main() -> None:
     else:
         fresh = model_spec(args.encoder)
         hparams = dict(fresh["hparams"], **({"top_layers": args.top_layers} if args.top_layers else {}),
-                       **({"step_chunk": args.step_chunk} if args.step_chunk else {}))
+                       **({"step_chunk": args.step_chunk} if args.step_chunk else {}),
+                       **({"episode_ways": args.episode_ways} if args.episode_ways else {}))
         learner, spec = build_learner({**fresh, "hparams": hparams}, seed=0), input_spec(args.encoder)
     steps_grid = [int(s) for s in args.grid.split(",")] if args.grid else [learner.default_steps()]
     lr_grid = [float(v) for v in args.lrs.split(",")] if args.lrs else [learner.hp.inner_lr]
