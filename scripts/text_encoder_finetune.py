@@ -88,22 +88,13 @@ def accuracy(learner, spec, support, queries, steps_grid: list[int],
             return results
         seconds += time.perf_counter() - start
         with torch.no_grad():
-            if not heads:
-                logits = learner.predict_params(learner.frozen(), state, x_queries)
-                results[steps] = float((logits.argmax(-1) == truth).float().mean()), seconds
-                continue
-            z_support, z_queries = (embeddings(learner, state, x) for x in (x_support, x_queries))
-            logits = learner.logits(z_queries, state["prototypes"], state["counts"])
+            z_queries = learner.embed_inputs(learner.frozen(), state, x_queries)
+            logits = learner.logits(z_queries, state["prototypes"], state["counts"])  # predict_params's
+            z_support = learner.embed_inputs(learner.frozen(), state, x_support) if heads else None
         results[steps] = float((logits.argmax(-1) == truth).float().mean()), seconds
         for head_steps, decay in heads:
             results[f"{steps}:head{head_steps}:{decay}"] = (
                 head_accuracy(learner, state, z_support, y, z_queries, truth, head_steps, decay), seconds)
-
-
-def embeddings(learner, state, x: torch.Tensor) -> torch.Tensor:
-    states, mask = learner.lower_states(x)
-    weights = {**learner.frozen(), **{k: v for k, v in state.items() if k.startswith("top.")}}
-    return learner._embed_all(weights, states, mask)
 
 
 def head_accuracy(learner, state, z_support, y, z_queries, truth, steps: int, decay: float) -> float:

@@ -17,10 +17,10 @@ from app.meta.codecs import InputCodec, InputError, InputLimitExceeded, InputLim
 from app.meta.task_types import InvalidTargets, TargetLimitExceeded
 
 
-def resolve_steps(registry: Registry, reg: RegisteredLearner, steps: int | str | None, ways: int = 0) -> int:
-    """The one place a request's ``steps`` is checked and defaulted for a task of ``ways``
-    classes (``"auto"``: the fixed default here; the strategy's choice is made in a worker, see
-    ``ServingEngine._choose_steps``)."""
+def check_steps(registry: Registry, reg: RegisteredLearner, steps: int | str | None) -> int | None:
+    """The one place a request's ``steps`` is checked: the steps asked for, or None for the
+    learner's default (``"auto"``: the fixed default here; the strategy's choice is made in a
+    worker, see ``ServingEngine._choose_steps``); 0 for learners without steps."""
     if steps == AUTO:
         if reg.strategy is None:
             with_one = [r.ref for r in registry.all() if r.name == reg.name and r.strategy]
@@ -37,7 +37,7 @@ def resolve_steps(registry: Registry, reg: RegisteredLearner, steps: int | str |
     if steps is not None and steps > reg.limits.max_steps:
         raise LimitExceeded(f"options.steps={steps} exceeds the limit of "
                             f"{reg.limits.max_steps} for {reg.name}")
-    return reg.learner.resolve_steps(AdaptOptions(steps=steps), ways)
+    return steps
 
 
 def prepare_support(registry: Registry, reg: RegisteredLearner, inputs: list[Any], targets: list[Any],
@@ -50,14 +50,14 @@ def prepare_support(registry: Registry, reg: RegisteredLearner, inputs: list[Any
     if len(inputs) > limits.max_support:
         raise LimitExceeded(f"support set of {len(inputs)} examples exceeds the limit of "
                             f"{limits.max_support} for {reg.name}")
-    resolve_steps(registry, reg, steps)  # the options refused before the targets are read
+    asked = check_steps(registry, reg, steps)  # the options refused before the targets are read
     try:
         encoded = reg.task.encode(targets, limits.max_ways, limits.max_shots)
     except InvalidTargets as exc:
         raise InvalidSupportSet(f"support.targets: {exc}") from exc
     except TargetLimitExceeded as exc:
         raise LimitExceeded(f"support.targets: {exc} for {reg.name}") from exc
-    resolved = resolve_steps(registry, reg, steps, encoded.ways)
+    resolved = reg.learner.resolve_steps(AdaptOptions(steps=asked), encoded.ways)  # the default: by the classes
     check_target_range(reg, encoded.y, "support.targets")
     work = len(inputs) * max(resolved, 1)
     if reg.learner.has_steps and work > limits.max_example_steps:

@@ -246,9 +246,14 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
         return state
 
     def predict_params(self, params: dict[str, Tensor], state: AdaptedState, x: Tensor) -> Tensor:
+        return self.logits(self.embed_inputs(params, state, x), state["prototypes"], state["counts"])
+
+    def embed_inputs(self, params: dict[str, Tensor], state: AdaptedState, x: Tensor) -> Tensor:
+        """Inputs' embeddings with the adapted state's fine-tuned top layers (what the prototypes
+        are compared with)."""
         states, mask = self.lower_states(x)
         weights = {**params, **{k: v for k, v in state.items() if k.startswith("top.")}}
-        return self.logits(self._embed_all(weights, states, mask), state["prototypes"], state["counts"])
+        return self._embed_all(weights, states, mask)
 
     def _embed_rows(self, params: dict[str, Tensor], states: Tensor, mask: Tensor) -> Tensor:
         """A fine-tuning step's embeddings: the whole episode at once, or in length-sorted
