@@ -21,6 +21,7 @@ from app.api.meta_learners.service import mirror_registry
 from app.api.openapi import problem_openapi, serve_local_docs
 from app.catalog.watcher import CatalogWatcher
 from app.console import mount_console
+from app.core.call_placement import CallPlacement
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.metrics import Metrics
@@ -111,6 +112,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # the app's own settings (not a dependency override: any override makes FastAPI rebuild
     # every dependency's signature on every request, ~7% of a request's CPU)
     app.state.settings = settings
+    app.state.call_placement = placement = CallPlacement(settings.inline_call_max_ms / 1000.0)
     install_problem_handlers(app)
     configure_tracing(settings.otel_enabled)
     # authenticated by default; the public list: health, readiness, metrics and the API docs
@@ -130,5 +132,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(RequestContextMiddleware, metrics=metrics,
                        max_body_bytes=settings.max_body_bytes,
                        body_timeout_seconds=settings.body_timeout_seconds,
-                       max_requests_per_client=settings.max_requests_per_client)
+                       max_requests_per_client=settings.max_requests_per_client,
+                       placement=placement)
     return app

@@ -10,14 +10,16 @@ every other ``/v1`` route (same decorators, same OpenAPI document, same router-l
 authentication in the document), but its handler reads what it needs from the request on the
 event loop, validates only its path and header parameters (with FastAPI's own validation, so the
 same 422 bodies), and then authenticates, validates the body, reads and writes the database and
-calls the engine in a single worker-thread function (``LeanCall.run``). The ``/v1`` checks the
+calls the engine in a single worker-thread function (``LeanCall.run``), or on the event loop when
+nothing else could wait for it there (``app.core.call_placement``). The ``/v1`` checks the
 router's dependencies would make (the bound artifact store, the API key) are made here, in the
 same order, with the same problem bodies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+import time
+from collections.abc import Callable, Coroutine, Hashable
 from dataclasses import dataclass
 from typing import Annotated, Any, TypeVar
 
@@ -54,16 +56,26 @@ class LeanCall:
         return cls(state, state.settings, await request.body(), headers.get("content-type"),
                    headers.get("authorization"), client_address(request))
 
-    async def run(self, work: Callable[[Session, str], T]) -> T:
+    async def run(self, work: Callable[[Session, str], T], *, kind: Hashable | None = None) -> T:
         """``work(session, tenant)`` in one worker thread, after the caller's API key is checked
-        (401 / 429 as every authenticated route answers)."""
+        (401 / 429 as every authenticated route answers); on the event loop instead when the
+        application's :class:`~app.core.call_placement.CallPlacement` says calls of ``kind``
+        are short and nothing else could wait for this one there (``None``: not known, a
+        worker thread)."""
+        placement = self.state.call_placement
 
         def call() -> T:
-            with self.state.session_factory() as session:
-                tenant = tenant_of(state=self.state, settings=self.settings, session=session,
-                                   authorization=self.authorization, client=self.client)
-                return work(session, tenant)
+            start = time.perf_counter()
+            try:
+                with self.state.session_factory() as session:
+                    tenant = tenant_of(state=self.state, settings=self.settings, session=session,
+                                       authorization=self.authorization, client=self.client)
+                    return work(session, tenant)
+            finally:
+                placement.record(kind, time.perf_counter() - start)
 
+        if placement.inline(kind):
+            return call()
         return await run_in_threadpool(call)
 
 

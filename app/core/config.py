@@ -89,6 +89,11 @@ class Settings(BaseSettings):
                                         "this time (408 otherwise)")
     max_requests_per_client: int = Field(64, ge=0, description="/v1 requests in progress per client "
                                          "address and process (429 beyond); 0 = no cap")
+    inline_call_max_ms: float = Field(10.0, ge=0, description="an adaptation or prediction "
+                                      "runs on the event loop, without a worker-thread hand-off, "
+                                      "when it is the process's only request in flight and the "
+                                      "75th percentile of the last 32 calls of its route and "
+                                      "meta-learner is under this; 0 = always a worker thread")
     max_connections: int = Field(1000, ge=1, description="open connections per process before "
                                  "uvicorn answers 503")
     max_image_bytes: int = Field(4 * 1024 * 1024, ge=64, description="bytes of one image input "

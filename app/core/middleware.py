@@ -10,6 +10,7 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.core.call_placement import NEVER_INLINE, CallPlacement
 from app.core.metrics import Metrics
 from app.core.problems import PROBLEM_JSON, problem_body
 
@@ -22,8 +23,10 @@ class RequestContextMiddleware:
     whole body (408), log and count each request."""
 
     def __init__(self, app: ASGIApp, metrics: Metrics, max_body_bytes: int,
-                 body_timeout_seconds: float = 30.0, max_requests_per_client: int = 0) -> None:
+                 body_timeout_seconds: float = 30.0, max_requests_per_client: int = 0,
+                 placement: CallPlacement = NEVER_INLINE) -> None:
         self.app, self.metrics, self.max_body_bytes = app, metrics, max_body_bytes
+        self.placement = placement  # counts the process's requests in flight
         self.body_timeout = body_timeout_seconds
         self.max_per_client = max_requests_per_client
         self._in_flight: dict[str, int] = {}  # per client address (the event loop's own state)
@@ -93,6 +96,7 @@ class RequestContextMiddleware:
 
         client = (scope.get("client") or ("unknown", 0))[0]
         counted = False
+        self.placement.enter()
         try:
             if self.max_per_client > 0 and path.startswith("/v1/"):
                 if self._in_flight.get(client, 0) >= self.max_per_client:
@@ -107,6 +111,7 @@ class RequestContextMiddleware:
         except _BodyRefused:
             await refuse()
         finally:
+            self.placement.leave()
             if counted:
                 left = self._in_flight[client] - 1
                 if left > 0:

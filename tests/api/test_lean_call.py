@@ -99,3 +99,42 @@ def test_routes_without_a_lean_call_stay_ordinary():
     app.include_router(router)
     with TestClient(app) as c:
         assert c.get("/plain", headers={"X-Thing": "yes"}).json() == {"thing": "yes"}
+
+
+def test_a_lone_request_of_a_short_kind_runs_on_the_event_loop_with_the_same_answers(client, monkeypatch):
+    import app.api.lean_call as lean_call
+
+    hops = []
+    real = lean_call.run_in_threadpool
+
+    async def counting(fn, *args):
+        hops.append(fn)
+        return await real(fn, *args)
+
+    monkeypatch.setattr(lean_call, "run_in_threadpool", counting)
+    placement = client.app.state.call_placement
+    placement.max_inline_seconds, placement.min_observed = 60.0, 2
+    body = {"meta_learner": "sinusoid-maml", "support": sine_support()}
+    first = [client.post("/v1/adapted-models", json=body) for _ in range(2)]
+    assert [r.status_code for r in first] == [201, 201] and len(hops) == 2  # not known yet
+    made = client.post("/v1/adapted-models", json=body)
+    assert made.status_code == 201 and len(hops) == 2  # known short: no hand-off
+    ident = made.json()["id"]
+    answers = [client.post(f"/v1/adapted-models/{ident}/predictions", json={"inputs": [[0.5], [1.0]]})
+               for _ in range(3)]
+    assert len(hops) == 4  # the model's meta-learner is known; its predictions are not yet
+    assert all(r.status_code == 200 for r in answers)
+    assert answers[2].json() == answers[0].json()
+
+    # errors raised on the event loop get the same problem bodies
+    bad = client.post(f"/v1/adapted-models/{ident}/predictions", json={"inputs": [[0.5, 1.0]]})
+    assert bad.status_code == 422 and bad.headers["content-type"] == PROBLEM
+    assert len(hops) == 4
+    other = client.post("/v1/adapted-models", json={**body, "meta_learner": "no-such-learner"})
+    assert other.status_code == 404 and len(hops) == 5  # a kind never seen goes to a thread
+    assert client.delete(f"/v1/adapted-models/{ident}").status_code == 204
+    gone = client.post(f"/v1/adapted-models/{ident}/predictions", json={"inputs": [[0.5]]})
+    assert gone.status_code == 404 and gone.headers["content-type"] == PROBLEM and len(hops) == 5
+
+    placement.max_inline_seconds = 0.0  # METASERVE_INLINE_CALL_MAX_MS=0: always a thread
+    assert client.post("/v1/adapted-models", json=body).status_code == 201 and len(hops) == 6

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response, status
@@ -32,6 +33,17 @@ from app.jobs.queue import QUEUED, RUNNING
 router = APIRouter(prefix="/v1/adapted-models", tags=["adapted-models"], route_class=LeanCallRoute)
 JSON = "application/json"
 MAX_LIST_LIMIT = 200
+
+
+NAMED_LEARNER = re.compile(rb'"meta_learner"\s*:\s*"([^"\\]{1,141})"')
+
+
+def learner_named_in(body: bytes) -> str | None:
+    """The meta-learner an adaptation's raw body names, read without parsing it: only a hint
+    for where the call runs (the body is validated in the call itself). Inside a JSON string a
+    quote is escaped, so the pattern finds only the key itself."""
+    found = NAMED_LEARNER.search(body)
+    return found.group(1).decode("utf-8", "replace") if found else None
 
 
 def prefers_async(prefer: str | None) -> bool:
@@ -70,7 +82,9 @@ async def create_adapted_model(
                                        respond_async=wants_async, jobs=call.state.jobs)
         return row_to_read(row).model_dump_json(), row, replayed
 
-    content, row, replayed = await call.run(create)
+    placement = call.state.call_placement
+    content, row, replayed = await call.run(create, kind=("create", learner_named_in(call.body)))
+    placement.remember(row.id, f"{row.meta_learner}@{row.meta_learner_version}")
     headers = {"Location": f"/v1/adapted-models/{row.id}"}
     code = status.HTTP_201_CREATED
     if replayed:
@@ -137,14 +151,20 @@ PREDICT_ERRORS = problem_responses(401, 404, 409, 410, 413, 422, 429, 503)
 async def predict(call: LeanCallDep, adapted_model_id: AdaptedModelId) -> Response:
     """Predict with an adapted model."""
 
-    def run(session: Session, tenant: str) -> str:
+    def run(session: Session, tenant: str) -> tuple[str, str]:
         row = service.get(session=session, adapted_model_id=adapted_model_id, tenant=tenant)
         body = parse_body(PredictionRequest, call.body, call.content_type)
         served = service.predict(session=session, engine=call.state.engine, row=row,
                                  inputs=body.inputs, top_k=body.top_k)
-        return predictions_response(row.task_type, served.predictions, served.std).model_dump_json()
+        rendered = predictions_response(row.task_type, served.predictions, served.std)
+        return rendered.model_dump_json(), f"{row.meta_learner}@{row.meta_learner_version}"
 
-    return Response(await call.run(run), media_type=JSON)
+    placement = call.state.call_placement
+    learner = placement.learner_of(adapted_model_id)
+    content, used = await call.run(run, kind=None if learner is None else ("predict", learner))
+    if learner is None:
+        placement.remember(adapted_model_id, used)
+    return Response(content, media_type=JSON)
 
 
 @router.get("/{adapted_model_id}/predictions", operation_id="predictQuery",
