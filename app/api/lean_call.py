@@ -66,13 +66,14 @@ class LeanCall:
 
         def call() -> T:
             start = time.perf_counter()
-            try:
-                with self.state.session_factory() as session:
-                    tenant = tenant_of(state=self.state, settings=self.settings, session=session,
-                                       authorization=self.authorization, client=self.client)
-                    return work(session, tenant)
-            finally:
-                placement.record(kind, time.perf_counter() - start)
+            with self.state.session_factory() as session:
+                tenant = tenant_of(state=self.state, settings=self.settings, session=session,
+                                   authorization=self.authorization, client=self.client)
+                result = work(session, tenant)
+            # only calls that did their work teach the placement: refusals are quick whatever
+            # the kind, and must not make a slow kind look short
+            placement.record(kind, time.perf_counter() - start)
+            return result
 
         if placement.inline(kind):
             return call()

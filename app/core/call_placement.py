@@ -12,7 +12,8 @@ the one thread that accepts requests, so a call runs there only when
 - calls of its kind are known to be short: the kind is the route and the meta-learner (named in
   an adaptation's body; for a prediction, the one that adapted the model, as this process last
   saw it), and the 75th percentile of the kind's last ``window`` calls (at least
-  ``min_observed`` of them, measured wherever they ran) is under ``max_inline_seconds``. A
+  ``min_observed`` of them, measured wherever they ran; refused calls are not counted) is under
+  ``max_inline_seconds``. A
   meta-learner whose calls take long never runs on the loop; a stall of the machine now and
   then does not send a fast one back to the threads.
 

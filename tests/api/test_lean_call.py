@@ -136,5 +136,13 @@ def test_a_lone_request_of_a_short_kind_runs_on_the_event_loop_with_the_same_ans
     gone = client.post(f"/v1/adapted-models/{ident}/predictions", json={"inputs": [[0.5]]})
     assert gone.status_code == 404 and gone.headers["content-type"] == PROBLEM and len(hops) == 5
 
+    # refusals, however quick, do not make a kind look short
+    for _ in range(3):
+        refused = client.post("/v1/adapted-models", json={"meta_learner": "sinusoid-hypernet", "support": {}})
+        assert refused.status_code == 422
+    assert len(hops) == 8
+    assert client.post("/v1/adapted-models", json={**body, "meta_learner": "sinusoid-hypernet"}).status_code == 201
+    assert len(hops) == 9
+
     placement.max_inline_seconds = 0.0  # METASERVE_INLINE_CALL_MAX_MS=0: always a thread
-    assert client.post("/v1/adapted-models", json=body).status_code == 201 and len(hops) == 6
+    assert client.post("/v1/adapted-models", json=body).status_code == 201 and len(hops) == 10
