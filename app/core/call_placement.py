@@ -13,9 +13,8 @@ the one thread that accepts requests, so a call runs there only when
   an adaptation's body; for a prediction, the one that adapted the model, as this process last
   saw it), and the 75th percentile of the kind's last ``window`` calls (at least
   ``min_observed`` of them, measured wherever they ran; refused calls are not counted) is under
-  ``max_inline_seconds``. A
-  meta-learner whose calls take long never runs on the loop; a stall of the machine now and
-  then does not send a fast one back to the threads.
+  ``max_inline_seconds``. A meta-learner whose calls take long never runs on the loop; a stall
+  of the machine now and then does not send a fast one back to the threads.
 
 Under concurrency every call goes to the worker threads: the pool's bounds (the request
 threads, the engine's queues) are unchanged.

@@ -46,6 +46,11 @@ def learner_named_in(body: bytes) -> str | None:
     return found.group(1).decode("utf-8", "replace") if found else None
 
 
+def adapted_by(row: Any) -> str:
+    """``name@version`` of the meta-learner that adapted ``row``: its placement kind."""
+    return f"{row.meta_learner}@{row.meta_learner_version}"
+
+
 def prefers_async(prefer: str | None) -> bool:
     """RFC 7240 ``Prefer: respond-async`` (among other preferences, any case)."""
     if not prefer:
@@ -84,7 +89,7 @@ async def create_adapted_model(
 
     placement = call.state.call_placement
     content, row, replayed = await call.run(create, kind=("create", learner_named_in(call.body)))
-    placement.remember(row.id, f"{row.meta_learner}@{row.meta_learner_version}")
+    placement.remember(row.id, adapted_by(row))
     headers = {"Location": f"/v1/adapted-models/{row.id}"}
     code = status.HTTP_201_CREATED
     if replayed:
@@ -157,7 +162,7 @@ async def predict(call: LeanCallDep, adapted_model_id: AdaptedModelId) -> Respon
         served = service.predict(session=session, engine=call.state.engine, row=row,
                                  inputs=body.inputs, top_k=body.top_k)
         rendered = predictions_response(row.task_type, served.predictions, served.std)
-        return rendered.model_dump_json(), f"{row.meta_learner}@{row.meta_learner_version}"
+        return rendered.model_dump_json(), adapted_by(row)
 
     placement = call.state.call_placement
     learner = placement.learner_of(adapted_model_id)
