@@ -230,7 +230,7 @@ def test_meta_training_steps_improve_query_loss():
 
 def test_every_algorithm_is_registered():
     assert set(ALGORITHMS) == {"maml", "metasgd", "reptile", "anil", "protonet", "protonet-finetune",
-                               "protonet-backbone-finetune", "protonet-encoder-finetune",
+                               "protonet-softmax-head", "protonet-backbone-finetune", "protonet-encoder-finetune",
                                "matchingnet", "neural-process", "hypernet"}
 
 

@@ -11,12 +11,13 @@ from app.meta.algorithms.protonet import ProtoNet
 from app.meta.algorithms.protonet_backbone_finetune import ProtoNetBackboneFineTune
 from app.meta.algorithms.protonet_encoder_finetune import ProtoNetEncoderFineTune
 from app.meta.algorithms.protonet_finetune import ProtoNetFineTune
+from app.meta.algorithms.protonet_softmax_head import ProtoNetSoftmaxHead
 from app.meta.algorithms.reptile import Reptile
 
 ALGORITHMS: dict[str, type[MetaLearner]] = {
     cls.name: cls
-    for cls in (MAML, MetaSGD, Reptile, ANIL, ProtoNet, ProtoNetFineTune, ProtoNetBackboneFineTune,
-                ProtoNetEncoderFineTune, MatchingNet, NeuralProcess, HyperNet)
+    for cls in (MAML, MetaSGD, Reptile, ANIL, ProtoNet, ProtoNetFineTune, ProtoNetSoftmaxHead,
+                ProtoNetBackboneFineTune, ProtoNetEncoderFineTune, MatchingNet, NeuralProcess, HyperNet)
 }
 
 __all__ = ["ALGORITHMS", "AdaptOptions", "MetaLearner"]

@@ -76,6 +76,22 @@ class PrototypeHyperparameters(Hyperparameters):
 
 
 @dataclass(frozen=True)
+class SoftmaxHeadHyperparameters(PrototypeHyperparameters):
+    """ProtoNet refined by a softmax head fitted per task: the unit embeddings times
+    ``head_scale`` feed the head; ``head_l2`` pulls its weights toward the prototypes' linear
+    layer; L-BFGS runs at most ``head_iterations``; ``temperature`` divides the served logits."""
+
+    head_scale: float = 4.0
+    head_l2: float = 1e-3
+    head_iterations: int = 100
+
+    def check(self, algorithm: str) -> None:
+        if self.head_scale <= 0 or self.head_l2 <= 0 or self.head_iterations < 1:
+            raise ValueError(f"{algorithm}: head_scale and head_l2 must be positive and "
+                             "head_iterations at least 1")
+
+
+@dataclass(frozen=True)
 class FineTuneHyperparameters(PrototypeHyperparameters):
     """ProtoNet fine-tuned per task (Adam at ``inner_lr`` for ``eval_steps`` steps)."""
 
