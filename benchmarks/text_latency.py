@@ -7,7 +7,7 @@ with every text learner loaded.
     python -m benchmarks.text_latency [--requests 40] [--jobs 5]
         [--learners text-protonet@1.0.0,text-protonet@1.1.0]
         [--job-learners text-protonet-finetune,text-encoder-finetune,text-encoder-finetune-mpnet]
-        [--job-torch-threads N]
+        [--job-torch-threads N] [--out FILE]
 
 Sentences are CLINC150 test utterances (new sentences in every request, so that nothing is
 served from a cache); writes ``benchmarks/results/text_latency.json``, or with
@@ -71,6 +71,9 @@ def main() -> None:
                         help="text learners served as jobs")
     parser.add_argument("--job-torch-threads", type=int, default=0,
                         help="METASERVE_JOB_TORCH_THREADS of the server (0: its default)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the results file (default: results/text_latency.json, or "
+                        "text_latency_job_threads_N.json with --job-torch-threads N)")
     args = parser.parse_args()
     learners = args.learners.split(",")
     work = tasks(args.requests + 3 + args.jobs)
@@ -124,9 +127,10 @@ def main() -> None:
         "server_rss_mb_synchronous_learners_used": round(memory_synchronous, 1),
         "server_rss_mb": round(memory, 1),
     }
-    RESULTS.mkdir(exist_ok=True)
     name = f"text_latency_job_threads_{args.job_torch_threads}" if args.job_torch_threads else "text_latency"
-    (RESULTS / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+    out = args.out or RESULTS / f"{name}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))
 
 

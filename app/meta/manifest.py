@@ -51,6 +51,11 @@ class HParams(_Strict):
     episode_ways: int | None = Field(None, ge=2)
     step_chunk: int | None = Field(None, ge=0)
     episodes_per_class: int | None = Field(None, ge=0)
+    # a softmax head fitted per task: the scale of its unit-embedding inputs, the pull toward
+    # the prototype layer, and L-BFGS's iterations at most
+    head_scale: float | None = Field(None, gt=0)
+    head_l2: float | None = Field(None, gt=0)
+    head_iterations: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
     def _references(self) -> HParams:
