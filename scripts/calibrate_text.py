@@ -97,6 +97,10 @@ def main() -> None:
     args = ap.parse_args()
     learner, manifest = load_meta_learner(args.model)
     cfg = TrainConfig.from_file(args.config)
+    # the validation episodes in the embeddings the model is served on (the config gives the
+    # sources and the held-out intents)
+    cfg.text = {**cfg.text, "encoder": manifest["input"]["encoder"],
+                "runtime": manifest["input"].get("runtime") or "torch"}
     logits, truth = validation_logits(learner, cfg)
     t = fit_temperature(logits, truth)
     before = ece(torch.softmax(logits, -1), truth)

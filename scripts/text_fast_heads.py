@@ -9,7 +9,8 @@ prototype after centring on the support's mean, and the softmax head of protonet
 encoder's identity adapter and the head's hyperparameters.
 
     python scripts/text_fast_heads.py --encoders all-MiniLM-L6-v2:onnx-int8,all-mpnet-base-v2:torch
-    python scripts/text_fast_heads.py --write models/text-protonet-head/1.0.0 --l2 0.001 --scales 4
+    python scripts/text_fast_heads.py --write models/text-protonet-head/1.0.0 \
+        --encoders all-MiniLM-L6-v2:onnx-int8 --l2 0.001 --scales 4 --out reports/text/fast-heads-minilm.json
 """
 
 from __future__ import annotations
@@ -63,20 +64,24 @@ def heads(grid_l2, grid_scale):
     return out
 
 
-def write_version(folder: Path, l2: float, scale: float, report: Path) -> None:
-    """The shipped version: the pinned all-MiniLM-L6-v2 on ONNX Runtime with int8 weights (the
+def write_version(folder: Path, l2: float, scale: float, report: Path, encoder: str) -> None:
+    """The shipped version: the pinned ``encoder`` on ONNX Runtime with int8 weights (the
     embeddings text-protonet 1.1.0 is served on), the identity adapter (W2 = 0, scale 8) and the
     head chosen on validation; nothing is learned before a task arrives. The served temperature
     is 1 until ``scripts/calibrate_text.py --write`` fits it."""
     import platform
 
     from app.meta.checkpoint import build_learner, save_weights, write_json
+    from app.meta.text_encoder import ENCODERS
 
     name, version = folder.parent.name, folder.name
+    dim, layers = ENCODERS[encoder].dim, ENCODERS[encoder].layers
     hparams = {"temperature": 1.0, "head_scale": scale, "head_l2": l2, "head_iterations": 100}
+    # the adapter is the identity whatever its hidden width (W2 = 0): a narrow one keeps the
+    # checkpoint small (the first version kept text-protonet's 512)
     spec = {"algorithm": "protonet-softmax-head", "backbone": "embedding_adapter",
-            "backbone_args": {"dim": 384, "hidden": 512, "scale": 8.0}, "task_type": "classification",
-            "hparams": hparams}
+            "backbone_args": {"dim": dim, "hidden": 512 if dim == 384 else 16, "scale": 8.0},
+            "task_type": "classification", "hparams": hparams}
     learner = build_learner(spec, seed=0)
     folder.mkdir(parents=True, exist_ok=True)
     sha = save_weights(folder, learner)
@@ -88,18 +93,22 @@ def write_version(folder: Path, l2: float, scale: float, report: Path) -> None:
         "task_type": "classification",
         "model": spec,
         "input": {
-            "kind": "text", "shape": [384], "dtype": "float32",
+            "kind": "text", "shape": [dim], "dtype": "float32",
             "preprocessing": "UTF-8 sentences embedded by the pinned all-MiniLM-L6-v2 run by ONNX Runtime with "
-            "int8 weights (quantised per output channel) (L2-normalised, 384-d); only the adapter (the identity) "
-            "is shipped",
-            "encoder": "all-MiniLM-L6-v2", "max_chars": 512, "runtime": "onnx-int8",
+            "int8 weights (quantised per output channel) "
+            + (f"(its layers {', '.join(map(str, layers))}: each layer's token states mean-pooled and "
+               f"L2-normalised, concatenated and normalised again, {dim}-d)" if layers
+               else f"(L2-normalised, {dim}-d)")
+            + "; only the adapter (the identity) is shipped",
+            "encoder": encoder, "max_chars": 512, "runtime": "onnx-int8",
         },
         "adaptation_defaults": {},
         "limits": {"max_ways": 150, "max_shots": 50, "max_support": 2000, "max_queries": 256},
         "training": {
             "initialisation": "the pinned all-MiniLM-L6-v2's pretrained weights, frozen; the adapter at its "
             "initialisation (seed 0, W2 = 0: the identity scaled by 8); nothing is meta-trained",
-            "command": f"python scripts/text_fast_heads.py --write {folder} --l2 {l2} --scales {scale}",
+            "command": f"python scripts/text_fast_heads.py --write {folder} --encoders {encoder}:onnx-int8 "
+            f"--l2 {l2} --scales {scale} --out {report}",
             "seed": 0,
             "data_checksums": {},
             "head": {
@@ -138,7 +147,10 @@ def main() -> None:
     ap.add_argument("--write", type=Path, help="write the shipped version to this folder (one --l2 and --scales)")
     args = ap.parse_args()
     if args.write:
-        write_version(args.write, float(args.l2), float(args.scales), args.out)
+        encoder, runtime = args.encoders.split(":")
+        if "," in args.encoders or runtime != "onnx-int8":
+            ap.error("--write takes one encoder, on onnx-int8")
+        write_version(args.write, float(args.l2), float(args.scales), args.out, encoder)
         return
     root = text_dir()
     grid = heads([float(v) for v in args.l2.split(",")], [float(v) for v in args.scales.split(",")])

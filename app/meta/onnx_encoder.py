@@ -49,26 +49,33 @@ class OnnxUnavailable(Exception):
 
 class _Pooled(torch.nn.Module):
     """Token states -> mean over the attention mask -> L2-normalised (the sentence-transformers
-    pooling of the pinned encoders)."""
+    pooling of the pinned encoders), or with ``layers`` the spec's pooling of those layers
+    (``app.meta.text_encoder.pool_layers``)."""
 
-    def __init__(self, transformer: torch.nn.Module) -> None:
+    def __init__(self, transformer: torch.nn.Module, layers: tuple[int, ...] = ()) -> None:
         super().__init__()
-        self.transformer = transformer
+        self.transformer, self.layers = transformer, layers
 
     def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        if self.layers:
+            from app.meta.text_encoder import pool_layers
+
+            states = self.transformer(input_ids=input_ids, attention_mask=attention_mask,
+                                      output_hidden_states=True).hidden_states
+            return pool_layers(states, attention_mask, self.layers)
         states = self.transformer(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(states.dtype)
         pooled = (states * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
         return torch.nn.functional.normalize(pooled, dim=-1)
 
 
-def _export(transformer: torch.nn.Module, tokenizer) -> bytes:
+def _export(transformer: torch.nn.Module, tokenizer, layers: tuple[int, ...] = ()) -> bytes:
     sample = tokenizer(PROBES[:2], padding=True, return_tensors="pt")
     buffer = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tracer's notes on shape-dependent Python branches
         torch.onnx.export(
-            _Pooled(transformer).eval(), (sample["input_ids"], sample["attention_mask"]), buffer,
+            _Pooled(transformer, layers).eval(), (sample["input_ids"], sample["attention_mask"]), buffer,
             input_names=["input_ids", "attention_mask"], output_names=["embedding"],
             dynamic_axes={"input_ids": {0: "batch", 1: "tokens"}, "attention_mask": {0: "batch", 1: "tokens"},
                           "embedding": {0: "batch"}},
@@ -208,7 +215,7 @@ def onnx_encoder(spec, torch_encoder, cache_dir: Path, runtime: str = "onnx") ->
         except Exception as exc:  # an unreadable graph is re-exported, not served
             log.warning("encoder %s: the cached ONNX graph %s does not load (%s); exporting it again",
                         spec.name, path, exc)
-    graph = _export(transformer, tokenizer)
+    graph = _export(transformer, tokenizer, spec.layers)
     if runtime == "onnx-int8":
         graph = _quantise(graph)
     encoder = OnnxSentenceEncoder(spec, graph, tokenizer, max_tokens, per_sentence)

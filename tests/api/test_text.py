@@ -128,15 +128,19 @@ def test_each_version_serves_the_embeddings_it_was_trained_on(client, version, r
     assert relative(expected(other)) > 1e-2  # the runtimes really differ
 
 
-def test_the_softmax_head_learner_adapts_in_the_request_the_same_way_every_time_and_cannot_grow(client):
-    described = client.get("/v1/meta-learners/text-protonet-head").json()
+@pytest.mark.parametrize("version, encoder", [("1.0.0", "all-MiniLM-L6-v2"),
+                                              ("1.1.0", "all-MiniLM-L6-v2-layers-4-6")])
+def test_the_softmax_head_learner_adapts_in_the_request_the_same_way_every_time_and_cannot_grow(
+        client, version, encoder):
+    name = f"text-protonet-head@{version}"
+    described = client.get(f"/v1/meta-learners/{name}").json()
     assert described["algorithm"] == "protonet-softmax-head" and described["adds_examples"] is False
-    assert described["input"]["encoder"] == "all-MiniLM-L6-v2"
+    assert described["input"]["encoder"] == encoder
     queries = {"inputs": ["the password reset link does not work", "the package is late",
                           "please give me a refund"]}
     answers = []
     for _ in range(2):
-        made = client.post("/v1/adapted-models", json={"meta_learner": "text-protonet-head", "support": SUPPORT})
+        made = client.post("/v1/adapted-models", json={"meta_learner": name, "support": SUPPORT})
         assert made.status_code == 201, made.text  # synchronous: no job
         assert made.json()["labels"] == ["login", "shipping", "refund"]
         r = client.post(f"/v1/adapted-models/{made.json()['id']}/predictions", json=queries)
@@ -147,6 +151,6 @@ def test_the_softmax_head_learner_adapts_in_the_request_the_same_way_every_time_
     grown = client.post(f"/v1/adapted-models/{made.json()['id']}/examples",
                         json={"inputs": ["cancel my plan"], "targets": ["cancel"]})
     check_problem(grown, 409, "examples")
-    steps = client.post("/v1/adapted-models", json={"meta_learner": "text-protonet-head", "support": SUPPORT,
+    steps = client.post("/v1/adapted-models", json={"meta_learner": name, "support": SUPPORT,
                                                     "options": {"steps": 3}})
     check_problem(steps, 422, "steps")

@@ -140,3 +140,35 @@ def test_the_text_codec_embeds_a_sentence_once_per_process(fresh, monkeypatch, r
     off.decode(SENTENCES[:2], spec, "inputs", InputLimits(embedding_cache_bytes=0))
     off.decode(SENTENCES[:2], spec, "inputs", InputLimits(embedding_cache_bytes=0))
     assert embedded[-4:] == SENTENCES[:2] * 2  # no cache: embedded every time
+
+
+def test_a_layered_encoder_pools_its_layers_the_same_in_pytorch_and_onnx(fresh):
+    """all-MiniLM-L6-v2-layers-4-6: the same weights, layers 4-6 each mean-pooled and
+    normalised, concatenated; its last third is the plain encoder's embedding."""
+    spec = text_encoder.ENCODERS["all-MiniLM-L6-v2-layers-4-6"]
+    assert spec.layers == (4, 5, 6) and spec.dim == 1152
+    assert spec.sha256 == text_encoder.ENCODERS["all-MiniLM-L6-v2"].sha256
+    layered = text_encoder.load_encoder("all-MiniLM-L6-v2-layers-4-6", "torch").encode(SENTENCES)
+    plain = text_encoder.load_encoder("all-MiniLM-L6-v2", "torch").encode(SENTENCES)
+    assert layered.shape == (len(SENTENCES), 1152)
+    assert torch.allclose(layered.norm(dim=-1), torch.ones(len(SENTENCES)), atol=1e-5)
+    last = torch.nn.functional.normalize(layered[:, 768:], dim=-1)
+    assert (last * plain).sum(-1).min() >= 0.99999  # layer 6 pooled: sentence-transformers' own
+    assert (torch.nn.functional.normalize(layered[:, :384], dim=-1) * plain).sum(-1).max() < 0.999
+    float32 = text_encoder.load_encoder("all-MiniLM-L6-v2-layers-4-6", "onnx").encode(SENTENCES)
+    assert (float32 * layered).sum(-1).min() >= 0.999
+    int8 = text_encoder.load_encoder("all-MiniLM-L6-v2-layers-4-6", "onnx-int8")
+    a = int8.encode(SENTENCES)
+    cosine = (a * layered).sum(-1)
+    assert cosine.mean() >= 0.97 and cosine.min() >= 0.9, cosine
+    assert torch.equal(int8.encode(SENTENCES[:1]), a[:1])  # a sentence alone: the same embedding
+
+
+def test_per_task_fine_tuning_refuses_a_layered_encoder():
+    from app.meta.checkpoint import build_learner
+
+    spec = {"algorithm": "protonet-encoder-finetune", "backbone": "embedding_adapter",
+            "backbone_args": {"dim": 1152, "hidden": 8, "scale": 8.0}, "task_type": "classification",
+            "hparams": {"text_encoder": "all-MiniLM-L6-v2-layers-4-6"}}
+    with pytest.raises(ValueError, match="pools several layers"):
+        build_learner(spec, seed=0)

@@ -121,7 +121,9 @@ class ProtoNetEncoderFineTune(ProtoNetBackboneTuning):
         # first task: a process that never runs one does not hold it (all-mpnet-base-v2 is 440 MB)
         from app.meta.text_encoder import check_encoder
 
-        check_encoder(self.hp.text_encoder)
+        if check_encoder(self.hp.text_encoder).layers:
+            raise ValueError(f"{self.hp.text_encoder} pools several layers; per-task fine-tuning takes an "
+                             "encoder's own sentence embedding")
         if self.top_layers < 1:
             raise ValueError("top_layers must be at least 1")
 
