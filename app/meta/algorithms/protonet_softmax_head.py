@@ -58,7 +58,8 @@ def fit_softmax_head(z: Tensor, y: Tensor, ways: int, scale: float, l2: float, i
 
 class ProtoNetSoftmaxHead(ProtoNet):
     """ProtoNet refined by a softmax head fitted on the support set, in the request (no job):
-    L-BFGS on a ``[ways, dim]`` layer takes milliseconds for ten classes."""
+    L-BFGS on a ``[ways, dim]`` layer converges in tens of milliseconds for ten classes on
+    two cores (under 50 iterations), a few hundred for 150."""
 
     name = "protonet-softmax-head"
     hyperparameters = SoftmaxHeadHyperparameters
