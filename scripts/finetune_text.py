@@ -23,9 +23,7 @@ from app.meta.checkpoint import load_meta_learner
 from app.meta.runtime import cache_dir
 from metaserve_train.config import text_dir
 from metaserve_train.evaluation import evaluate_text_support
-from metaserve_train.tasks.text import FIXED_SUPPORTS, embed, load_split
-
-VALIDATION = {"hwu64": ("hwu64", "valid"), "clinc150": ("clinc150", "val")}
+from metaserve_train.tasks.text import FIXED_SUPPORTS, VALIDATION_SPLITS, embed, load_split
 
 
 def finetuner(folder: Path, steps: int, lr: float, identity: bool = False) -> ProtoNetFineTune:
@@ -66,7 +64,7 @@ def main() -> None:
                 encoder = manifest["input"]["encoder"]
                 support = load(FIXED_SUPPORTS[(dataset, 10)], encoder)
                 t0 = time.perf_counter()
-                val = load(VALIDATION[dataset], encoder)
+                val = load(VALIDATION_SPLITS[dataset], encoder)
                 row[f"{dataset}_val"] = evaluate_text_support(learner, support, val)["accuracy"]
                 row[f"{dataset}_seconds"] = round(time.perf_counter() - t0, 2)
                 if args.test:

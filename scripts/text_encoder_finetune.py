@@ -31,9 +31,16 @@ from app.meta.codecs import InputLimits
 from app.meta.manifest import InputSpec
 from app.meta.text_encoder import ENCODERS
 from metaserve_train.config import text_dir
-from metaserve_train.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, load_split, subset
+from metaserve_train.tasks.text import (
+    FIXED_SUPPORTS,
+    FULL_TRAIN,
+    TEST_SPLITS,
+    VALIDATION_SPLITS,
+    draw_support,
+    load_split,
+    subset,
+)
 
-VALIDATION = {"hwu64": ("hwu64", "valid"), "clinc150": ("clinc150", "val")}
 ENCODER = "all-MiniLM-L6-v2"
 
 
@@ -332,7 +339,7 @@ def main() -> None:
     rows = []
     for dataset in args.datasets.split(","):
         full = load_split(text_dir(), *FULL_TRAIN[dataset])
-        queries = load_split(text_dir(), *(TEST_SPLITS if args.split == "test" else VALIDATION)[dataset])
+        queries = load_split(text_dir(), *(TEST_SPLITS if args.split == "test" else VALIDATION_SPLITS)[dataset])
         tasks = []  # (name, support, queries)
         for seed in range(args.seeds):
             draw_from, queried = full, queries

