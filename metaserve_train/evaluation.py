@@ -4,7 +4,7 @@ and the error rate on the 20 one-shot runs of Lake et al. (2015)."""
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from tqdm import tqdm
@@ -111,12 +111,17 @@ def evaluate_lake_runs(learner: MetaLearner, runs: list[LakeRun]) -> dict[str, f
     return {"error_rate": errors / items, "errors": errors, "items": items, "per_run": per_run}
 
 
-def evaluate_text_support(learner: MetaLearner, support, test) -> dict[str, float]:
-    """Adapt on a whole support split (every intent at once) and classify a test split."""
+def evaluate_text_support(learner: MetaLearner, support, test,
+                          embed_labels: Callable[[list[str]], torch.Tensor | None] | None = None
+                          ) -> dict[str, float]:
+    """Adapt on a whole support split (every intent at once) and classify a test split; a
+    learner that reads label names gets them from ``embed_labels`` (the intents, sorted), as
+    the service gives them."""
     labels = sorted(set(support.intents))
     index = {label: i for i, label in enumerate(labels)}
     y = torch.tensor([index[i] for i in support.intents])
-    state = learner.adapt(support.embeddings, y, len(labels))
+    names = embed_labels(labels) if embed_labels is not None and learner.reads_label_names else None
+    state = learner.adapt(support.embeddings, y, len(labels), AdaptOptions(label_inputs=names))
     known = [i for i, intent in enumerate(test.intents) if intent in index]
     with torch.no_grad():
         logits = learner.predict(state, test.embeddings[known])

@@ -48,7 +48,14 @@ def evaluate_text_protocol(learner, manifest: dict, dataset: str, shots: int, se
     from app.meta.runtime import cache_dir
     from metaserve_train.config import text_dir
     from metaserve_train.evaluation import evaluate_text_support
-    from metaserve_train.tasks.text import FIXED_SUPPORTS, FULL_TRAIN, TEST_SPLITS, draw_support, embed
+    from metaserve_train.tasks.text import (
+        FIXED_SUPPORTS,
+        FULL_TRAIN,
+        TEST_SPLITS,
+        draw_support,
+        embed,
+        embed_label_names,
+    )
     from metaserve_train.tasks.text import load_split as load_text
 
     if manifest["input"].get("codec") == "text-tokens":
@@ -59,11 +66,14 @@ def evaluate_text_protocol(learner, manifest: dict, dataset: str, shots: int, se
     def load(pair):
         return embed(load_text(text_dir(), *pair), encoder, cache_dir(), runtime)
 
+    def embed_labels(labels: list[str]):
+        return embed_label_names(labels, encoder, runtime)
+
     test = load(TEST_SPLITS[dataset])
-    fixed = evaluate_text_support(learner, load(FIXED_SUPPORTS[(dataset, shots)]), test)
+    fixed = evaluate_text_support(learner, load(FIXED_SUPPORTS[(dataset, shots)]), test, embed_labels)
     full = load(FULL_TRAIN[dataset])
     draws = [evaluate_text_support(learner, draw_support(full, shots, torch.Generator().manual_seed(s)),
-                                   test)["accuracy"] for s in range(seeds)]
+                                   test, embed_labels)["accuracy"] for s in range(seeds)]
     result = {"fixed_support": fixed, "random_supports": {
         "accuracies": draws, "mean": mean(draws), "std": stdev(draws) if len(draws) > 1 else 0.0}}
     protocol = f"{dataset}-{shots}-shot"

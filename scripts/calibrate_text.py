@@ -5,7 +5,8 @@
    calibration error (ECE, 15 bins) before and after. 2. Out-of-scope: with CLINC150's fixed
    10-shot support, the abstain threshold on the top probability that maximises the mean of
    in-scope accuracy and out-of-scope recall on CLINC150 *validation* (val + oos_val), then
-   both figures on the test split (test + oos_test), as in Larson et al. (2019).
+   both figures on the test split (test + oos_test), as in Larson et al. (2019); a learner that
+   reads label names is given the intents' names there, as the service gives them.
 
     python scripts/calibrate_text.py models/text-protonet/1.0.0 [--write]
 """
@@ -21,12 +22,13 @@ from pathlib import Path
 import torch
 
 from app.atomic_io import atomic_write_bytes
+from app.meta.algorithms import AdaptOptions
 from app.meta.checkpoint import load_meta_learner, read_manifest, write_json
 from app.meta.runtime import cache_dir
 from metaserve_train.config import TrainConfig, text_dir
 from metaserve_train.evaluation import expected_calibration_error as ece
 from metaserve_train.samplers import text_training_splits
-from metaserve_train.tasks.text import TextTasks, embed, load_split
+from metaserve_train.tasks.text import TextTasks, embed, embed_label_names, load_split
 
 
 def validation_logits(learner, cfg: TrainConfig, n_tasks: int = 200):
@@ -61,7 +63,9 @@ def oos_figures(learner, encoder: str, runtime: str = "torch") -> dict:
     support = load("clinc150-fewshot", "train_10")
     labels = sorted(set(support.intents))
     index = {label: i for i, label in enumerate(labels)}
-    state = learner.adapt(support.embeddings, torch.tensor([index[i] for i in support.intents]), len(labels))
+    names = embed_label_names(labels, encoder, runtime) if learner.reads_label_names else None
+    state = learner.adapt(support.embeddings, torch.tensor([index[i] for i in support.intents]), len(labels),
+                          AdaptOptions(label_inputs=names))
 
     def scored(in_split, oos_split):
         ins, oos = load("clinc150", in_split), load("clinc150", oos_split)
@@ -107,7 +111,9 @@ def main() -> None:
     after = ece(torch.softmax(logits / t, -1), truth)
     learner.hp = replace(learner.hp, temperature=t)
     report = {"temperature": t, "validation_ece_before": before, "validation_ece_after": after,
-              "validation": "200 episodes of held-out training intents (10-way 5-shot, 10 queries)",
+              "validation": "200 episodes of held-out training intents (10-way 5-shot, 10 queries)"
+              + ("; the episodes carry no intent names, so the temperature is fitted without them"
+                 if learner.reads_label_names else ""),
               "out_of_scope": oos_figures(learner, manifest["input"]["encoder"],
                                                       manifest["input"].get("runtime") or "torch")}
     print(json.dumps(report, indent=2))

@@ -26,10 +26,17 @@ import torch
 import torch.nn.functional as F
 
 from app.meta.algorithms.protonet import ProtoNet
-from app.meta.algorithms.protonet_softmax_head import fit_softmax_head
+from app.meta.algorithms.protonet_softmax_head import fit_softmax_head, names_informative
 from app.meta.runtime import cache_dir
 from metaserve_train.config import text_dir
-from metaserve_train.tasks.text import FULL_TRAIN, VALIDATION_SPLITS, draw_support, embed, load_split
+from metaserve_train.tasks.text import (
+    FULL_TRAIN,
+    VALIDATION_SPLITS,
+    draw_support,
+    embed,
+    embed_label_names,
+    load_split,
+)
 
 
 def nearest(zs, y, zq, ways):
@@ -42,23 +49,36 @@ def centred(zs, y, zq, ways):
     return nearest(F.normalize(zs - mu, dim=-1), y, F.normalize(zq - mu, dim=-1), ways)
 
 
-def softmax_head(zs, y, zq, ways, l2: float, scale: float):
+def softmax_head(zs, y, zq, ways, l2: float, scale: float, names=None):
     """The served head (protonet-softmax-head): fitted on the support's unit embeddings times
-    ``scale``, pulled by ``l2`` toward the prototype layer it starts from."""
-    head = fit_softmax_head(F.normalize(zs, dim=-1) * scale, y, ways, scale, l2, iterations=100)
+    ``scale``, pulled by ``l2`` toward the prototype layer it starts from; with the label
+    names' embeddings ``names``, those join the support where they are informative."""
+    z = F.normalize(zs, dim=-1) * scale
+    if names is not None:
+        n = F.normalize(names, dim=-1) * scale
+        if names_informative(n, z, y, ways):
+            z, y = torch.cat([z, n]), torch.cat([y, torch.arange(ways)])
+    head = fit_softmax_head(z, y, ways, scale, l2, iterations=100)
     return (F.normalize(zq, dim=-1) * scale @ head["weight"].T + head["bias"]).argmax(-1)
 
 
-def heads(grid_l2, grid_scale):
-    out = {"prototype": nearest, "prototype-centred": centred}
+def heads(grid_l2, grid_scale, label_names: bool):
+    """Every head of the grid, each called ``(zs, y, zq, ways, names)``."""
+    out = {"prototype": lambda zs, y, zq, ways, names: nearest(zs, y, zq, ways),
+           "prototype-centred": lambda zs, y, zq, ways, names: centred(zs, y, zq, ways)}
     for l2 in grid_l2:
         for scale in grid_scale:
             out[f"softmax l2={l2} scale={scale}"] = (
-                lambda zs, y, zq, ways, l2=l2, scale=scale: softmax_head(zs, y, zq, ways, l2, scale))
+                lambda zs, y, zq, ways, names, l2=l2, scale=scale: softmax_head(zs, y, zq, ways, l2, scale))
+            if label_names:
+                out[f"softmax+names l2={l2} scale={scale}"] = (
+                    lambda zs, y, zq, ways, names, l2=l2, scale=scale:
+                    softmax_head(zs, y, zq, ways, l2, scale, names))
     return out
 
 
-def write_version(folder: Path, l2: float, scale: float, report: Path, encoder: str) -> None:
+def write_version(folder: Path, l2: float, scale: float, report: Path, encoder: str,
+                  label_names: bool = False) -> None:
     """The shipped version: the pinned ``encoder`` on ONNX Runtime with int8 weights (the
     embeddings text-protonet 1.1.0 is served on), the identity adapter (W2 = 0, scale 8) and the
     head chosen on validation; nothing is learned before a task arrives. The served temperature
@@ -71,6 +91,8 @@ def write_version(folder: Path, l2: float, scale: float, report: Path, encoder: 
     name, version = folder.parent.name, folder.name
     dim, layers = ENCODERS[encoder].dim, ENCODERS[encoder].layers
     hparams = {"temperature": 1.0, "head_scale": scale, "head_l2": l2, "head_iterations": 100}
+    if label_names:
+        hparams["label_names"] = True
     # the adapter is the identity whatever its hidden width (W2 = 0): a narrow one keeps the
     # checkpoint small (the first version kept text-protonet's 512)
     spec = {"algorithm": "protonet-softmax-head", "backbone": "embedding_adapter",
@@ -102,14 +124,18 @@ def write_version(folder: Path, l2: float, scale: float, report: Path, encoder: 
             "initialisation": "the pinned all-MiniLM-L6-v2's pretrained weights, frozen; the adapter at its "
             "initialisation (seed 0, W2 = 0: the identity scaled by 8); nothing is meta-trained",
             "command": f"python scripts/text_fast_heads.py --write {folder} --encoders {encoder}:onnx-int8 "
-            f"--l2 {l2} --scales {scale} --out {report}",
+            f"--l2 {l2} --scales {scale}{' --label-names' if label_names else ''} --out {report}",
             "seed": 0,
             "data_checksums": {},
             "head": {
                 "what": f"per task, in the request: a softmax head over the unit embeddings times {scale}, "
                 f"fitted by L-BFGS (at most 100 iterations) on the support's cross-entropy plus {l2} x the "
                 "squared distance of its weights and biases from the prototypes' linear layer, where it starts "
-                "(Proto-MAML's initialisation, Triantafillou et al. 2020; SetFit's head, Tunstall et al. 2022)",
+                "(Proto-MAML's initialisation, Triantafillou et al. 2020; SetFit's head, Tunstall et al. 2022)"
+                + ("; the labels' names, read as phrases ('alarm_query' -> 'alarm query') and embedded like "
+                   "the sentences, join the support as one example per class when the prototype classifier "
+                   "puts at least a quarter of them, and three standard deviations more than chance, in "
+                   "their own class" if label_names else ""),
                 "chosen_on": "validation only: 10-shot supports drawn from HWU64 train and CLINC150 train over "
                 "each whole label set (3 draws each), queried with HWU64 valid and CLINC150 val",
                 "grid": str(report),
@@ -125,7 +151,10 @@ def write_version(folder: Path, l2: float, scale: float, report: Path, encoder: 
         "HWU64 is seen before a task arrives (no meta-training), so its evaluations on them are cross-dataset. "
         "Adapted models cannot "
         "add examples (the head depends on the whole support set): adapt again with the larger support. "
-        "Data: CLINC150 (Larson et al. 2019, CC BY 3.0), HWU64 (Liu et al. 2019, CC BY 4.0).",
+        + ("Label names are read: labels that are words ('alarm_query', 'CardArrival') join the support as one "
+           "example per class when they are informative, so name classes by what they mean; labels such as "
+           "'class_017' or numbers are left out and change nothing. " if label_names else "")
+        + "Data: CLINC150 (Larson et al. 2019, CC BY 3.0), HWU64 (Liu et al. 2019, CC BY 4.0).",
     })
     print(f"wrote {folder} (weights sha256 {sha})")
 
@@ -139,16 +168,19 @@ def main() -> None:
     ap.add_argument("--l2", default="0.001,0.01,0.1")
     ap.add_argument("--scales", default="1,4")
     ap.add_argument("--out", type=Path, default=Path("reports/text/fast-heads.json"))
+    ap.add_argument("--label-names", action="store_true",
+                    help="also the heads that read the label names (the written version reads them)")
     ap.add_argument("--write", type=Path, help="write the shipped version to this folder (one --l2 and --scales)")
     args = ap.parse_args()
     if args.write:
         encoder, runtime = args.encoders.split(":")
         if "," in args.encoders or runtime != "onnx-int8":
             ap.error("--write takes one encoder, on onnx-int8")
-        write_version(args.write, float(args.l2), float(args.scales), args.out, encoder)
+        write_version(args.write, float(args.l2), float(args.scales), args.out, encoder, args.label_names)
         return
     root = text_dir()
-    grid = heads([float(v) for v in args.l2.split(",")], [float(v) for v in args.scales.split(",")])
+    grid = heads([float(v) for v in args.l2.split(",")], [float(v) for v in args.scales.split(",")],
+                 args.label_names)
     rows = []
     for pair in args.encoders.split(","):
         encoder, runtime = pair.split(":")
@@ -158,6 +190,7 @@ def main() -> None:
             labels = sorted(set(train.intents))
             index = {label: i for i, label in enumerate(labels)}
             truth = torch.tensor([index[i] for i in valid.intents])
+            names = embed_label_names(labels, encoder, runtime) if args.label_names else None
             scores: dict[str, list[float]] = {name: [] for name in grid}
             seconds: dict[str, list[float]] = {name: [] for name in grid}
             for draw in range(args.draws):
@@ -165,7 +198,7 @@ def main() -> None:
                 y = torch.tensor([index[i] for i in support.intents])
                 for name, head in grid.items():
                     start = time.perf_counter()
-                    predicted = head(support.embeddings, y, valid.embeddings, len(labels))
+                    predicted = head(support.embeddings, y, valid.embeddings, len(labels), names)
                     seconds[name].append(time.perf_counter() - start)
                     scores[name].append(100 * float((predicted == truth).float().mean()))
             for name in grid:

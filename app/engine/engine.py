@@ -225,7 +225,9 @@ class ServingEngine:
 
         def work() -> list[tuple[State, AdaptationReport]]:
             t0 = time.perf_counter()
-            options = AdaptOptions(steps=first.steps, progress=first.progress)
+            options = AdaptOptions(steps=first.steps, progress=first.progress,  # one task: its names
+                                   label_inputs=self._in(first.label_x) if len(tasks) == 1
+                                   and first.label_x is not None else None)
             xs, ys = [self._in(t.x) for t in tasks], [self._in(t.y) for t in tasks]
             outputs: list[Tensor | None] = [None] * len(tasks)  # on the support set, if given
             carry_on = first.first_step is not None  # auto: from the step taken while choosing

@@ -71,7 +71,16 @@ def prepare_support(registry: Registry, reg: RegisteredLearner, inputs: list[Any
     chosen_by = ("strategy" if reg.strategy is not None and steps in (None, AUTO)
                  else "request" if steps is not None else "default")
     return PreparedTask(reg, x, encoded.y, encoded.ways, encoded.labels, resolved,
-                        steps_chosen_by=chosen_by)
+                        steps_chosen_by=chosen_by, label_x=label_inputs(reg, encoded.labels, input_limits))
+
+
+def label_inputs(reg: RegisteredLearner, labels: list[Any] | None, limits: InputLimits) -> Tensor | None:
+    """The labels' names decoded as inputs, for a learner that reads them; None where it does
+    not, or where its kind of input cannot read these labels."""
+    if not reg.learner.reads_label_names or not labels:
+        return None
+    items = codec_of(reg).label_inputs(labels, reg.input_spec)
+    return None if items is None else decode_inputs(reg, items, "support.targets", limits)
 
 
 def prepare_examples(reg: RegisteredLearner, labels: list[Any] | None, inputs: list[Any], targets: list[Any],

@@ -40,6 +40,7 @@ class PreparedTask:
     # auto: the state after the first inner step, taken while choosing (the adaptation carries on)
     first_step: State | None = None
     torch_threads: int | None = None  # intra-op threads of its adaptation (default: the pool's)
+    label_x: Tensor | None = None  # the labels' names as inputs (learners that read them)
 
 
 class AdaptationReport(BaseModel):

@@ -67,6 +67,11 @@ class InputCodec(ABC):
             rows.append(self.decode_one(item, spec, where, limits))
         return torch.from_numpy(np.stack(rows).astype(np.float32))
 
+    def label_inputs(self, labels: list[Any], spec: InputSpec) -> list[Any] | None:
+        """The class labels as inputs of this kind, for learners that read label names (row k:
+        label k), or None where labels say nothing in this kind (the default)."""
+        return None
+
     def warm(self, spec: InputSpec) -> None:  # noqa: B027 - most codecs need nothing
         """Load what decoding needs (e.g. a text encoder) before the first request."""
 

@@ -56,6 +56,8 @@ class HParams(_Strict):
     head_scale: float | None = Field(None, gt=0)
     head_l2: float | None = Field(None, gt=0)
     head_iterations: int | None = Field(None, ge=1)
+    # the classes' names read as one more support example each (text), when informative
+    label_names: bool | None = None
 
     @model_validator(mode="after")
     def _references(self) -> HParams:

@@ -3,6 +3,7 @@ that run the encoder themselves (``text-tokens``)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import torch
@@ -11,6 +12,15 @@ from torch import Tensor
 from app.meta.codecs import InputCodec, InputError, InputLimitExceeded, InputLimits
 from app.meta.embedding_cache import EmbeddingCache
 from app.meta.input_spec import InputSpec
+
+
+def label_phrase(label: Any) -> str | None:
+    """A label read as words: ``"alarm_query"`` -> "alarm query", ``"CardArrival"`` -> "Card
+    Arrival"; None for a label without letters (a number, say)."""
+    if not isinstance(label, str) or not any(c.isalpha() for c in label):
+        return None
+    spaced = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", label)
+    return " ".join(re.sub(r"[_\-./:]+", " ", spaced).split())
 
 
 class TextCodec(InputCodec):
@@ -38,6 +48,13 @@ class TextCodec(InputCodec):
         except UnicodeEncodeError:
             raise InputError(f"{where}: not valid Unicode (a lone surrogate)") from None
         return item
+
+    def label_inputs(self, labels: list[Any], spec: InputSpec) -> list[Any] | None:
+        """Every label as a phrase (cut to ``max_chars``); None unless every label has letters."""
+        phrases = [label_phrase(label) for label in labels]
+        if not phrases or any(p is None for p in phrases):
+            return None
+        return [p[: int(spec.max_chars or 1000)] for p in phrases]
 
     def check_spec(self, spec: InputSpec) -> None:
         if not (spec.encoder and spec.max_chars):

@@ -129,7 +129,8 @@ def test_each_version_serves_the_embeddings_it_was_trained_on(client, version, r
 
 
 @pytest.mark.parametrize("version, encoder", [("1.0.0", "all-MiniLM-L6-v2"),
-                                              ("1.1.0", "all-MiniLM-L6-v2-layers-4-6")])
+                                              ("1.1.0", "all-MiniLM-L6-v2-layers-4-6"),
+                                              ("1.2.0", "all-MiniLM-L6-v2-layers-4-6")])
 def test_the_softmax_head_learner_adapts_in_the_request_the_same_way_every_time_and_cannot_grow(
         client, version, encoder):
     name = f"text-protonet-head@{version}"
@@ -154,3 +155,44 @@ def test_the_softmax_head_learner_adapts_in_the_request_the_same_way_every_time_
     steps = client.post("/v1/adapted-models", json={"meta_learner": name, "support": SUPPORT,
                                                     "options": {"steps": 3}})
     check_problem(steps, 422, "steps")
+
+
+NAMED = {  # eight intents whose labels say what they are
+    "password_reset": ["I forgot my password", "reset my password please"],
+    "order_tracking": ["where is my parcel", "track my delivery"],
+    "refund_request": ["I want my money back", "refund this purchase"],
+    "cancel_subscription": ["stop my monthly plan", "end my membership"],
+    "weather_forecast": ["will it rain tomorrow", "how hot is it outside"],
+    "set_alarm": ["wake me up at seven", "ring at 6 am"],
+    "play_music": ["put on some jazz", "start my playlist"],
+    "book_restaurant": ["a table for two tonight", "reserve dinner at an italian place"],
+}
+QUERIES = {"inputs": ["my login code expired", "the courier lost my box", "I need a forecast for the weekend",
+                      "turn on the radio", "book me a table at eight"]}
+
+
+def probabilities(client, name: str, labels: list) -> list[list[float]]:
+    support = {"inputs": [s for sentences in NAMED.values() for s in sentences],
+               "targets": [label for label in labels for _ in range(2)]}
+    made = client.post("/v1/adapted-models", json={"meta_learner": name, "support": support})
+    assert made.status_code == 201, made.text
+    r = client.post(f"/v1/adapted-models/{made.json()['id']}/predictions", json=QUERIES)
+    assert r.status_code == 200, r.text
+    return [[p["probabilities"][str(label)] for label in labels] for p in r.json()["predictions"]]
+
+
+def test_the_head_reads_label_names_that_say_something_and_no_others(client):
+    names, opaque, numbers = list(NAMED), [f"class_{i:03d}" for i in range(8)], list(range(8))
+    described = client.get("/v1/meta-learners/text-protonet-head@1.2.0").json()
+    assert described["reads_label_names"] is True
+    assert client.get("/v1/meta-learners/text-protonet-head@1.1.0").json()["reads_label_names"] is False
+    reading = probabilities(client, "text-protonet-head@1.2.0", names)
+    blind = probabilities(client, "text-protonet-head@1.1.0", names)  # the same head, no names
+    assert reading != probabilities(client, "text-protonet-head@1.2.0", opaque)  # the names counted
+    # opaque labels and numbers add nothing: the head fitted on the support alone, as 1.1.0's
+    # (which differs only by its temperature)
+    for labels in (opaque, numbers):
+        alone = probabilities(client, "text-protonet-head@1.2.0", labels)
+        assert [row.index(max(row)) for row in alone] == [row.index(max(row)) for row in blind]
+    assert blind == probabilities(client, "text-protonet-head@1.1.0", opaque)  # 1.1.0 never reads them
+    assert [row.index(max(row)) for row in reading] == [0, 1, 4, 6, 7]

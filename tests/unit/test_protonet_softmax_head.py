@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from app.meta.algorithms import ALGORITHMS
-from app.meta.algorithms.protonet_softmax_head import fit_softmax_head
+from app.meta.algorithms.protonet_softmax_head import fit_softmax_head, names_informative
 from app.meta.backbones import build_backbone
 
 
@@ -103,3 +103,70 @@ def test_states_cannot_grow_and_nothing_is_meta_trained():
 def test_hyperparameters_that_cannot_work_are_refused(bad):
     with pytest.raises(ValueError, match="protonet-softmax-head"):
         head_learner(**bad)
+
+
+def names_task(seed: int = 0, ways: int = 8, shots: int = 5):
+    """A task whose classes' names are near their centres (informative) or anywhere (not)."""
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(ways, 16, generator=g)
+    y = torch.arange(ways).repeat_interleave(shots)
+    x = centres[y] + 1.2 * torch.randn(len(y), 16, generator=g)
+    return x, y, centres + 0.3 * torch.randn(ways, 16, generator=g), torch.randn(ways, 16, generator=g)
+
+
+def test_names_count_only_when_the_prototypes_place_them_clearly_better_than_chance():
+    learner = head_learner()
+    x, y, near, anywhere = names_task()
+    z = F.normalize(learner.embed(learner.frozen(), x), dim=-1)
+    unit = lambda v: F.normalize(learner.embed(learner.frozen(), v), dim=-1)  # noqa: E731
+    assert names_informative(unit(near), z, y, 8)
+    assert not names_informative(unit(anywhere), z, y, 8)
+    # one name per class, every class's name beside its prototype: still too few classes
+    protos = learner.prototypes_of(z[:10], y[:10], 2)["prototypes"]
+    assert not names_informative(protos, z[:10], y[:10], 2)
+    assert not names_informative(learner.prototypes_of(z[:15], y[:15], 3)["prototypes"], z[:15], y[:15], 3)
+
+
+def test_informative_names_join_the_support_and_uninformative_ones_change_nothing():
+    from app.meta.algorithms import AdaptOptions
+
+    reading, plain = head_learner(label_names=True), head_learner()
+    assert reading.reads_label_names and not plain.reads_label_names
+    x, y, near, anywhere = names_task()
+    alone = reading.adapt(x, y, 8)
+    with_near = reading.adapt(x, y, 8, AdaptOptions(label_inputs=near))
+    with_anywhere = reading.adapt(x, y, 8, AdaptOptions(label_inputs=anywhere))
+    assert all(torch.equal(alone[k], with_anywhere[k]) for k in alone)
+    assert not torch.equal(alone["weight"], with_near["weight"])
+    assert torch.equal(with_near["counts"], alone["counts"])  # names are not support examples
+    # a version that does not read names ignores them
+    assert all(torch.equal(plain.adapt(x, y, 8)[k], v)
+               for k, v in plain.adapt(x, y, 8, AdaptOptions(label_inputs=near)).items())
+    # the names were fitted: the head classifies them with a lower cross-entropy than the
+    # head fitted without them
+    z, own = reading.features(reading.frozen(), near), torch.arange(8)
+    assert float(F.cross_entropy(reading.head_logits(z, with_near), own)) < float(
+        F.cross_entropy(reading.head_logits(z, alone), own))
+    # the same support and names, the same head
+    again = reading.adapt(x, y, 8, AdaptOptions(label_inputs=near))
+    assert all(torch.equal(with_near[k], again[k]) for k in again)
+
+
+@pytest.mark.parametrize("label, phrase", [("alarm_query", "alarm query"), ("CardArrival", "Card Arrival"),
+                                           ("iot-hue/light.off", "iot hue light off"), ("  refund  ", "refund"),
+                                           ("17", None), (17, None), ("__", None)])
+def test_a_label_is_read_as_words(label, phrase):
+    from app.meta.text_codecs import label_phrase
+
+    assert label_phrase(label) == phrase
+
+
+def test_the_text_codec_reads_labels_only_when_every_label_has_words_and_others_never():
+    from app.meta.codec_registry import codec_for
+    from app.meta.input_spec import InputSpec
+
+    spec = InputSpec(kind="text", shape=[384], encoder="all-MiniLM-L6-v2", max_chars=8)
+    text = codec_for("text")
+    assert text.label_inputs(["alarm_query", "weather"], spec) == ["alarm qu", "weather"]  # cut to max_chars
+    assert text.label_inputs(["alarm_query", 3], spec) is None
+    assert codec_for("vector").label_inputs(["up", "down"], spec) is None

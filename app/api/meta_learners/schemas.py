@@ -51,6 +51,9 @@ class MetaLearnerRead(BaseModel):
     adaptation_defaults: dict[str, Any] = Field(examples=[{"steps": 10}])
     adds_examples: bool = Field(False, description="POST /v1/adapted-models/{id}/examples grows its "
                                 "adapted models exactly (memory-based, ProtoNet); others answer 409")
+    reads_label_names: bool = Field(False, description="the support's labels are read as words too "
+                                    "('alarm_query': 'alarm query'), one more example per class, when "
+                                    "they are informative; labels such as 'class_017' change nothing")
     metrics: dict[str, Any] = Field(description="evaluation results from the manifest")
     state: str = Field("active", description="the state of the version described here")
     versions: list[VersionSummary] = Field(description="every installed version, oldest first")

@@ -24,6 +24,7 @@ def describe(reg: RegisteredLearner, registry: Registry) -> MetaLearnerRead:
         algorithm=spec.algorithm, family=spec.family, task_type=reg.task_type,
         input=reg.input_spec.model_dump(exclude_none=True), limits=reg.limits.model_dump(),
         adaptation_defaults=adaptation_defaults(reg), adds_examples=reg.learner.extends,
+        reads_label_names=reg.learner.reads_label_names,
         metrics=spec.evaluation, versions=versions, state=registry.state(reg),
         aliases=dict(sorted(registry.aliases.get(reg.name, {}).items())),
         canary_percent=registry.canary.get(reg.name, 0),

@@ -36,6 +36,9 @@ class AdaptOptions:
     steps: int | None = None
     # called with the fraction done by learners whose adaptation is long (fine-tuning)
     progress: Callable[[float], None] | None = None
+    # the class labels' names decoded like the support's inputs (row k: class k), for learners
+    # that read them (``reads_label_names``); None where the labels say nothing in this kind
+    label_inputs: Tensor | None = None
 
 
 def copy_sharing_parameters(module: nn.Module) -> nn.Module:
@@ -54,6 +57,7 @@ class MetaLearner(ABC):
     gives_std: ClassVar[bool] = False  # predict_with_std gives a predictive standard deviation
     continues: ClassVar[bool] = False  # adapt_from carries on from a partly adapted state
     extends: ClassVar[bool] = False  # extend adds examples exactly (memory-based learners)
+    reads_label_names: bool = False  # adapt takes the labels' names as inputs (AdaptOptions)
     # adapted once at start-up so that the first client does not pay one-off costs; a learner
     # whose first task loads large weights (a job of seconds anyway) leaves them unloaded
     warm_at_start: ClassVar[bool] = True

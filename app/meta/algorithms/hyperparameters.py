@@ -79,11 +79,14 @@ class PrototypeHyperparameters(Hyperparameters):
 class SoftmaxHeadHyperparameters(PrototypeHyperparameters):
     """ProtoNet refined by a softmax head fitted per task: the unit embeddings times
     ``head_scale`` feed the head; ``head_l2`` pulls its weights toward the prototypes' linear
-    layer; L-BFGS runs at most ``head_iterations``; ``temperature`` divides the served logits."""
+    layer; L-BFGS runs at most ``head_iterations``; ``temperature`` divides the served logits;
+    with ``label_names`` the classes' names join the support as one example each, when they are
+    informative."""
 
     head_scale: float = 4.0
     head_l2: float = 1e-3
     head_iterations: int = 100
+    label_names: bool = False
 
     def check(self, algorithm: str) -> None:
         if self.head_scale <= 0 or self.head_l2 <= 0 or self.head_iterations < 1:

@@ -15,11 +15,22 @@ Features are the embedding's direction times ``head_scale`` (the embedding's own
 no part); the served logits are the head's divided by ``temperature`` (fitted on validation
 episodes, so that the probabilities are calibrated; it never changes the argmax).
 
-Adapted state: ``weight`` ``[ways, dim]``, ``bias`` ``[ways]`` and ``counts`` ``[ways]``. The
-head depends on the whole support set, so a state cannot grow by added examples.
+With ``label_names``, the classes' names (decoded like the support's inputs: for text, the
+label ``"alarm_query"`` read as the sentence "alarm query") join the support as one example each,
+as in work that reads label semantics (e.g. Mueller et al. 2022, "Label Semantic Aware
+Pre-training for Few-shot Text Classification"), but only when they are informative: when the
+prototype classifier puts clearly more names in their own class than chance would
+(``names_informative``). Labels such as ``"class_017"`` are then left out, and the head is the
+one fitted on the support alone.
+
+Adapted state: ``weight`` ``[ways, dim]``, ``bias`` ``[ways]`` and ``counts`` ``[ways]`` (the
+support's examples per class; a name is not counted). The head depends on the whole support
+set, so a state cannot grow by added examples.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -56,6 +67,18 @@ def fit_softmax_head(z: Tensor, y: Tensor, ways: int, scale: float, l2: float, i
     return {"weight": weight.detach(), "bias": bias.detach(), "counts": state["counts"]}
 
 
+def names_informative(names: Tensor, z: Tensor, y: Tensor, ways: int) -> bool:
+    """Whether the classes' names (features ``names``, row k for class k) say something about
+    the support ``(z, y)``: the nearest-prototype classifier puts at least a quarter of them in
+    their own class, and at least three standard deviations more than chance would (an
+    uninformative name lands in its own class with probability 1/ways: one name expected, with
+    variance (ways - 1) / ways). Two or three classes never qualify (chance alone could place
+    every name)."""
+    protos = ProtoNet.prototypes_of(z, y, ways)["prototypes"]
+    own = (2 * names @ protos.T - (protos * protos).sum(-1)).argmax(-1) == torch.arange(ways)
+    return int(own.sum()) >= max(ways / 4, 1 + 3 * math.sqrt((ways - 1) / ways))
+
+
 class ProtoNetSoftmaxHead(ProtoNet):
     """ProtoNet refined by a softmax head fitted on the support set, in the request (no job):
     L-BFGS on a ``[ways, dim]`` layer converges in tens of milliseconds for ten classes on
@@ -67,6 +90,10 @@ class ProtoNetSoftmaxHead(ProtoNet):
     batchable = False  # an L-BFGS run per task
     extends = False  # the head depends on the whole support set
 
+    @property
+    def reads_label_names(self) -> bool:  # type: ignore[override]
+        return bool(self.hp.label_names)
+
     def features(self, params: dict[str, Tensor], x: Tensor) -> Tensor:
         return F.normalize(self.embed(params, x), dim=-1) * float(self.hp.head_scale)
 
@@ -76,9 +103,29 @@ class ProtoNetSoftmaxHead(ProtoNet):
         z = self.features(params, x).detach().clone()  # the head's inputs, outside autograd
         return self.fit(z, y, ways)
 
-    def fit(self, z: Tensor, y: Tensor, ways: int) -> AdaptedState:
-        return fit_softmax_head(z, y, ways, float(self.hp.head_scale), float(self.hp.head_l2),
-                                int(self.hp.head_iterations))
+    def fit(self, z: Tensor, y: Tensor, ways: int, names: Tensor | None = None) -> AdaptedState:
+        """The head on the support's features ``z``; with the names' features ``names`` too,
+        as one more example per class, where they are informative."""
+        counts = None
+        if names is not None and names_informative(names, z, y, ways):
+            counts = torch.bincount(y, minlength=ways).to(z.dtype)
+            z, y = torch.cat([z, names]), torch.cat([y, torch.arange(ways, device=y.device)])
+        state = fit_softmax_head(z, y, ways, float(self.hp.head_scale), float(self.hp.head_l2),
+                                 int(self.hp.head_iterations))
+        if counts is not None:
+            state["counts"] = counts
+        return state
+
+    def names_features(self, params: dict[str, Tensor], options: AdaptOptions | None) -> Tensor | None:
+        """The label names' features when this version reads them and the request has them."""
+        if not self.hp.label_names or options is None or options.label_inputs is None:
+            return None
+        with torch.no_grad():
+            return self.features(params, options.label_inputs).clone()
+
+    def adapt(self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None
+              ) -> AdaptedState:
+        return self.adapt_with_support_outputs(x, y, ways, options)[0]
 
     def predict_params(
         self, params: dict[str, Tensor], state: AdaptedState, x: Tensor
@@ -92,9 +139,11 @@ class ProtoNetSoftmaxHead(ProtoNet):
         self, x: Tensor, y: Tensor, ways: int = 0, options: AdaptOptions | None = None
     ) -> tuple[AdaptedState, Tensor | None]:
         """One embedding of the support set for the head's fit and the support's outputs."""
+        params = self.frozen()
         with torch.no_grad():
-            z = self.features(self.frozen(), x).clone()
-        state = {k: v.contiguous() for k, v in self.fit(z, y, ways).items()}
+            z = self.features(params, x).clone()
+        names = self.names_features(params, options)
+        state = {k: v.contiguous() for k, v in self.fit(z, y, ways, names).items()}
         with torch.no_grad():
             return state, self.head_logits(z, state)
 
