@@ -53,6 +53,17 @@ def tasks(n: int, ways: int = 10, shots: int = 10, queries: int = 32, seed: int 
     return out
 
 
+def cpu_model() -> str:
+    """The CPU's model name and whether it has int8 dot-product instructions (VNNI), which set
+    the int8 encoder's speed; "" where /proc/cpuinfo is not there."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return ""
+    name = next((line.split(":", 1)[1].strip() for line in info.splitlines() if line.startswith("model name")), "")
+    return f"{name}, {'with' if 'vnni' in info else 'without'} VNNI"
+
+
 def rss_mb(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -114,7 +125,7 @@ def main() -> None:
                 job_predict_ms.append((time.perf_counter() - t0) * 1000)
         memory = rss_mb(bench.proc.pid)  # every text learner has now been loaded and used
     report = {
-        "meta": {"machine": platform.machine(), "cpus": __import__("os").cpu_count(),
+        "meta": {"machine": platform.machine(), "cpu": cpu_model(), "cpus": __import__("os").cpu_count(),
                  "python": platform.python_version(), "requests": args.requests, "jobs": args.jobs,
                  "job_torch_threads": args.job_torch_threads or "default", "date": time.strftime("%Y-%m-%d")},
         **{ref: {"adapt_10x10_http": percentiles(adapt), "adapt_compute": percentiles(compute),

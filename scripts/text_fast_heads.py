@@ -170,6 +170,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("reports/text/fast-heads.json"))
     ap.add_argument("--label-names", action="store_true",
                     help="also the heads that read the label names (the written version reads them)")
+    ap.add_argument("--opaque-names", action="store_true",
+                    help="with --label-names: name the intents class_000, class_001, ... (what the heads "
+                    "do with labels that say nothing)")
     ap.add_argument("--write", type=Path, help="write the shipped version to this folder (one --l2 and --scales)")
     args = ap.parse_args()
     if args.write:
@@ -190,7 +193,8 @@ def main() -> None:
             labels = sorted(set(train.intents))
             index = {label: i for i, label in enumerate(labels)}
             truth = torch.tensor([index[i] for i in valid.intents])
-            names = embed_label_names(labels, encoder, runtime) if args.label_names else None
+            named = [f"class_{i:03d}" for i in range(len(labels))] if args.opaque_names else labels
+            names = embed_label_names(named, encoder, runtime) if args.label_names else None
             scores: dict[str, list[float]] = {name: [] for name in grid}
             seconds: dict[str, list[float]] = {name: [] for name in grid}
             for draw in range(args.draws):
