@@ -75,7 +75,7 @@ def names_informative(names: Tensor, z: Tensor, y: Tensor, ways: int) -> bool:
     variance (ways - 1) / ways). Two or three classes never qualify (chance alone could place
     every name)."""
     protos = ProtoNet.prototypes_of(z, y, ways)["prototypes"]
-    own = (2 * names @ protos.T - (protos * protos).sum(-1)).argmax(-1) == torch.arange(ways)
+    own = (2 * names @ protos.T - (protos * protos).sum(-1)).argmax(-1) == torch.arange(ways, device=names.device)
     return int(own.sum()) >= max(ways / 4, 1 + 3 * math.sqrt((ways - 1) / ways))
 
 
