@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from app.meta.algorithms.protonet import ProtoNet
-from app.meta.algorithms.protonet_softmax_head import fit_softmax_head, names_informative
+from app.meta.algorithms.protonet_softmax_head import fit_softmax_head, join_names
 from app.meta.runtime import cache_dir
 from metaserve_train.config import text_dir
 from metaserve_train.tasks.text import (
@@ -54,10 +54,7 @@ def softmax_head(zs, y, zq, ways, l2: float, scale: float, names=None):
     ``scale``, pulled by ``l2`` toward the prototype layer it starts from; with the label
     names' embeddings ``names``, those join the support where they are informative."""
     z = F.normalize(zs, dim=-1) * scale
-    if names is not None:
-        n = F.normalize(names, dim=-1) * scale
-        if names_informative(n, z, y, ways):
-            z, y = torch.cat([z, n]), torch.cat([y, torch.arange(ways)])
+    z, y = join_names(z, y, ways, None if names is None else F.normalize(names, dim=-1) * scale)
     head = fit_softmax_head(z, y, ways, scale, l2, iterations=100)
     return (F.normalize(zq, dim=-1) * scale @ head["weight"].T + head["bias"]).argmax(-1)
 

@@ -23,6 +23,15 @@ def label_phrase(label: Any) -> str | None:
     return " ".join(re.sub(r"[_\-./:]+", " ", spaced).split())
 
 
+def label_phrases(labels: list[Any], max_chars: int | None = None) -> list[str] | None:
+    """Every label as a phrase (cut to ``max_chars`` when given), or None unless every label has
+    letters: what a learner that reads label names is given."""
+    phrases = [label_phrase(label) for label in labels]
+    if not phrases or any(p is None for p in phrases):
+        return None
+    return [p[:max_chars] for p in phrases]
+
+
 class TextCodec(InputCodec):
     """UTF-8 sentences, embedded by the meta-learner's pinned sentence encoder (``encoder``
     in the input spec, computed by its ``runtime``), at most ``max_chars`` characters each. A
@@ -51,10 +60,7 @@ class TextCodec(InputCodec):
 
     def label_inputs(self, labels: list[Any], spec: InputSpec) -> list[Any] | None:
         """Every label as a phrase (cut to ``max_chars``); None unless every label has letters."""
-        phrases = [label_phrase(label) for label in labels]
-        if not phrases or any(p is None for p in phrases):
-            return None
-        return [p[: int(spec.max_chars or 1000)] for p in phrases]
+        return label_phrases(labels, int(spec.max_chars or 1000))
 
     def check_spec(self, spec: InputSpec) -> None:
         if not (spec.encoder and spec.max_chars):

@@ -87,13 +87,11 @@ def embed(split: TextSplit, encoder_name: str, cache_dir: Path | None, runtime: 
 def embed_label_names(labels: list[str], encoder_name: str, runtime: str = "torch") -> Tensor | None:
     """The labels read as phrases and embedded, as the service's text codec gives them to a
     learner that reads label names (None where some label has no letters)."""
-    from app.meta.text_codecs import label_phrase
+    from app.meta.text_codecs import label_phrases
     from app.meta.text_encoder import load_encoder
 
-    phrases = [label_phrase(label) for label in labels]
-    if any(p is None for p in phrases):
-        return None
-    return torch.as_tensor(load_encoder(encoder_name, runtime).encode(phrases))
+    phrases = label_phrases(labels)
+    return None if phrases is None else torch.as_tensor(load_encoder(encoder_name, runtime).encode(phrases))
 
 
 def subset(split: TextSplit, keep) -> TextSplit:

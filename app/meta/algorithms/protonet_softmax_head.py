@@ -79,6 +79,14 @@ def names_informative(names: Tensor, z: Tensor, y: Tensor, ways: int) -> bool:
     return int(own.sum()) >= max(ways / 4, 1 + 3 * math.sqrt((ways - 1) / ways))
 
 
+def join_names(z: Tensor, y: Tensor, ways: int, names: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The support ``(z, y)`` with the classes' names as one more example each where they are
+    informative (``names_informative``); the support itself otherwise."""
+    if names is None or not names_informative(names, z, y, ways):
+        return z, y
+    return torch.cat([z, names]), torch.cat([y, torch.arange(ways, device=y.device)])
+
+
 class ProtoNetSoftmaxHead(ProtoNet):
     """ProtoNet refined by a softmax head fitted on the support set, in the request (no job):
     L-BFGS on a ``[ways, dim]`` layer converges in tens of milliseconds for ten classes on
@@ -106,14 +114,11 @@ class ProtoNetSoftmaxHead(ProtoNet):
     def fit(self, z: Tensor, y: Tensor, ways: int, names: Tensor | None = None) -> AdaptedState:
         """The head on the support's features ``z``; with the names' features ``names`` too,
         as one more example per class, where they are informative."""
-        counts = None
-        if names is not None and names_informative(names, z, y, ways):
-            counts = torch.bincount(y, minlength=ways).to(z.dtype)
-            z, y = torch.cat([z, names]), torch.cat([y, torch.arange(ways, device=y.device)])
-        state = fit_softmax_head(z, y, ways, float(self.hp.head_scale), float(self.hp.head_l2),
+        joined_z, joined_y = join_names(z, y, ways, names)
+        state = fit_softmax_head(joined_z, joined_y, ways, float(self.hp.head_scale), float(self.hp.head_l2),
                                  int(self.hp.head_iterations))
-        if counts is not None:
-            state["counts"] = counts
+        if joined_y is not y:  # the counts are the support's: a name is not an example to keep
+            state["counts"] = torch.bincount(y, minlength=ways).to(z.dtype)
         return state
 
     def names_features(self, params: dict[str, Tensor], options: AdaptOptions | None) -> Tensor | None:
